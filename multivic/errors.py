@@ -1,0 +1,28 @@
+"""User-facing errors: each carries a one-line message that names the problem and the fix.
+
+The CLI prints these without a traceback (unless ``--debug``) and exits non-zero. Anything
+else that escapes is a bug in multivic and is shown with its traceback.
+"""
+
+
+class MultivicError(Exception):
+    """Base class of the errors a user can cause and fix."""
+
+
+class ConfigError(MultivicError, ValueError):
+    """A recipe or override is wrong: unknown key, wrong type, impossible value."""
+
+
+class DataError(MultivicError, ValueError):
+    """A data set on disk is missing, empty or unreadable."""
+
+
+class RegistryError(MultivicError, KeyError):
+    """An encoder name is unknown or a registration is invalid."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0]) if self.args else ""
+
+
+class RunDirError(MultivicError):
+    """A run directory is missing, incomplete or was made by a different recipe."""

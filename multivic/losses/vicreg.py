@@ -1,0 +1,326 @@
+"""The VICReg loss (Bardes, Ponce & LeCun, ICLR 2022), as the authors' released code computes it.
+
+With Z, Z' ∈ R^{n×d} the expander outputs of the two branches::
+
+    invariance  s    = mean((Z - Z')²)                     local batch (F.mse_loss)
+    for each of Z, Z' (n = rows of the whole batch, over all processes):
+        Zc    = Z - column means
+        var_j = Σ_i Zc_ij² / (n-1)
+        v(Z)  = mean_j relu(γ - sqrt(var_j + ε))
+        c(Z)  = Σ_{i≠j} C_ij² / d,   C = Zc^T Zc / (n-1)
+    variance    = (v(Z) + v(Z')) / 2     "released" convention (default)
+                =  v(Z) + v(Z')          "paper" convention (Eq. 6 of the paper)
+    covariance  = c(Z) + c(Z')
+    loss        = λ·s + μ·variance + ν·covariance          λ = μ = 25, ν = 1
+
+The off-diagonal sum never needs the d×d matrix C when n < d::
+
+    Σ_{i≠j} C_ij² = ‖C‖_F² - Σ_j C_jj² = ‖Zc Zc^T‖_F² / (n-1)² - Σ_j var_j²
+
+because ‖A^T A‖_F = ‖A A^T‖_F. The n×n Gram costs O(n²d) instead of O(nd²): at n=256,
+d=8192 that is 32× fewer multiply-adds and no 256 MB matrix. When n ≥ d the d×d form is the
+cheaper one and is used instead (``covariance_form="auto"``).
+
+Across processes, Z is gathered with gradient for the variance and covariance terms; the
+invariance term stays local, as in the released code. The covariance sum is split: each
+process computes only its share of rows of the Gram (or columns of C) and the partial sums
+are all-reduced, so that work falls as 1/world_size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from multivic.distributed import all_reduce_sum_with_grad, gather_with_grad, rank, world_size
+
+VarianceConvention = Literal["released", "paper"]
+CovarianceForm = Literal["auto", "gram", "covariance"]
+VARIANCE_CONVENTIONS: tuple[str, ...] = ("released", "paper")
+COVARIANCE_FORMS: tuple[str, ...] = ("auto", "gram", "covariance")
+
+
+# --------------------------------------------------------------------------------------------
+# The terms as plain functions, on the whole batch of one process.
+# --------------------------------------------------------------------------------------------
+
+
+def invariance_loss(z_a: Tensor, z_b: Tensor) -> Tensor:
+    """Mean squared distance between paired rows: mean over all n·d entries.
+
+    Args:
+        z_a, z_b: [n, d] embeddings of the two views.
+    Returns:
+        A scalar.
+    """
+    return F.mse_loss(z_a, z_b)
+
+
+def per_dimension_std(z: Tensor, eps: float = 1e-4) -> Tensor:
+    """sqrt(unbiased variance + eps) of each column of ``z`` [n, d]; returns [d]."""
+    return torch.sqrt(z.var(dim=0, unbiased=True) + eps)
+
+
+def variance_loss(z: Tensor, gamma: float = 1.0, eps: float = 1e-4) -> Tensor:
+    """Hinge on the per-dimension standard deviation: mean_j relu(γ - sqrt(var_j + ε)).
+
+    Usable on its own as a collapse regulariser (the paper adds it to BYOL and SimSiam).
+
+    Args:
+        z: [n, d] embeddings, n ≥ 2.
+    Returns:
+        A scalar.
+    """
+    return F.relu(gamma - per_dimension_std(z, eps)).mean()
+
+
+def covariance_loss(z: Tensor, form: CovarianceForm = "auto") -> Tensor:
+    """Sum of squared off-diagonal covariances divided by d: Σ_{i≠j} C_ij² / d.
+
+    Args:
+        z: [n, d] embeddings, n ≥ 2.
+        form: "gram" uses the n×n Gram of the centred rows, "covariance" the d×d matrix C,
+            "auto" the cheaper of the two (Gram when n < d). Both give the same value.
+    Returns:
+        A scalar.
+    """
+    n, d = z.shape
+    zc = z - z.mean(dim=0)
+    var = zc.pow(2).sum(dim=0) / (n - 1)
+    return _off_diagonal_sum_sq(zc, var, _resolve_form(form, n, d), shard=0, shards=1) / d
+
+
+# --------------------------------------------------------------------------------------------
+# The off-diagonal sum, in either form, optionally split into shards across processes.
+# --------------------------------------------------------------------------------------------
+
+
+def _resolve_form(form: str, n: int, d: int) -> str:
+    if form not in COVARIANCE_FORMS:
+        raise ValueError(f"covariance_form must be one of {COVARIANCE_FORMS}; got {form!r}")
+    if form == "auto":
+        return "gram" if n < d else "covariance"
+    return form
+
+
+class _GramFrobeniusSq(torch.autograd.Function):
+    """‖A A^T‖_F² with a hand-written backward: 4·(A A^T)·A.
+
+    Autograd on ``(a @ a.T).pow(2).sum()`` would spend two n²d products in the backward (one
+    per operand of the product); the symmetric gradient needs one, so forward plus backward
+    cost exactly the two Gram-sized products that are the floor of this computation.
+    """
+
+    @staticmethod
+    def forward(ctx, a: Tensor) -> Tensor:  # type: ignore[override]
+        gram = a @ a.T
+        ctx.save_for_backward(a, gram)
+        return gram.pow(2).sum()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        a, gram = ctx.saved_tensors
+        return (gram @ a).mul_(4.0 * grad)
+
+
+def _off_diagonal_sum_sq(zc: Tensor, var: Tensor, form: str, shard: int, shards: int) -> Tensor:
+    """Σ_{i≠j} C_ij² (or this shard's part of it) from centred rows ``zc`` [n, d].
+
+    ``var`` [d] holds C's diagonal. With ``shards > 1`` only rows ``shard`` of the Gram (form
+    "gram") or columns ``shard`` of C (form "covariance") are computed; the shard sums add up
+    to the whole.
+    """
+    n = zc.shape[0]
+    if form == "gram":
+        if shards == 1:
+            frob = _GramFrobeniusSq.apply(zc)
+            return frob / (n - 1) ** 2 - var.pow(2).sum()
+        rows = torch.tensor_split(zc, shards, dim=0)[shard]
+        diag = torch.tensor_split(var, shards)[shard]
+        # Row block r of the Gram covers ‖·‖_F² rows; the diagonal of C is split evenly too so
+        # the shards' sums add up to Σ_{i≠j} C_ij² exactly.
+        return (rows @ zc.T).pow(2).sum() / (n - 1) ** 2 - diag.pow(2).sum()
+    # The d×d form, arranged as the released code does: zero the diagonal, sum the squares.
+    # Subtracting Σ var² here instead would lose digits when d is small and n large.
+    cols = torch.tensor_split(torch.arange(zc.shape[1], device=zc.device), shards)[shard]
+    block = (zc.T @ zc[:, cols]) / (n - 1)  # [d, |cols|]
+    off = torch.ones_like(block)
+    off[cols, torch.arange(cols.numel(), device=zc.device)] = 0.0
+    return (block * off).pow(2).sum()
+
+
+# --------------------------------------------------------------------------------------------
+# The module.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VICRegOutput:
+    """What :class:`VICRegLoss` returns. All tensors are scalars in float32 (or wider).
+
+    ``loss`` carries the gradient; ``invariance``, ``variance`` and ``covariance`` are the
+    unweighted terms (also with gradient). ``stats`` holds detached monitoring numbers per
+    branch ("a" and "b"): ``std_mean``, ``std_min``, ``std_below_gamma`` (fraction of
+    dimensions whose std is under γ) and ``cov_offdiag_rms``.
+    """
+
+    loss: Tensor
+    invariance: Tensor
+    variance: Tensor
+    covariance: Tensor
+    stats: dict[str, Tensor] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, Tensor]:
+        """Flat, detached scalars for logging: the loss, its terms and the statistics."""
+        out = {
+            "loss": self.loss.detach(),
+            "invariance": self.invariance.detach(),
+            "variance": self.variance.detach(),
+            "covariance": self.covariance.detach(),
+        }
+        out.update(self.stats)
+        return out
+
+
+class VICRegLoss(nn.Module):
+    """Variance-Invariance-Covariance regularisation of two batches of embeddings.
+
+    Args:
+        sim_coeff: λ, weight of the invariance term (25 in the paper).
+        std_coeff: μ, weight of the variance term (25).
+        cov_coeff: ν, weight of the covariance term (1).
+        gamma: γ, the target standard deviation of each dimension (1).
+        eps: ε inside the square root of the variance (1e-4).
+        variance_convention: "released" halves the sum of the two branches' variance terms,
+            as the authors' released code (and the published numbers) do; "paper" sums them,
+            as Eq. 6 of the paper writes it. With the default μ = 25 the paper's form weighs
+            the variance term twice as much as the code that produced the results.
+        covariance_form: "auto" (Gram when n < d, d×d covariance otherwise), "gram" or
+            "covariance". All give the same value up to rounding.
+        gather: when torch.distributed runs more than one process, gather the embeddings of
+            all processes (with gradient) for the variance and covariance terms.
+        check_finite: raise a clear error when an input holds NaN or Inf. Costs one scalar
+            device-to-host copy per call.
+
+    ``forward(z_a, z_b)`` takes [n_local, d] tensors of any floating dtype and returns a
+    :class:`VICRegOutput`. The arithmetic runs in float32 (float64 stays float64) with
+    autocast disabled, whatever precision the model ran in.
+    """
+
+    def __init__(
+        self,
+        sim_coeff: float = 25.0,
+        std_coeff: float = 25.0,
+        cov_coeff: float = 1.0,
+        gamma: float = 1.0,
+        eps: float = 1e-4,
+        variance_convention: VarianceConvention = "released",
+        covariance_form: CovarianceForm = "auto",
+        gather: bool = True,
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__()
+        if variance_convention not in VARIANCE_CONVENTIONS:
+            raise ValueError(
+                f"variance_convention must be one of {VARIANCE_CONVENTIONS}; got {variance_convention!r}"
+            )
+        _resolve_form(covariance_form, 1, 1)  # validates the name
+        if eps <= 0:
+            raise ValueError(f"eps must be > 0 (it keeps sqrt differentiable at 0); got {eps}")
+        self.sim_coeff = sim_coeff
+        self.std_coeff = std_coeff
+        self.cov_coeff = cov_coeff
+        self.gamma = gamma
+        self.eps = eps
+        self.variance_convention = variance_convention
+        self.covariance_form = covariance_form
+        self.gather = gather
+        self.check_finite = check_finite
+
+    def extra_repr(self) -> str:
+        return (
+            f"sim_coeff={self.sim_coeff}, std_coeff={self.std_coeff}, cov_coeff={self.cov_coeff}, "
+            f"gamma={self.gamma}, eps={self.eps}, variance_convention={self.variance_convention!r}, "
+            f"covariance_form={self.covariance_form!r}"
+        )
+
+    def forward(self, z_a: Tensor, z_b: Tensor) -> VICRegOutput:
+        _check_shapes(z_a, z_b)
+        device_type = z_a.device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            dtype = torch.promote_types(z_a.dtype, torch.float32)
+            z_a, z_b = z_a.to(dtype), z_b.to(dtype)
+            out = self._compute(z_a, z_b)
+        if self.check_finite and not bool(torch.isfinite(out.loss)):
+            _raise_non_finite(z_a, z_b, out.loss)
+        return out
+
+    def _compute(self, z_a: Tensor, z_b: Tensor) -> VICRegOutput:
+        invariance = invariance_loss(z_a, z_b)
+
+        shards = world_size() if self.gather else 1
+        if shards > 1:
+            z_a, z_b = gather_with_grad(z_a), gather_with_grad(z_b)
+        n, d = z_a.shape
+        if n < 2:
+            raise ValueError(
+                f"VICReg needs at least 2 rows in the whole batch to estimate a variance; got n={n}"
+            )
+        form = _resolve_form(self.covariance_form, n, d)
+
+        v_terms, c_terms, stats = [], [], {}
+        for side, z in (("a", z_a), ("b", z_b)):
+            zc = z - z.mean(dim=0)
+            var = zc.pow(2).sum(dim=0) / (n - 1)
+            std = torch.sqrt(var + self.eps)
+            v_terms.append(F.relu(self.gamma - std).mean())
+            off = _off_diagonal_sum_sq(zc, var, form, shard=rank() if shards > 1 else 0, shards=shards)
+            if shards > 1:
+                off = all_reduce_sum_with_grad(off)
+            c_terms.append(off / d)
+            with torch.no_grad():
+                stats[f"{side}/std_mean"] = std.mean()
+                stats[f"{side}/std_min"] = std.min()
+                stats[f"{side}/std_below_gamma"] = (std < self.gamma).to(std.dtype).mean()
+                stats[f"{side}/cov_offdiag_rms"] = torch.sqrt(off.clamp_min(0) / max(d * (d - 1), 1))
+
+        variance = v_terms[0] + v_terms[1]
+        if self.variance_convention == "released":
+            variance = variance / 2
+        covariance = c_terms[0] + c_terms[1]
+        loss = self.sim_coeff * invariance + self.std_coeff * variance + self.cov_coeff * covariance
+        return VICRegOutput(loss, invariance, variance, covariance, stats)
+
+
+def _check_shapes(z_a: Tensor, z_b: Tensor) -> None:
+    for name, z in (("z_a", z_a), ("z_b", z_b)):
+        if z.dim() != 2:
+            raise ValueError(
+                f"VICRegLoss expects 2-D embeddings [batch, dim]; got {name} with shape {tuple(z.shape)}"
+            )
+        if not z.is_floating_point():
+            raise ValueError(f"VICRegLoss expects floating-point embeddings; got {name} of dtype {z.dtype}")
+    if z_a.shape != z_b.shape:
+        raise ValueError(
+            f"z_a and z_b must have the same shape; got {tuple(z_a.shape)} and {tuple(z_b.shape)}"
+        )
+    if world_size() == 1 and z_a.shape[0] < 2:
+        raise ValueError(
+            f"VICReg needs at least 2 rows in the whole batch to estimate a variance; got n={z_a.shape[0]}"
+        )
+
+
+def _raise_non_finite(z_a: Tensor, z_b: Tensor, loss: Tensor) -> None:
+    for name, z in (("z_a", z_a), ("z_b", z_b)):
+        bad = ~torch.isfinite(z)
+        if bool(bad.any()):
+            rows = bad.any(dim=1).nonzero().flatten()[:5].tolist()
+            raise ValueError(
+                f"{name} holds {int(bad.sum())} non-finite values (NaN or Inf), first in rows {rows}: "
+                "the model diverged or its input is corrupt"
+            )
+    raise ValueError(f"the VICReg loss is not finite ({loss.item()}) although this process's inputs are finite: values overflow float32, or another process holds the bad rows")

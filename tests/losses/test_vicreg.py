@@ -1,0 +1,134 @@
+"""VICRegLoss against an independent float64 transcription of the released code."""
+
+import pytest
+import torch
+
+from multivic.losses import VICRegLoss, covariance_loss, invariance_loss, variance_loss
+from multivic.losses.vicreg import _GramFrobeniusSq, _resolve_form
+from tests.losses.reference import off_diagonal, reference_vicreg
+
+SHAPES = [(2, 7), (16, 64), (32, 32), (96, 24)]  # n = 2, n < d, n = d, n > d
+
+
+def _pair(n, d, seed, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    a = (torch.randn(n, d, generator=g, dtype=dtype) * 0.7 + 0.3).requires_grad_()
+    b = (torch.randn(n, d, generator=g, dtype=dtype) * 0.5).requires_grad_()
+    return a, b
+
+
+@pytest.mark.parametrize("n,d", SHAPES)
+@pytest.mark.parametrize("form", ["auto", "gram", "covariance"])
+@pytest.mark.parametrize("convention", ["released", "paper"])
+def test_matches_reference_value_and_gradients(n, d, form, convention):
+    a, b = _pair(n, d, seed=n * 1000 + d)
+    out = VICRegLoss(covariance_form=form, variance_convention=convention)(a, b)
+    ref = reference_vicreg(a, b, paper=convention == "paper")
+    for got, want in zip((out.loss, out.invariance, out.variance, out.covariance), ref):
+        assert abs(got.item() - want.item()) <= 1e-10 * max(abs(want.item()), 1e-300)
+    g_out = torch.autograd.grad(out.loss, (a, b))
+    g_ref = torch.autograd.grad(ref[0], (a, b))
+    for x, y in zip(g_out, g_ref):
+        assert torch.allclose(x, y, rtol=1e-10, atol=1e-13)
+
+
+def test_paper_convention_doubles_the_variance_term():
+    a, b = _pair(8, 16, seed=1)
+    released = VICRegLoss()(a, b)
+    paper = VICRegLoss(variance_convention="paper")(a, b)
+    assert torch.allclose(paper.variance, 2 * released.variance, rtol=1e-12)
+    assert torch.allclose(paper.loss - released.loss, 25.0 * released.variance, rtol=1e-12)
+
+
+def test_custom_coefficients_weight_the_unweighted_terms():
+    a, b = _pair(8, 16, seed=2)
+    out = VICRegLoss(sim_coeff=3.0, std_coeff=5.0, cov_coeff=7.0, gamma=0.5, eps=1e-3)(a, b)
+    ref = reference_vicreg(a, b, sim=3.0, std=5.0, cov=7.0, gamma=0.5, eps=1e-3)
+    assert torch.allclose(out.loss, ref[0], rtol=1e-12)
+
+
+def test_plain_functions_are_the_terms():
+    a, b = _pair(12, 20, seed=3)
+    ref = reference_vicreg(a, b, paper=True)
+    assert torch.allclose(invariance_loss(a, b), ref[1], rtol=1e-12)
+    assert torch.allclose(variance_loss(a) + variance_loss(b), ref[2], rtol=1e-12)
+    assert torch.allclose(covariance_loss(a, "gram") + covariance_loss(b, "gram"), ref[3], rtol=1e-10)
+    assert torch.allclose(covariance_loss(a, "covariance") + covariance_loss(b, "covariance"), ref[3], rtol=1e-10)
+
+
+def test_auto_form_switches_at_n_equals_d():
+    assert _resolve_form("auto", 255, 256) == "gram"
+    assert _resolve_form("auto", 256, 256) == "covariance"
+    assert _resolve_form("auto", 257, 256) == "covariance"
+    with pytest.raises(ValueError, match="covariance_form"):
+        _resolve_form("dense", 2, 2)
+
+
+def test_gram_function_gradient_is_exact():
+    a = torch.randn(6, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_GramFrobeniusSq.apply, (a,))
+
+
+@pytest.mark.parametrize("n,d", [(64, 512), (512, 64)])
+def test_forms_agree_in_float32(n, d):
+    a, b = _pair(n, d, seed=4, dtype=torch.float32)
+    gram = VICRegLoss(covariance_form="gram")(a, b).covariance
+    cov = VICRegLoss(covariance_form="covariance")(a, b).covariance
+    ref = reference_vicreg(a.double(), b.double())[3]
+    assert abs(gram.item() - ref.item()) / ref.item() < 1e-4
+    assert abs(cov.item() - ref.item()) / ref.item() < 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_computed_in_float32_under_autocast(dtype):
+    a, b = _pair(32, 128, seed=5, dtype=torch.float32)
+    a_low, b_low = a.detach().to(dtype).requires_grad_(), b.detach().to(dtype).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = VICRegLoss()(a_low, b_low)
+    assert out.loss.dtype == torch.float32
+    # The same low-precision numbers, upcast by hand and computed in float64: only float32 rounding apart.
+    ref = reference_vicreg(a_low.detach().double(), b_low.detach().double())[0]
+    assert abs(out.loss.item() - ref.item()) / ref.item() < 1e-5
+    out.loss.backward()
+    assert a_low.grad is not None and a_low.grad.dtype == dtype
+
+
+def test_statistics_match_direct_computation():
+    a, b = _pair(40, 30, seed=6)
+    out = VICRegLoss()(a, b)
+    std = torch.sqrt(a.detach().var(dim=0) + 1e-4)
+    assert torch.allclose(out.stats["a/std_mean"], std.mean())
+    assert torch.allclose(out.stats["a/std_min"], std.min())
+    assert out.stats["a/std_below_gamma"].item() == pytest.approx((std < 1.0).double().mean().item())
+    c = torch.cov(a.detach().T)
+    rms = off_diagonal(c).pow(2).mean().sqrt()
+    assert torch.allclose(out.stats["a/cov_offdiag_rms"], rms, rtol=1e-8)
+    assert set(out.metrics()) >= {"loss", "invariance", "variance", "covariance", "b/std_mean"}
+
+
+@pytest.mark.parametrize(
+    "a,b,message",
+    [
+        (torch.randn(4, 8), torch.randn(4, 9), "same shape"),
+        (torch.randn(8), torch.randn(8), "2-D"),
+        (torch.randn(1, 8), torch.randn(1, 8), "at least 2 rows"),
+        (torch.randint(0, 3, (4, 8)), torch.randint(0, 3, (4, 8)), "floating-point"),
+    ],
+)
+def test_bad_input_names_the_problem(a, b, message):
+    with pytest.raises(ValueError, match=message):
+        VICRegLoss()(a, b)
+
+
+def test_non_finite_input_names_the_tensor():
+    a, b = torch.randn(4, 8), torch.randn(4, 8)
+    b[2, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"z_b holds 1 non-finite .* rows \[2\]"):
+        VICRegLoss()(a, b)
+
+
+def test_bad_options_rejected():
+    with pytest.raises(ValueError, match="variance_convention"):
+        VICRegLoss(variance_convention="sum")
+    with pytest.raises(ValueError, match="covariance_form"):
+        VICRegLoss(covariance_form="fast")
