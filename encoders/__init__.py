@@ -1,0 +1,3 @@
+"""Built-in encoders. Importing a module here registers its encoders in multivic's registry."""
+
+from encoders import resnet  # noqa: F401

@@ -1,0 +1,111 @@
+"""Branches and the joint-embedding model.
+
+A :class:`Branch` is one side of the joint embedding: an encoder f (its output y is the
+representation used downstream) followed by an expander h (used only by the loss),
+z = h(f(x)). :class:`JointEmbedding` holds two branches and a loss and is what both the
+trainer and users' own training loops call::
+
+    model = JointEmbedding(build_branch("image", "resnet18"), build_branch("image", "resnet18"))
+    loss, metrics = model(view_a, view_b)
+    loss.backward()
+
+Weight sharing needs no special path: pass the same Branch object twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from multivic.expander import Expander
+from multivic.losses import VICRegLoss
+from multivic.registry import create_encoder
+
+
+class Branch(nn.Module):
+    """Encoder + expander. Input: the batch of the encoder's modality; output [B, expander width]."""
+
+    def __init__(self, name: str, encoder: nn.Module, expander: Expander) -> None:
+        super().__init__()
+        if getattr(encoder, "out_dim", None) != expander.in_dim:
+            raise ValueError(
+                f"branch {name!r}: encoder out_dim {getattr(encoder, 'out_dim', None)} "
+                f"does not match expander in_dim {expander.in_dim}"
+            )
+        self.name = name
+        self.encoder = encoder
+        self.expander = expander
+
+    @property
+    def modality(self) -> str:
+        return str(getattr(self.encoder, "modality", "unknown"))
+
+    @property
+    def representation_dim(self) -> int:
+        return int(self.encoder.out_dim)
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.expander.out_dim)
+
+    def encode(self, x: Any) -> Tensor:
+        """The representation y = f(x), [B, representation_dim]."""
+        return self.encoder(x)
+
+    def forward(self, x: Any) -> Tensor:
+        """The embedding z = h(f(x)), [B, embedding_dim]."""
+        return self.expander(self.encoder(x))
+
+
+def build_branch(
+    name: str, encoder: str, encoder_kwargs: dict[str, Any] | None = None, expander: str = "8192-8192-8192"
+) -> Branch:
+    """A branch from an encoder registry name, its keyword arguments and an expander spec."""
+    enc = create_encoder(encoder, **(encoder_kwargs or {}))
+    return Branch(name, enc, Expander(enc.out_dim, expander))
+
+
+class JointEmbedding(nn.Module):
+    """Two branches and a joint-embedding loss.
+
+    ``forward(view_a, view_b)`` returns ``(loss, metrics)``: the scalar float32 loss with its
+    graph, and a dict of detached scalar tensors (the loss terms and per-side collapse
+    statistics, keys such as "invariance", "a/std_mean"). No host synchronisation happens
+    unless the loss's ``check_finite`` is on.
+
+    ``branch_b`` may be ``branch_a`` itself (shared weights), another instance of the same
+    architecture, or a different architecture and modality: one code path for all.
+    """
+
+    def __init__(self, branch_a: Branch, branch_b: Branch, loss: VICRegLoss | None = None) -> None:
+        super().__init__()
+        if branch_a.embedding_dim != branch_b.embedding_dim:
+            raise ValueError(
+                f"the branches' embeddings must have one width for the loss: {branch_a.name!r} gives "
+                f"{branch_a.embedding_dim}, {branch_b.name!r} gives {branch_b.embedding_dim}"
+            )
+        if branch_a is not branch_b and branch_a.name == branch_b.name:
+            raise ValueError(
+                f"two branches with separate weights need distinct names; both are {branch_a.name!r}"
+            )
+        self.branch_a = branch_a
+        self.branch_b = branch_b
+        self.loss_fn = loss if loss is not None else VICRegLoss()
+
+    @property
+    def shared(self) -> bool:
+        return self.branch_a is self.branch_b
+
+    def branches(self) -> dict[str, Branch]:
+        """The distinct branches by name (one entry when the weights are shared)."""
+        out = {self.branch_a.name: self.branch_a}
+        if not self.shared:
+            out[self.branch_b.name] = self.branch_b
+        return out
+
+    def forward(self, view_a: Any, view_b: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        z_a = self.branch_a(view_a)
+        z_b = self.branch_b(view_b)
+        out = self.loss_fn(z_a, z_b)
+        return out.loss, out.metrics()
