@@ -1,0 +1,100 @@
+"""Image readers: an ImageFolder layout and torchvision's CIFAR-10 / STL-10 files on disk.
+
+The ImageFolder layout is ``root/<split>/<class>/<image>``. Unlike torchvision's reader,
+problems come back as one-line :class:`DataError` messages that name the folder or file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from multivic.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open an image file as RGB; a DataError naming the file when it cannot be read."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
+
+
+class ImageFolderDataset(Dataset):
+    """Labelled images from ``split_dir/<class>/*``; items are ``(transform(image), label)``.
+
+    Classes are the sorted sub-folder names. Raises DataError for a missing folder, a folder
+    with no class sub-folders, or a class folder with no images.
+    """
+
+    def __init__(self, split_dir: str | Path, transform: Callable[[Image.Image], Any] | None = None) -> None:
+        self.root = Path(split_dir)
+        if not self.root.is_dir():
+            raise DataError(
+                f"image folder {self.root} does not exist: expected root/train/<class>/* and root/val/<class>/*"
+            )
+        class_dirs = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not class_dirs:
+            raise DataError(f"image folder {self.root} has no class sub-folders: expected {self.root}/<class>/<image>")
+        self.classes = [p.name for p in class_dirs]
+        self.samples: list[tuple[Path, int]] = []
+        for label, class_dir in enumerate(class_dirs):
+            files = sorted(
+                p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            if not files:
+                raise DataError(
+                    f"class folder {class_dir} has no images ({', '.join(IMAGE_EXTENSIONS[:3])}, ...): "
+                    "add images or remove the folder"
+                )
+            self.samples += [(f, label) for f in files]
+        self.targets = [label for _, label in self.samples]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        path, label = self.samples[index]
+        image = load_rgb(path)
+        return (self.transform(image) if self.transform else image), label
+
+
+class TorchvisionImageDataset(Dataset):
+    """CIFAR-10 or STL-10 from the files torchvision's readers expect, never downloaded."""
+
+    def __init__(self, name: str, root: str | Path, split: str, transform: Callable | None = None) -> None:
+        import torchvision.datasets as tvd
+
+        root = Path(root)
+        try:
+            if name == "cifar10":
+                self.base = tvd.CIFAR10(str(root), train=(split == "train"), download=False)
+                self.classes = list(self.base.classes)
+                self.targets = list(self.base.targets)
+            elif name == "stl10":
+                self.base = tvd.STL10(str(root), split="train" if split == "train" else "test", download=False)
+                self.classes = list(self.base.classes)
+                self.targets = [int(t) for t in self.base.labels]
+            else:
+                raise DataError(f"unknown torchvision data set {name!r}; known: cifar10, stl10")
+        except RuntimeError as exc:
+            raise DataError(
+                f"{name} not found under {root} ({str(exc).splitlines()[0]}); multivic never downloads: "
+                "put the data set there or point data.root at it"
+            ) from None
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image, label = self.base[index]
+        image = image.convert("RGB")
+        return (self.transform(image) if self.transform else image), int(label)
