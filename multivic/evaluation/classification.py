@@ -1,0 +1,51 @@
+"""The classification protocols of one branch: linear probe, k-NN and embedding statistics."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from multivic.branch import Branch
+from multivic.evaluation.collapse import embedding_std_stats
+from multivic.evaluation.features import extract_features
+from multivic.evaluation.knn import knn_classify
+from multivic.evaluation.linear_probe import linear_probe
+
+
+def evaluate_classification(
+    branch: Branch,
+    train: Dataset,
+    val: Dataset,
+    num_classes: int,
+    device: torch.device,
+    *,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    knn_k: int = 20,
+    knn_temperature: float = 0.07,
+    linear_epochs: int = 100,
+    linear_lr: float = 0.01,
+    linear_weight_decay: float = 1e-4,
+    max_train_samples: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Metrics of ``branch`` named ``<branch>/<metric>``: linear_top1, linear_top5, knn_top1
+    (percent, on val, trained on train) and std_mean, std_min, effective_rank of the expander
+    output on val."""
+    tr = extract_features(branch, train, device, batch_size, num_workers, max_train_samples, seed)
+    va = extract_features(branch, val, device, batch_size, num_workers)
+    probe = linear_probe(
+        tr.representations, tr.labels, va.representations, va.labels, num_classes,
+        epochs=linear_epochs, lr=linear_lr, weight_decay=linear_weight_decay, seed=seed,
+    )
+    knn_pred = knn_classify(tr.representations, tr.labels, va.representations, num_classes, knn_k, knn_temperature)
+    stats = embedding_std_stats(va.embeddings)
+    p = branch.name
+    return {
+        f"{p}/linear_top1": probe["top1"],
+        f"{p}/linear_top5": probe["top5"],
+        f"{p}/knn_top1": 100.0 * (knn_pred == va.labels).float().mean().item(),
+        f"{p}/std_mean": stats["std_mean"],
+        f"{p}/std_min": stats["std_min"],
+        f"{p}/effective_rank": stats["effective_rank"],
+    }
