@@ -1,0 +1,37 @@
+"""multivic: VICReg joint-embedding self-supervised learning with any two encoders.
+
+The public API::
+
+    from multivic import VICRegLoss, JointEmbedding, build_branch, register_encoder
+"""
+
+from multivic.branch import Branch, JointEmbedding, build_branch
+from multivic.errors import ConfigError, DataError, MultivicError, RegistryError, RunDirError
+from multivic.expander import Expander, parse_expander_spec
+from multivic.export import load_branch
+from multivic.losses import VICRegLoss, VICRegOutput, covariance_loss, invariance_loss, variance_loss
+from multivic.registry import create_encoder, list_encoders, register_encoder
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Branch",
+    "ConfigError",
+    "DataError",
+    "Expander",
+    "JointEmbedding",
+    "MultivicError",
+    "RegistryError",
+    "RunDirError",
+    "VICRegLoss",
+    "VICRegOutput",
+    "build_branch",
+    "covariance_loss",
+    "create_encoder",
+    "invariance_loss",
+    "list_encoders",
+    "load_branch",
+    "parse_expander_spec",
+    "register_encoder",
+    "variance_loss",
+]

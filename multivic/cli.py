@@ -1,0 +1,118 @@
+"""The ``multivic`` command.
+
+    multivic train RECIPE [--output-dir DIR] [key=value ...]   train, export, evaluate (resumes DIR)
+    multivic eval RUN_DIR [key=value ...]                      re-evaluate a run's exported branches
+    multivic encoders [--modality M]                           list the encoder registry
+
+User mistakes print one line ``error: ...`` and exit 2, without a traceback unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from multivic.errors import MultivicError
+
+
+def _one_line(exc: BaseException) -> str:
+    """The user-facing line of an error, also when a DataLoader worker re-raised it.
+
+    Worker errors arrive as "Caught DataError in DataLoader worker process 0.\\nOriginal
+    Traceback ...\\nmultivic.errors.DataError: <message>"; the message is the last line.
+    """
+    text = str(exc).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) > 1 and "Original Traceback" in text:
+        last = lines[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return lines[0] if lines else exc.__class__.__name__
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="multivic", description="VICReg joint-embedding training with any two encoders.")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a recipe; running it again on the same --output-dir resumes")
+    t.add_argument("recipe", help="path of a YAML recipe, e.g. recipes/quickstart/image_image.yaml")
+    t.add_argument("--output-dir", default=None, help="run directory (default: runs/<recipe name>)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("overrides", nargs="*", help="config overrides such as train.epochs=5 data.root=/data/imagenet")
+
+    e = sub.add_parser("eval", help="evaluate the exported branches of a run directory")
+    e.add_argument("run_dir")
+    e.add_argument("overrides", nargs="*", help="overrides, e.g. data.root=/data/val-copy eval.knn_k=10")
+
+    r = sub.add_parser("encoders", help="list the registered encoders")
+    r.add_argument("--modality", default=None)
+    return p
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from multivic.config import load_config
+    from multivic.workflows import format_metrics, train
+
+    cfg = load_config(args.recipe, args.overrides)
+    out = Path(args.output_dir) if args.output_dir else Path("runs") / Path(args.recipe).stem
+    metrics = train(cfg, out, progress=not args.no_progress)
+    if metrics:
+        print(format_metrics(metrics))
+    print(f"run directory: {out}")
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from multivic.run_dir import RunDir
+    from multivic.workflows import evaluate, format_metrics, load_run_config
+
+    run_dir = RunDir(args.run_dir)
+    cfg = load_run_config(run_dir, args.overrides)
+    print(format_metrics(evaluate(cfg, run_dir)))
+
+
+def _cmd_encoders(args: argparse.Namespace) -> None:
+    from multivic.registry import create_encoder, encoder_spec, list_encoders
+
+    names = list_encoders(args.modality)
+    print(f"{'name':<14}{'modality':<12}{'out_dim':>8}  source")
+    for name in names:
+        spec = encoder_spec(name)
+        try:
+            width = str(create_encoder(name).out_dim)
+        except Exception:  # a factory that needs arguments: width depends on them
+            width = "?"
+        print(f"{name:<14}{spec.modality:<12}{width:>8}  {spec.source}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    # Overrides may come before or after options (argparse stops a positional list at the
+    # first option), so left-over key=value tokens are collected here.
+    args, extra = parser.parse_known_args(argv)
+    bad = [tok for tok in extra if "=" not in tok or tok.startswith("-")]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    if extra:
+        if not hasattr(args, "overrides"):
+            parser.error(f"{args.command} takes no key=value overrides: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("multivic").setLevel(logging.INFO)
+    commands = {"train": _cmd_train, "eval": _cmd_eval, "encoders": _cmd_encoders}
+    try:
+        commands[args.command](args)
+    except MultivicError as exc:
+        if args.debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Typed recipe configuration: OmegaConf structured configs over dataclasses.
+
+A recipe is a YAML file whose keys must exist in :class:`RecipeConfig`; command-line
+overrides are ``key=value`` dotlists merged on top. An unknown key or a value of the wrong
+type is a :class:`ConfigError` naming the key. This module only describes and validates: the
+recipe layer (:mod:`multivic.recipe`) turns a config into components.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from multivic.errors import ConfigError
+from multivic.losses.vicreg import COVARIANCE_FORMS, VARIANCE_CONVENTIONS
+
+MIXED_PRECISION = ("no", "bf16", "fp16")
+OPTIMIZERS = ("lars", "adamw")
+IMAGE_FORMATS = ("image_folder", "cifar10", "stl10")
+BUILTIN_DATASETS = ("shapes",)
+
+
+@dataclass
+class BranchConfig:
+    """One side of the joint embedding: its network and its input pipeline."""
+
+    name: str = "image"
+    encoder: str = "resnet50"
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+    expander: str = "8192-8192-8192"
+    # Keyword arguments of the modality's training view (for images: crop_scale, blur_p, ...).
+    view: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    # shared: one network on both sides; branch_b then only contributes its `view`.
+    shared: bool = True
+    branch_a: BranchConfig = field(default_factory=lambda: BranchConfig(view={"blur_p": 1.0, "solarize_p": 0.0}))
+    branch_b: BranchConfig = field(default_factory=lambda: BranchConfig(view={"blur_p": 0.1, "solarize_p": 0.2}))
+
+
+@dataclass
+class LossConfig:
+    sim_coeff: float = 25.0
+    std_coeff: float = 25.0
+    cov_coeff: float = 1.0
+    gamma: float = 1.0
+    eps: float = 1e-4
+    variance_convention: str = "released"
+    covariance_form: str = "auto"
+
+
+@dataclass
+class DataConfig:
+    # Reader of data.root: image_folder (root/train/<class>/*, root/val/<class>/*), cifar10, stl10.
+    format: str = "image_folder"
+    # Folder of the user's data. Empty: the built-in data set named by `builtin` is used.
+    root: Optional[str] = None
+    builtin: Optional[str] = None
+    image_size: int = 224
+    num_workers: int = 4
+
+
+@dataclass
+class OptimConfig:
+    name: str = "lars"
+    # Learning rate per 256 samples of global batch: lr = base_lr × batch_size / 256.
+    base_lr: float = 0.2
+    weight_decay: float = 1e-6
+    momentum: float = 0.9
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_epochs: float = 10.0
+    # The cosine decays to base lr × final_lr_ratio, as the released code's end_lr.
+    final_lr_ratio: float = 0.001
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    # Global batch: rows the variance and covariance terms see, over all processes.
+    batch_size: int = 2048
+    grad_accum_steps: int = 1
+    mixed_precision: str = "no"
+    log_every: int = 10
+    checkpoint_every: int = 1
+    # How many of the newest epoch checkpoints to keep in the run directory.
+    keep_checkpoints: int = 1
+    cpu: bool = False
+
+
+@dataclass
+class EvalConfig:
+    enabled: bool = True
+    batch_size: int = 256
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    linear_epochs: int = 100
+    linear_lr: float = 0.01
+    linear_weight_decay: float = 1e-4
+    # Cap on training-split samples embedded for the probes (None: all), to bound time on big sets.
+    max_train_samples: Optional[int] = None
+
+
+@dataclass
+class RecipeConfig:
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _one_line(exc: OmegaConfBaseException) -> str:
+    key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
+    first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    if exc.__class__.__name__ == "ConfigKeyError" and key:
+        return f"unknown config key {key!r}: check the spelling against the recipe reference in the README"
+    return f"config key {key!r}: {first}" if key else first
+
+
+def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -> RecipeConfig:
+    """Read a recipe YAML (or only defaults when None), apply ``key=value`` overrides, validate."""
+    schema = OmegaConf.structured(RecipeConfig)
+    try:
+        layers: list[Any] = [schema]
+        if recipe is not None:
+            path = Path(recipe)
+            if not path.is_file():
+                raise ConfigError(f"recipe {path} not found: give the path of a YAML recipe, e.g. recipes/quickstart/image_image.yaml")
+            loaded = OmegaConf.load(path)
+            if not isinstance(loaded, DictConfig):
+                raise ConfigError(f"recipe {path} is not a YAML mapping of config keys")
+            layers.append(loaded)
+        for item in overrides or []:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} is not key=value (e.g. train.epochs=5)")
+        if overrides:
+            layers.append(OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(*layers)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(_one_line(exc)) from None
+    except ConfigError:
+        raise
+    except Exception as exc:  # YAML syntax errors and the like
+        raise ConfigError(f"cannot read recipe {recipe}: {str(exc).splitlines()[0]}") from None
+    cfg: RecipeConfig = merged  # type: ignore[assignment]  # a DictConfig typed by the schema
+    validate(cfg)
+    return cfg
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
+
+
+def validate(cfg: RecipeConfig) -> None:
+    """Checks the values a type cannot express; raises ConfigError naming the key."""
+    t = cfg.train
+    if t.epochs < 0:
+        raise ConfigError(f"train.epochs must be >= 0 (0 evaluates the untrained model); got {t.epochs}")
+    if t.batch_size < 2:
+        raise ConfigError(
+            f"train.batch_size must be >= 2: VICReg's variance and covariance need several rows; got {t.batch_size}"
+        )
+    if t.grad_accum_steps < 1:
+        raise ConfigError(f"train.grad_accum_steps must be >= 1; got {t.grad_accum_steps}")
+    if t.log_every < 1 or t.checkpoint_every < 1 or t.keep_checkpoints < 1:
+        raise ConfigError("train.log_every, train.checkpoint_every and train.keep_checkpoints must be >= 1")
+    _choice("train.mixed_precision", t.mixed_precision, MIXED_PRECISION)
+    _choice("optim.name", cfg.optim.name, OPTIMIZERS)
+    _choice("loss.variance_convention", cfg.loss.variance_convention, VARIANCE_CONVENTIONS)
+    _choice("loss.covariance_form", cfg.loss.covariance_form, COVARIANCE_FORMS)
+    _choice("data.format", cfg.data.format, IMAGE_FORMATS)
+    if cfg.loss.eps <= 0:
+        raise ConfigError(f"loss.eps must be > 0; got {cfg.loss.eps}")
+    if cfg.optim.base_lr <= 0:
+        raise ConfigError(f"optim.base_lr must be > 0; got {cfg.optim.base_lr}")
+    if len(cfg.optim.betas) != 2:
+        raise ConfigError(f"optim.betas must be two numbers; got {list(cfg.optim.betas)}")
+    if cfg.data.root is None and cfg.data.builtin is None:
+        raise ConfigError(
+            "no data: set data.root=PATH to your data set (or data.builtin=shapes for the built-in one)"
+        )
+    if cfg.data.root is None:
+        _choice("data.builtin", str(cfg.data.builtin), BUILTIN_DATASETS)
+    if cfg.data.image_size < 8:
+        raise ConfigError(f"data.image_size must be >= 8; got {cfg.data.image_size}")
+    if cfg.data.num_workers < 0:
+        raise ConfigError(f"data.num_workers must be >= 0; got {cfg.data.num_workers}")
+    m = cfg.model
+    if not m.shared and m.branch_a.name == m.branch_b.name:
+        raise ConfigError(
+            f"model.shared=false needs distinct branch names; both are {m.branch_a.name!r} (set model.branch_b.name)"
+        )
+    if cfg.eval.knn_k < 1 or cfg.eval.knn_temperature <= 0:
+        raise ConfigError("eval.knn_k must be >= 1 and eval.knn_temperature > 0")
+
+
+def to_yaml(cfg: RecipeConfig) -> str:
+    """The resolved config as YAML text (written into every run directory)."""
+    return OmegaConf.to_yaml(cfg)
+
+
+def to_container(cfg: RecipeConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,140 @@
+"""The recipe layer: the one place that turns a :class:`RecipeConfig` into components.
+
+Everything below it (loss, branches, data readers, trainer, evaluation) takes explicit
+typed arguments and never sees a config object.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from torch.utils.data import Dataset
+
+from multivic.branch import Branch, JointEmbedding, build_branch
+from multivic.config import BranchConfig, DataConfig, RecipeConfig
+from multivic.data.builtin import builtin_root, write_shapes_dataset
+from multivic.data.builtin.location import ensure_written
+from multivic.data.image_folder import ImageFolderDataset, TorchvisionImageDataset
+from multivic.data.image_views import image_eval_view, image_train_view
+from multivic.data.two_views import TwoViewDataset
+from multivic.errors import ConfigError, DataError, MultivicError
+from multivic.losses import VICRegLoss
+
+# The modality each data format provides, and each modality's training and evaluation views.
+DATA_MODALITY = {"image_folder": "image", "cifar10": "image", "stl10": "image"}
+TRAIN_VIEWS: dict[str, Callable[..., Callable]] = {"image": image_train_view}
+EVAL_VIEWS: dict[str, Callable[..., Callable]] = {"image": image_eval_view}
+
+
+def _plain(value: Any) -> Any:
+    """An OmegaConf node as plain Python containers."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def branch_configs(cfg: RecipeConfig) -> list[tuple[str, BranchConfig]]:
+    """(config key, branch config) of each side; side b's network is a's when shared."""
+    return [("model.branch_a", cfg.model.branch_a), ("model.branch_b", cfg.model.branch_b)]
+
+
+def build_loss(cfg: RecipeConfig) -> VICRegLoss:
+    c = cfg.loss
+    return VICRegLoss(
+        sim_coeff=c.sim_coeff,
+        std_coeff=c.std_coeff,
+        cov_coeff=c.cov_coeff,
+        gamma=c.gamma,
+        eps=c.eps,
+        variance_convention=c.variance_convention,  # type: ignore[arg-type]
+        covariance_form=c.covariance_form,  # type: ignore[arg-type]
+    )
+
+
+def _build_one(key: str, b: BranchConfig) -> Branch:
+    try:
+        return build_branch(b.name, b.encoder, _plain(b.encoder_kwargs), b.expander)
+    except MultivicError as exc:
+        raise type(exc)(f"{key}: {exc}") from None
+
+
+def build_model(cfg: RecipeConfig) -> JointEmbedding:
+    """The joint-embedding model of the recipe: two branches (one when shared) and the loss."""
+    branch_a = _build_one("model.branch_a", cfg.model.branch_a)
+    branch_b = branch_a if cfg.model.shared else _build_one("model.branch_b", cfg.model.branch_b)
+    data_modality = DATA_MODALITY[cfg.data.format]
+    for key, branch in (("model.branch_a", branch_a), ("model.branch_b", branch_b)):
+        if branch.modality != data_modality:
+            raise ConfigError(
+                f"{key} ({branch.name!r}) reads modality {branch.modality!r} but data.format="
+                f"{cfg.data.format!r} gives {data_modality!r}: pick an encoder of that modality"
+            )
+    try:
+        return JointEmbedding(branch_a, branch_b, build_loss(cfg))
+    except ValueError as exc:
+        raise ConfigError(f"model: {exc}") from None
+
+
+def resolve_data_root(data: DataConfig) -> Path:
+    """The user's data.root, or the built-in data set's folder (written on first use)."""
+    if data.root is not None:
+        root = Path(data.root).expanduser()
+        if not root.exists():
+            raise DataError(f"data root {root} does not exist: set data.root=PATH to a folder holding your data set")
+        return root
+    root = builtin_root(f"{data.builtin}-v1")
+    return ensure_written(root, lambda tmp: write_shapes_dataset(tmp))
+
+
+def labelled_split(data: DataConfig, root: Path, split: str, transform: Callable | None) -> Dataset:
+    """The train or val split of the recipe's data format, items (sample, label)."""
+    if data.format == "image_folder":
+        return ImageFolderDataset(root / split, transform)
+    return TorchvisionImageDataset(data.format, root, split, transform)
+
+
+def _view(key: str, modality: str, image_size: int, kwargs: dict[str, Any]) -> Callable:
+    factory = TRAIN_VIEWS[modality]
+    accepted = set(inspect.signature(factory).parameters) - {"image_size"}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ConfigError(f"unknown {key}.view key(s) {', '.join(unknown)}; {modality} views take: {', '.join(sorted(accepted))}")
+    try:
+        return factory(image_size, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}.view: {exc}") from None
+
+
+def build_train_dataset(cfg: RecipeConfig, root: Path) -> TwoViewDataset:
+    """Pairs of views of the training split, each side with its own view transform."""
+    modality = DATA_MODALITY[cfg.data.format]
+    views = [_view(key, modality, cfg.data.image_size, _plain(b.view) or {}) for key, b in branch_configs(cfg)]
+    return TwoViewDataset(labelled_split(cfg.data, root, "train", None), views[0], views[1])
+
+
+@dataclass
+class EvalSplits:
+    """Labelled train and val splits with the deterministic evaluation transform."""
+
+    train: Dataset
+    val: Dataset
+    num_classes: int
+
+
+def build_eval_splits(cfg: RecipeConfig, root: Path) -> EvalSplits:
+    modality = DATA_MODALITY[cfg.data.format]
+    transform = EVAL_VIEWS[modality](cfg.data.image_size)
+    train = labelled_split(cfg.data, root, "train", transform)
+    val = labelled_split(cfg.data, root, "val", transform)
+    return EvalSplits(train, val, len(train.classes))  # type: ignore[attr-defined]
+
+
+def branch_export_args(cfg: RecipeConfig, name: str) -> tuple[str, dict[str, Any]]:
+    """(encoder name, encoder kwargs) of the branch called ``name``, for its export JSON."""
+    for _, b in branch_configs(cfg):
+        if b.name == name:
+            return b.encoder, _plain(b.encoder_kwargs) or {}
+    raise KeyError(name)

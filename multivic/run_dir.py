@@ -1,0 +1,105 @@
+"""The run directory: everything a run writes, in one self-describing folder.
+
+    RUN_DIR/
+      config.yaml              the resolved recipe
+      history.csv              one row per logged step: step, epoch, lr, loss and its terms, ...
+      checkpoints/LATEST       name of the newest complete checkpoint folder
+      checkpoints/epoch_NNNN/  model, optimiser, schedule, RNG and counters (Accelerate state)
+      export/<branch>.safetensors, export/<branch>.json   trained branches and their configs
+      metrics.json             flat final evaluation numbers
+
+Files other code reads are replaced atomically (write a temporary file, then rename), so a
+killed run leaves either the old or the new version, never half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunDir:
+    """Paths and small readers/writers of one run directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def history(self) -> Path:
+        return self.root / "history.csv"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def export(self) -> Path:
+        return self.root / "export"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint folder, or None."""
+        pointer = self.checkpoints / "LATEST"
+        if not pointer.is_file():
+            return None
+        folder = self.checkpoints / pointer.read_text().strip()
+        return folder if folder.is_dir() else None
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        atomic_write_text(self.metrics, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+    def read_metrics(self) -> dict[str, Any]:
+        return json.loads(self.metrics.read_text()) if self.metrics.is_file() else {}
+
+
+class HistoryWriter:
+    """Appends rows to history.csv; on resume, drops rows logged after the checkpoint's step."""
+
+    def __init__(self, path: Path, resume_step: int) -> None:
+        self.path = path
+        self.columns: list[str] | None = None
+        if path.is_file():
+            with path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                self.columns = list(reader.fieldnames or [])
+                rows = [r for r in reader if int(r["step"]) <= resume_step]
+            with path.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self.columns)
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def append(self, row: dict[str, Any]) -> None:
+        new = self.columns is None
+        if new:
+            self.columns = list(row)
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)

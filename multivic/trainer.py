@@ -1,0 +1,226 @@
+"""The training loop: one readable function on Hugging Face Accelerate.
+
+prepare → for each epoch: for each batch: autocast forward, backward, step, log → checkpoint.
+Processes, devices, mixed precision and gradient accumulation come from Accelerate. The
+loss itself runs in float32 whatever the precision of the model (see VICRegLoss).
+
+Resuming: each checkpoint holds the model, optimiser, schedule, the RNG states of every
+process and the step counters; the sampler's order depends only on (seed, epoch). Calling
+:func:`fit` again on the same run directory continues from the newest checkpoint and
+reproduces the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from multivic.branch import JointEmbedding
+from multivic.errors import ConfigError, MultivicError
+from multivic.optim import build_optimizer, split_decay_groups, warmup_cosine
+from multivic.run_dir import HistoryWriter, RunDir, atomic_write_text
+
+logger = logging.getLogger("multivic")
+
+# Below this many rows the variance and covariance estimates of a step get noisy.
+MIN_RECOMMENDED_BATCH = 64
+
+
+class TrainState:
+    """Counters saved with each checkpoint (Accelerate's custom-state protocol)."""
+
+    def __init__(self) -> None:
+        self.epoch = 0  # completed epochs
+        self.step = 0  # completed optimiser steps
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "step": self.step}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+
+
+@dataclass
+class FitResult:
+    model: JointEmbedding  # unwrapped, on the training device
+    accelerator: Accelerator
+    epoch: int
+    step: int
+    resumed_from: str | None
+
+
+def fit(
+    model: JointEmbedding,
+    train_set: Dataset,
+    run_dir: RunDir,
+    *,
+    epochs: int,
+    batch_size: int,
+    optimizer: str = "lars",
+    base_lr: float = 0.2,
+    weight_decay: float = 1e-6,
+    momentum: float = 0.9,
+    betas: Sequence[float] = (0.9, 0.999),
+    warmup_epochs: float = 10.0,
+    final_lr_ratio: float = 0.001,
+    grad_accum_steps: int = 1,
+    mixed_precision: str = "no",
+    num_workers: int = 0,
+    seed: int = 0,
+    log_every: int = 10,
+    checkpoint_every: int = 1,
+    keep_checkpoints: int = 1,
+    cpu: bool = False,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` on pairs of views from ``train_set`` and checkpoint into ``run_dir``.
+
+    Args:
+        batch_size: the global batch, split evenly over processes; the variance and
+            covariance terms see all of it (the loss gathers across processes).
+        base_lr: learning rate per 256 samples; the peak is base_lr × batch_size × grad_accum_steps / 256.
+        warmup_epochs: linear warm-up length, then cosine to final_lr_ratio × peak.
+    """
+    accelerator = Accelerator(
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=grad_accum_steps,
+        cpu=cpu,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(seed)
+    world = accelerator.num_processes
+    if batch_size % world:
+        raise ConfigError(f"train.batch_size={batch_size} must be divisible by the {world} processes")
+    if len(train_set) < batch_size:  # type: ignore[arg-type]
+        raise ConfigError(
+            f"the training split has {len(train_set)} samples, fewer than train.batch_size={batch_size}: lower the batch size"  # type: ignore[arg-type]
+        )
+    if batch_size < MIN_RECOMMENDED_BATCH and accelerator.is_main_process:
+        logger.warning(
+            "the variance and covariance terms see %d rows per step (train.batch_size); "
+            "below %d their estimates are noisy and VICReg trains worse",
+            batch_size,
+            MIN_RECOMMENDED_BATCH,
+        )
+
+    loader = DataLoader(
+        train_set,
+        batch_size=batch_size // world,
+        shuffle=True,
+        drop_last=True,  # the gathered loss needs the same rows on every process
+        num_workers=num_workers,
+        pin_memory=accelerator.device.type == "cuda",
+        persistent_workers=num_workers > 0,
+    )
+    peak_lr = base_lr * batch_size * grad_accum_steps / 256
+    opt = build_optimizer(optimizer, split_decay_groups(model, weight_decay), peak_lr, momentum, betas)
+    model, opt, loader = accelerator.prepare(model, opt, loader)
+
+    steps_per_epoch = max(1, len(loader) // grad_accum_steps)
+    total_steps = steps_per_epoch * epochs
+    warmup_steps = int(round(warmup_epochs * steps_per_epoch))
+    # Stepped by hand once per optimiser step (Accelerate's scheduler wrapper would step it
+    # once per process); its state is checkpointed with the rest.
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt.optimizer, lambda s: warmup_cosine(s, total_steps, warmup_steps, final_lr_ratio)
+    )
+    state = TrainState()
+    accelerator.register_for_checkpointing(schedule, state)
+
+    resumed_from = None
+    latest = run_dir.latest_checkpoint()
+    if latest is not None:
+        accelerator.load_state(str(latest))
+        resumed_from = latest.name
+        if accelerator.is_main_process:
+            logger.info("resumed from %s at epoch %d, step %d", latest, state.epoch, state.step)
+    history = HistoryWriter(run_dir.history, state.step) if accelerator.is_main_process else None
+
+    bar = tqdm(
+        total=total_steps,
+        initial=state.step,
+        disable=not (progress and accelerator.is_main_process),
+        dynamic_ncols=True,
+        mininterval=0.5 if sys.stderr.isatty() else 10.0,
+        desc="train",
+    )
+    window_start, window_steps = time.perf_counter(), 0
+    for epoch in range(state.epoch, epochs):
+        model.train()
+        loader.set_epoch(epoch)
+        for view_a, view_b in loader:
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    try:
+                        loss, metrics = model(view_a, view_b)
+                    except ValueError as exc:
+                        raise MultivicError(
+                            f"training diverged at step {state.step} (epoch {epoch}): {exc}; "
+                            "lower optim.base_lr or use train.mixed_precision=no, and resume from the last checkpoint"
+                        ) from None
+                accelerator.backward(loss)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            if not accelerator.sync_gradients:
+                continue
+            lr = schedule.get_last_lr()[0]
+            schedule.step()
+            state.step += 1
+            window_steps += 1
+            bar.update(1)
+            if state.step % log_every == 0 or state.step == total_steps:
+                names = sorted(metrics)
+                values = accelerator.reduce(torch.stack([metrics[k].float() for k in names]), "mean")
+                elapsed = time.perf_counter() - window_start
+                rate = window_steps * batch_size * grad_accum_steps / max(elapsed, 1e-9)
+                row = {"step": state.step, "epoch": epoch, "lr": lr}
+                row.update({k: float(v) for k, v in zip(names, values.tolist())})
+                row["samples_per_s"] = rate
+                if history is not None:
+                    history.append(row)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", samples_s=f"{rate:.0f}")
+                window_start, window_steps = time.perf_counter(), 0
+        state.epoch = epoch + 1
+        if state.epoch % checkpoint_every == 0 or state.epoch == epochs:
+            save_checkpoint(accelerator, run_dir, f"epoch_{state.epoch:04d}", keep_checkpoints)
+    bar.close()
+    accelerator.wait_for_everyone()
+    return FitResult(accelerator.unwrap_model(model), accelerator, state.epoch, state.step, resumed_from)
+
+
+def save_checkpoint(accelerator: Accelerator, run_dir: RunDir, name: str, keep: int = 1) -> None:
+    """Write a checkpoint folder atomically and point checkpoints/LATEST at it.
+
+    The state goes to ``<name>.tmp`` first and is renamed when every process has written its
+    part; LATEST is replaced atomically afterwards; older checkpoints are then removed. A
+    kill at any moment leaves LATEST naming a complete checkpoint. The newest ``keep`` stay.
+    """
+    final = run_dir.checkpoints / name
+    tmp = run_dir.checkpoints / f"{name}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    # safe_serialization=False: with shared weights one tensor appears under two names, which
+    # safetensors refuses; checkpoints are for resuming only, exports use safetensors.
+    accelerator.save_state(str(tmp), safe_serialization=False)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        atomic_write_text(run_dir.checkpoints / "LATEST", name + "\n")
+        done = sorted(p for p in run_dir.checkpoints.iterdir() if p.is_dir() and not p.name.endswith(".tmp"))
+        for old in done[: max(0, len(done) - keep)]:
+            if old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+

@@ -1,0 +1,166 @@
+"""What the CLI commands do: train a recipe into a run directory, evaluate a run directory.
+
+Every check that can fail on user input (config, encoders, data) runs before the run
+directory is touched, so a mistake never damages an existing run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import set_seed
+from omegaconf import OmegaConf
+
+from multivic.config import RecipeConfig, load_config, to_container, to_yaml
+from multivic.errors import RunDirError
+from multivic.evaluation.classification import evaluate_classification
+from multivic.export import export_branch, exported_branch_names, load_branch
+from multivic.recipe import (
+    branch_export_args,
+    build_eval_splits,
+    build_model,
+    build_train_dataset,
+    resolve_data_root,
+)
+from multivic.run_dir import RunDir, atomic_write_text
+from multivic.trainer import fit
+
+logger = logging.getLogger("multivic")
+
+# Keys that may change between a run and its resumption: how long, how it is watched and
+# evaluated, and where the data is mounted, but not what is trained.
+RESUMABLE_CHANGES = ("train.epochs", "train.log_every", "train.keep_checkpoints", "data.num_workers", "data.root", "eval.")
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def check_run_dir(run_dir: RunDir, cfg: RecipeConfig) -> None:
+    """Refuse to train into a folder that is not this recipe's run directory."""
+    if not run_dir.root.exists():
+        return
+    if not run_dir.config.is_file():
+        if any(run_dir.root.iterdir()):
+            raise RunDirError(
+                f"{run_dir.root} exists, is not empty and is not a multivic run directory: choose another --output-dir"
+            )
+        return
+    old = _flatten(OmegaConf.to_container(OmegaConf.load(run_dir.config), resolve=True))  # type: ignore[arg-type]
+    new = _flatten(to_container(cfg))
+    for key in sorted(set(old) | set(new)):
+        if key.startswith(RESUMABLE_CHANGES):
+            continue
+        if old.get(key) != new.get(key):
+            raise RunDirError(
+                f"{run_dir.root} was made with {key}={old.get(key)!r}, this command asks {key}={new.get(key)!r}: "
+                "use another --output-dir, or the same settings to resume"
+            )
+
+
+def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> dict[str, float]:
+    """Train (or resume) the recipe into ``output_dir``, export the branches, evaluate.
+
+    Returns the metrics written to metrics.json (empty when evaluation is disabled).
+    """
+    run_dir = RunDir(output_dir)
+    check_run_dir(run_dir, cfg)
+    data_root = resolve_data_root(cfg.data)
+    set_seed(cfg.seed)  # the model's initial weights depend on the seed alone
+    model = build_model(cfg)
+    train_set = build_train_dataset(cfg, data_root)
+    eval_splits = build_eval_splits(cfg, data_root) if cfg.eval.enabled else None
+
+    run_dir.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir.config, to_yaml(cfg))
+    result = fit(
+        model,
+        train_set,
+        run_dir,
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        optimizer=cfg.optim.name,
+        base_lr=cfg.optim.base_lr,
+        weight_decay=cfg.optim.weight_decay,
+        momentum=cfg.optim.momentum,
+        betas=list(cfg.optim.betas),
+        warmup_epochs=cfg.optim.warmup_epochs,
+        final_lr_ratio=cfg.optim.final_lr_ratio,
+        grad_accum_steps=cfg.train.grad_accum_steps,
+        mixed_precision=cfg.train.mixed_precision,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.seed,
+        log_every=cfg.train.log_every,
+        checkpoint_every=cfg.train.checkpoint_every,
+        keep_checkpoints=cfg.train.keep_checkpoints,
+        cpu=cfg.train.cpu,
+        progress=progress,
+    )
+    metrics: dict[str, float] = {}
+    if result.accelerator.is_main_process:
+        for name, branch in result.model.branches().items():
+            encoder, kwargs = branch_export_args(cfg, name)
+            export_branch(branch, run_dir.export, encoder, kwargs)
+        if eval_splits is not None:
+            metrics = evaluate(cfg, run_dir, result.accelerator.device, data_root)
+    result.accelerator.wait_for_everyone()
+    return metrics
+
+
+def load_run_config(run_dir: RunDir, overrides: list[str] | None = None) -> RecipeConfig:
+    if not run_dir.config.is_file():
+        raise RunDirError(f"{run_dir.root} is not a multivic run directory (no config.yaml): pass the --output-dir of a training run")
+    return load_config(run_dir.config, overrides)
+
+
+def evaluate(
+    cfg: RecipeConfig, run_dir: RunDir, device: torch.device | None = None, data_root: Path | None = None
+) -> dict[str, float]:
+    """Evaluate every exported branch of ``run_dir`` on the recipe's data; write metrics.json."""
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    names = exported_branch_names(run_dir.root)
+    if not names:
+        raise RunDirError(f"{run_dir.root} has no exported branches yet: train it first (multivic train ... --output-dir {run_dir.root})")
+    data_root = data_root or resolve_data_root(cfg.data)
+    splits = build_eval_splits(cfg, data_root)
+    metrics = run_dir.read_metrics()
+    e = cfg.eval
+    for name in names:
+        branch = load_branch(run_dir.root, name, device)
+        metrics.update(
+            evaluate_classification(
+                branch, splits.train, splits.val, splits.num_classes, device,
+                batch_size=e.batch_size, num_workers=cfg.data.num_workers, knn_k=e.knn_k,
+                knn_temperature=e.knn_temperature, linear_epochs=e.linear_epochs, linear_lr=e.linear_lr,
+                linear_weight_decay=e.linear_weight_decay, max_train_samples=e.max_train_samples, seed=cfg.seed,
+            )
+        )
+    run_dir.write_metrics(metrics)
+    return metrics
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """A small table: one row per branch, one column per metric."""
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        branch, _, metric = key.rpartition("/")
+        rows.setdefault(branch or "-", {})[metric] = value
+    columns = ["linear_top1", "linear_top5", "knn_top1", "std_mean", "effective_rank"]
+    columns += sorted({m for r in rows.values() for m in r} - set(columns))
+    columns = [c for c in columns if any(c in r for r in rows.values())]
+    width = max([6] + [len(b) for b in rows])
+    lines = ["branch".ljust(width) + "".join(c.rjust(16) for c in columns)]
+    for branch, vals in sorted(rows.items()):
+        cells = "".join((f"{vals[c]:.2f}" if c in vals else "-").rjust(16) for c in columns)
+        lines.append(branch.ljust(width) + cells)
+    return "\n".join(lines)

@@ -1,0 +1,158 @@
+"""End-to-end runs through the CLI on a tiny on-disk image set."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from multivic.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def _train(recipe, out, *overrides):
+    return main(["train", str(recipe), "--output-dir", str(out), "--no-progress", *overrides])
+
+
+def _history_steps(run):
+    with (run / "history.csv").open() as f:
+        return [int(r["step"]) for r in csv.DictReader(f)]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_train_writes_a_complete_run_directory(tiny_recipe, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(tiny_recipe, run) == 0
+    printed = capsys.readouterr().out
+    assert "linear_top1" in printed and "tiny" in printed
+    assert (run / "config.yaml").is_file()
+    assert (run / "checkpoints" / "LATEST").read_text().strip() == "epoch_0001"
+    assert _history_steps(run) == [1, 2, 3, 4]  # 72 images / batch 16, last incomplete batch dropped
+    with (run / "history.csv").open() as f:
+        assert {"step", "epoch", "lr", "loss", "invariance", "variance", "covariance"} <= set(next(csv.DictReader(f)))
+    meta = json.loads((run / "export" / "tiny.json").read_text())
+    assert meta["encoder"] == "resnet18" and meta["expander"] == "64-64" and meta["modality"] == "image"
+    assert load_file(str(run / "export" / "tiny.safetensors"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("tiny/linear_top1", "tiny/linear_top5", "tiny/knn_top1", "tiny/std_mean"):
+        assert 0 <= metrics[key] <= 100
+
+    # multivic eval recomputes the same numbers from the exported branch.
+    assert main(["eval", str(run)]) == 0
+    again = json.loads((run / "metrics.json").read_text())
+    assert again["tiny/knn_top1"] == metrics["tiny/knn_top1"]
+    assert again["tiny/std_mean"] == pytest.approx(metrics["tiny/std_mean"], rel=1e-6)
+
+
+def test_resume_after_a_kill_continues_at_the_right_step_bitwise(tiny_recipe, tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert _train(tiny_recipe, straight, "train.epochs=2", "train.keep_checkpoints=2") == 0
+    assert sorted(p.name for p in (straight / "checkpoints").iterdir()) == ["LATEST", "epoch_0001", "epoch_0002"]
+    # The state a kill during epoch 2 leaves: LATEST names epoch 1, history already holds
+    # rows of epoch 2 (logged after the checkpoint), no export yet.
+    shutil.copytree(straight, killed)
+    shutil.rmtree(killed / "checkpoints" / "epoch_0002")
+    shutil.rmtree(killed / "export")
+    (killed / "checkpoints" / "LATEST").write_text("epoch_0001\n")
+    assert _history_steps(killed) == list(range(1, 9))
+
+    assert _train(tiny_recipe, killed, "train.epochs=2", "train.keep_checkpoints=2") == 0
+    assert _history_steps(killed) == list(range(1, 9))  # rows 5-8 dropped, then logged again
+    a = load_file(str(straight / "export" / "tiny.safetensors"))
+    b = load_file(str(killed / "export" / "tiny.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    with (straight / "history.csv").open() as f1, (killed / "history.csv").open() as f2:
+        rows1, rows2 = list(csv.DictReader(f1)), list(csv.DictReader(f2))
+    assert [r["loss"] for r in rows1] == [r["loss"] for r in rows2]
+
+
+def test_zero_epochs_evaluates_the_untrained_model(tiny_recipe, tmp_path):
+    run = tmp_path / "init"
+    assert _train(tiny_recipe, run, "train.epochs=0") == 0
+    assert not (run / "checkpoints").exists()
+    assert "tiny/linear_top1" in json.loads((run / "metrics.json").read_text())
+
+
+def test_console_script_lists_encoders():
+    script = Path(sys.executable).with_name("multivic")
+    proc = subprocess.run([str(script), "encoders"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "resnet50" in proc.stdout and "image" in proc.stdout and "2048" in proc.stdout
+
+
+def _expect_error(capsys, code, pattern):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err and err[-1].startswith("error: "), err
+    assert "Traceback" not in "\n".join(err)
+    import re
+
+    assert re.search(pattern, err[-1]), err[-1]
+
+
+@pytest.fixture
+def finished_run(tiny_recipe, tmp_path):
+    run = tmp_path / "existing"
+    assert _train(tiny_recipe, run, "train.epochs=0") == 0
+    return run
+
+
+@pytest.mark.parametrize(
+    "overrides,pattern",
+    [
+        (["data.root=/nonexistent/data"], r"data root /nonexistent/data does not exist"),
+        (["train.batch_size=1"], r"train.batch_size must be >= 2"),
+        (["model.branch_a.encoder=resnet81"], r"unknown encoder 'resnet81'.*Known encoders"),
+        (["train.epoch=3"], r"unknown config key 'train.epoch'"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_the_run_dir_intact(tiny_recipe, tmp_path, finished_run, capsys, overrides, pattern):
+    before = _snapshot(finished_run)
+    capsys.readouterr()
+    # Against a fresh directory: the error itself...
+    _expect_error(capsys, _train(tiny_recipe, tmp_path / "fresh", *overrides), pattern)
+    assert not (tmp_path / "fresh").exists()
+    # ...and against an existing run: still an error, and nothing in it changed.
+    code = _train(tiny_recipe, finished_run, *overrides)
+    assert code == 2 and "error: " in capsys.readouterr().err
+    assert _snapshot(finished_run) == before
+
+
+def test_empty_class_folder(tiny_recipe, tiny_images, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_images, data)
+    (data / "train" / "empty_class").mkdir()
+    _expect_error(capsys, _train(tiny_recipe, tmp_path / "r", f"data.root={data}"), r"class folder .*empty_class has no images")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_unreadable_image(tiny_recipe, tiny_images, tmp_path, capsys, workers):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_images, data)
+    for f in (data / "train" / "circle").glob("*.png"):
+        f.write_bytes(b"\x89PNG broken")
+    code = _train(tiny_recipe, tmp_path / "r", f"data.root={data}", f"data.num_workers={workers}")
+    _expect_error(capsys, code, r"cannot read image .*circle/\d+\.png")
+
+
+def test_debug_shows_the_traceback(tiny_recipe, tmp_path):
+    from multivic.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        main(["--debug", "train", str(tiny_recipe), "--output-dir", str(tmp_path / "d"), "train.batch_size=1"])
+
+
+def test_other_recipe_in_existing_run_dir_is_refused(tiny_recipe, finished_run, capsys):
+    before = _snapshot(finished_run)
+    _expect_error(capsys, _train(tiny_recipe, finished_run, "optim.base_lr=0.5"), r"was made with optim.base_lr=0.004")
+    assert _snapshot(finished_run) == before

@@ -1,0 +1,42 @@
+import pytest
+
+from multivic.config import load_config
+from multivic.errors import ConfigError
+
+QUICKSTART = "recipes/quickstart/image_image.yaml"
+
+
+def test_recipes_load_and_overrides_apply():
+    cfg = load_config(QUICKSTART, ["train.epochs=0", "train.batch_size=32", "data.root=/some/where", "seed=3"])
+    assert cfg.train.epochs == 0 and cfg.train.batch_size == 32
+    assert cfg.data.root == "/some/where" and cfg.seed == 3
+    paper = load_config("recipes/image_image.yaml", ["data.root=/x"])
+    assert paper.model.branch_a.encoder == "resnet50" and paper.model.branch_a.expander == "8192-8192-8192"
+    assert paper.optim.name == "lars" and paper.optim.base_lr == 0.2 and paper.optim.weight_decay == 1e-6
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.epoch=3", r"unknown config key 'train.epoch'"),
+        ("trian.epochs=3", r"unknown config key 'trian"),
+        ("train.epochs=many", r"config key 'train.epochs'"),
+        ("train.batch_size=1", r"train.batch_size must be >= 2"),
+        ("train.epochs=-1", r"train.epochs must be >= 0"),
+        ("train.mixed_precision=fp8", r"train.mixed_precision='fp8' is not one of: no, bf16, fp16"),
+        ("loss.variance_convention=sum", r"loss.variance_convention"),
+        ("optim.name=sgd", r"optim.name"),
+        ("train.epochs", r"not key=value"),
+    ],
+)
+def test_config_errors_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(QUICKSTART, [override])
+    assert "\n" not in str(info.value)
+
+
+def test_missing_recipe_and_missing_data():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("recipes/nope.yaml")
+    with pytest.raises(ConfigError, match="data.root"):
+        load_config(None)
