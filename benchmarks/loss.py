@@ -6,7 +6,7 @@ d×d arrangement of the same formula, and against the floor (the Gram products a
 
 Every number in a row comes from the same process; times are medians of repeated runs after a
 warm-up. Peak memory is measured in a fresh child process per variant (max RSS above a
-baseline that holds only the inputs) on CPU, and with torch.cuda.max_memory_allocated on GPU.
+baseline that holds only the inputs, from /proc on Linux) on CPU, and with torch.cuda.max_memory_allocated on GPU.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -126,7 +125,10 @@ def _child(variant: str, shape: str) -> None:
     z_a.grad = z_b.grad = None
     if variant != "none":
         _run_once(variant, z_a, z_b)
-    print(json.dumps({"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec from the parent,
+    # which has grown during the timings; VmHWM belongs to this process's own address space.
+    hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM"))
+    print(json.dumps({"maxrss_kb": int(hwm.split()[1])}))
 
 
 def main() -> None:

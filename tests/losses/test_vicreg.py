@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from multivic.losses import VICRegLoss, covariance_loss, invariance_loss, variance_loss
-from multivic.losses.vicreg import _GramFrobeniusSq, _resolve_form
+from multivic.losses.vicreg import _FusedVarianceCovariance, _GramFrobeniusSq, _resolve_form
 from tests.losses.reference import off_diagonal, reference_vicreg
 
 SHAPES = [(2, 7), (16, 64), (32, 32), (96, 24)]  # n = 2, n < d, n = d, n > d
@@ -67,6 +67,17 @@ def test_auto_form_switches_at_n_equals_d():
 def test_gram_function_gradient_is_exact():
     a = torch.randn(6, 9, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(_GramFrobeniusSq.apply, (a,))
+
+
+@pytest.mark.parametrize("form,shape", [("gram", (5, 9)), ("covariance", (9, 5)), ("gram", (9, 5)), ("covariance", (5, 9))])
+def test_fused_backward_is_exact(form, shape):
+    z = (torch.randn(*shape, dtype=torch.float64) * 0.8).requires_grad_()  # stds on both sides of gamma
+
+    def f(x):
+        v, off, _ = _FusedVarianceCovariance.apply(x, 1.0, 1e-4, form)
+        return v, off
+
+    assert torch.autograd.gradcheck(f, (z,))
 
 
 @pytest.mark.parametrize("n,d", [(64, 512), (512, 64)])
