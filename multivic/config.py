@@ -90,6 +90,9 @@ class TrainConfig:
     checkpoint_every: int = 1
     # How many of the newest epoch checkpoints to keep in the run directory.
     keep_checkpoints: int = 1
+    # Batch norm over the global batch on several GPUs (as released); no effect on one process or CPU.
+    sync_batchnorm: bool = True
+    # Train on the CPU even when a GPU is present.
     cpu: bool = False
 
 

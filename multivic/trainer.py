@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from torch import nn
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from torch.utils.data import DataLoader, Dataset
@@ -80,6 +81,7 @@ def fit(
     log_every: int = 10,
     checkpoint_every: int = 1,
     keep_checkpoints: int = 1,
+    sync_batchnorm: bool = True,
     cpu: bool = False,
     progress: bool = True,
 ) -> FitResult:
@@ -90,6 +92,8 @@ def fit(
             covariance terms see all of it (the loss gathers across processes).
         base_lr: learning rate per 256 samples; the peak is base_lr × batch_size × grad_accum_steps / 256.
         warmup_epochs: linear warm-up length, then cosine to final_lr_ratio × peak.
+        sync_batchnorm: on several CUDA processes, batch norm uses statistics of the global
+            batch, as the released code does (PyTorch's SyncBatchNorm runs on CUDA only).
     """
     accelerator = Accelerator(
         mixed_precision=mixed_precision,
@@ -122,6 +126,8 @@ def fit(
         pin_memory=accelerator.device.type == "cuda",
         persistent_workers=num_workers > 0,
     )
+    if sync_batchnorm and world > 1 and accelerator.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     peak_lr = base_lr * batch_size * grad_accum_steps / 256
     opt = build_optimizer(optimizer, split_decay_groups(model, weight_decay), peak_lr, momentum, betas)
     model, opt, loader = accelerator.prepare(model, opt, loader)

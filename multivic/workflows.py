@@ -103,6 +103,7 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
         log_every=cfg.train.log_every,
         checkpoint_every=cfg.train.checkpoint_every,
         keep_checkpoints=cfg.train.keep_checkpoints,
+        sync_batchnorm=cfg.train.sync_batchnorm,
         cpu=cfg.train.cpu,
         progress=progress,
     )

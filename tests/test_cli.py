@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -156,3 +157,19 @@ def test_other_recipe_in_existing_run_dir_is_refused(tiny_recipe, finished_run, 
     before = _snapshot(finished_run)
     _expect_error(capsys, _train(tiny_recipe, finished_run, "optim.base_lr=0.5"), r"was made with optim.base_lr=0.004")
     assert _snapshot(finished_run) == before
+
+
+def test_two_processes_train_through_accelerate_launch(tiny_recipe, tmp_path):
+    """The trainer on 2 CPU processes (gloo): global batch split, loss gathered, one history."""
+    run = tmp_path / "ddp"
+    launcher = Path(sys.executable).with_name("accelerate")
+    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "multivic.cli", "train", str(tiny_recipe),
+           "--output-dir", str(run), "--no-progress", "train.cpu=true", "eval.linear_epochs=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    checkpoint = run / "checkpoints" / "epoch_0001"
+    assert (checkpoint / "random_states_0.pkl").is_file() and (checkpoint / "random_states_1.pkl").is_file()
+    assert _history_steps(run) == [1, 2, 3, 4]  # global batch 16 = 2 × 8, as on one process
+    assert "tiny/linear_top1" in json.loads((run / "metrics.json").read_text())

@@ -102,3 +102,11 @@ def test_views_have_the_right_shape_and_differ(shapes):
 def test_bad_crop_scale():
     with pytest.raises(ValueError, match="crop_scale"):
         image_train_view(32, crop_scale=(0.5, 0.2))
+
+
+@pytest.mark.parametrize("name", ["cifar10", "stl10"])
+def test_torchvision_sets_are_never_downloaded(tmp_path, name):
+    from multivic.data.image_folder import TorchvisionImageDataset
+
+    with pytest.raises(DataError, match=rf"{name} not found under .*never downloads"):
+        TorchvisionImageDataset(name, tmp_path, "train")
