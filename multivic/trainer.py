@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from multivic.branch import JointEmbedding
 from multivic.errors import ConfigError, MultivicError
+from multivic.losses import NonFiniteLossError
 from multivic.optim import build_optimizer, split_decay_groups, warmup_cosine
 from multivic.run_dir import HistoryWriter, RunDir, atomic_write_text
 
@@ -150,7 +151,10 @@ def fit(
         resumed_from = latest.name
         if accelerator.is_main_process:
             logger.info("resumed from %s at epoch %d, step %d", latest, state.epoch, state.step)
-    history = HistoryWriter(run_dir.history, state.step) if accelerator.is_main_process else None
+    history = None
+    if accelerator.is_main_process:
+        run_dir.root.mkdir(parents=True, exist_ok=True)
+        history = HistoryWriter(run_dir.history, state.step)
 
     bar = tqdm(
         total=total_steps,
@@ -169,7 +173,7 @@ def fit(
                 with accelerator.autocast():
                     try:
                         loss, metrics = model(view_a, view_b)
-                    except ValueError as exc:
+                    except NonFiniteLossError as exc:
                         raise MultivicError(
                             f"training diverged at step {state.step} (epoch {epoch}): {exc}; "
                             "lower optim.base_lr or use train.mixed_precision=no, and resume from the last checkpoint"

@@ -2,6 +2,7 @@
 
 from multivic.losses.vicreg import (
     VARIANCE_CONVENTIONS,
+    NonFiniteLossError,
     VICRegLoss,
     VICRegOutput,
     covariance_loss,
@@ -11,6 +12,7 @@ from multivic.losses.vicreg import (
 
 __all__ = [
     "VARIANCE_CONVENTIONS",
+    "NonFiniteLossError",
     "VICRegLoss",
     "VICRegOutput",
     "covariance_loss",

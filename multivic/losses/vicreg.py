@@ -44,6 +44,10 @@ VARIANCE_CONVENTIONS: tuple[str, ...] = ("released", "paper")
 COVARIANCE_FORMS: tuple[str, ...] = ("auto", "gram", "covariance")
 
 
+class NonFiniteLossError(ValueError):
+    """The loss or its inputs hold NaN or Inf: the model diverged or the data is corrupt."""
+
+
 # --------------------------------------------------------------------------------------------
 # The terms as plain functions, on the whole batch of one process.
 # --------------------------------------------------------------------------------------------
@@ -372,8 +376,8 @@ def _raise_non_finite(z_a: Tensor, z_b: Tensor, loss: Tensor) -> None:
         bad = ~torch.isfinite(z)
         if bool(bad.any()):
             rows = bad.any(dim=1).nonzero().flatten()[:5].tolist()
-            raise ValueError(
+            raise NonFiniteLossError(
                 f"{name} holds {int(bad.sum())} non-finite values (NaN or Inf), first in rows {rows}: "
                 "the model diverged or its input is corrupt"
             )
-    raise ValueError(f"the VICReg loss is not finite ({loss.item()}) although this process's inputs are finite: values overflow float32, or another process holds the bad rows")
+    raise NonFiniteLossError(f"the VICReg loss is not finite ({loss.item()}) although this process's inputs are finite: values overflow float32, or another process holds the bad rows")

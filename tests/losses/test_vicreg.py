@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from multivic.losses import VICRegLoss, covariance_loss, invariance_loss, variance_loss
+from multivic.losses import NonFiniteLossError, VICRegLoss, covariance_loss, invariance_loss, variance_loss
 from multivic.losses.vicreg import _FusedVarianceCovariance, _GramFrobeniusSq, _resolve_form
 from tests.losses.reference import off_diagonal, reference_vicreg
 
@@ -134,7 +134,7 @@ def test_bad_input_names_the_problem(a, b, message):
 def test_non_finite_input_names_the_tensor():
     a, b = torch.randn(4, 8), torch.randn(4, 8)
     b[2, 3] = float("nan")
-    with pytest.raises(ValueError, match=r"z_b holds 1 non-finite .* rows \[2\]"):
+    with pytest.raises(NonFiniteLossError, match=r"z_b holds 1 non-finite .* rows \[2\]"):
         VICRegLoss()(a, b)
 
 
