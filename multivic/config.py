@@ -25,6 +25,19 @@ BUILTIN_DATASETS = ("shapes",)
 
 
 @dataclass
+class OptimConfig:
+    name: str = "lars"
+    # Learning rate per 256 samples of global batch: lr = base_lr × batch_size / 256.
+    base_lr: float = 0.2
+    weight_decay: float = 1e-6
+    momentum: float = 0.9
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_epochs: float = 10.0
+    # The cosine decays to base lr × final_lr_ratio, as the released code's end_lr.
+    final_lr_ratio: float = 0.001
+
+
+@dataclass
 class BranchConfig:
     """One side of the joint embedding: its network and its input pipeline."""
 
@@ -34,6 +47,9 @@ class BranchConfig:
     expander: str = "8192-8192-8192"
     # Keyword arguments of the modality's training view (for images: crop_scale, blur_p, ...).
     view: dict[str, Any] = field(default_factory=dict)
+    # This branch's own optimiser (e.g. AdamW for a ViT beside LARS for a ResNet); null: the
+    # top-level `optim`. Only with model.shared=false.
+    optim: Optional[OptimConfig] = None
 
 
 @dataclass
@@ -64,19 +80,6 @@ class DataConfig:
     builtin: Optional[str] = None
     image_size: int = 224
     num_workers: int = 4
-
-
-@dataclass
-class OptimConfig:
-    name: str = "lars"
-    # Learning rate per 256 samples of global batch: lr = base_lr × batch_size / 256.
-    base_lr: float = 0.2
-    weight_decay: float = 1e-6
-    momentum: float = 0.9
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    warmup_epochs: float = 10.0
-    # The cosine decays to base lr × final_lr_ratio, as the released code's end_lr.
-    final_lr_ratio: float = 0.001
 
 
 @dataclass
@@ -112,6 +115,9 @@ class EvalConfig:
 @dataclass
 class RecipeConfig:
     seed: int = 0
+    # Python modules (names on sys.path, or .py files relative to the recipe) imported before the
+    # branches are built, so encoders they register with @register_encoder can be named.
+    imports: list[str] = field(default_factory=list)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -154,6 +160,10 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -
     except Exception as exc:  # YAML syntax errors and the like
         raise ConfigError(f"cannot read recipe {recipe}: {str(exc).splitlines()[0]}") from None
     cfg: RecipeConfig = merged  # type: ignore[assignment]  # a DictConfig typed by the schema
+    if recipe is not None:
+        # .py imports are relative to the recipe; stored absolute so the run dir stays usable.
+        base = Path(recipe).resolve().parent
+        cfg.imports = [str((base / m).resolve()) if m.endswith(".py") and not Path(m).is_absolute() else m for m in cfg.imports]
     validate(cfg)
     return cfg
 
@@ -161,6 +171,16 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
+
+
+def _check_optim(key: str, o: OptimConfig) -> None:
+    _choice(f"{key}.name", o.name, OPTIMIZERS)
+    if o.base_lr <= 0:
+        raise ConfigError(f"{key}.base_lr must be > 0; got {o.base_lr}")
+    if len(o.betas) != 2:
+        raise ConfigError(f"{key}.betas must be two numbers; got {list(o.betas)}")
+    if o.warmup_epochs < 0:
+        raise ConfigError(f"{key}.warmup_epochs must be >= 0; got {o.warmup_epochs}")
 
 
 def validate(cfg: RecipeConfig) -> None:
@@ -177,16 +197,12 @@ def validate(cfg: RecipeConfig) -> None:
     if t.log_every < 1 or t.checkpoint_every < 1 or t.keep_checkpoints < 1:
         raise ConfigError("train.log_every, train.checkpoint_every and train.keep_checkpoints must be >= 1")
     _choice("train.mixed_precision", t.mixed_precision, MIXED_PRECISION)
-    _choice("optim.name", cfg.optim.name, OPTIMIZERS)
+    _check_optim("optim", cfg.optim)
     _choice("loss.variance_convention", cfg.loss.variance_convention, VARIANCE_CONVENTIONS)
     _choice("loss.covariance_form", cfg.loss.covariance_form, COVARIANCE_FORMS)
     _choice("data.format", cfg.data.format, IMAGE_FORMATS)
     if cfg.loss.eps <= 0:
         raise ConfigError(f"loss.eps must be > 0; got {cfg.loss.eps}")
-    if cfg.optim.base_lr <= 0:
-        raise ConfigError(f"optim.base_lr must be > 0; got {cfg.optim.base_lr}")
-    if len(cfg.optim.betas) != 2:
-        raise ConfigError(f"optim.betas must be two numbers; got {list(cfg.optim.betas)}")
     if cfg.data.root is None and cfg.data.builtin is None:
         raise ConfigError(
             "no data: set data.root=PATH to your data set (or data.builtin=shapes for the built-in one)"
@@ -202,6 +218,20 @@ def validate(cfg: RecipeConfig) -> None:
         raise ConfigError(
             f"model.shared=false needs distinct branch names; both are {m.branch_a.name!r} (set model.branch_b.name)"
         )
+    for key in ("branch_a", "branch_b"):
+        b = getattr(m, key)
+        if b.optim is not None:
+            if m.shared:
+                raise ConfigError(f"model.{key}.optim needs model.shared=false: a shared network has one optimiser (use `optim`)")
+            _check_optim(f"model.{key}.optim", b.optim)
+    if m.shared:
+        for field_name in ("encoder", "encoder_kwargs", "expander"):
+            a_val, b_val = getattr(m.branch_a, field_name), getattr(m.branch_b, field_name)
+            if a_val != b_val:
+                raise ConfigError(
+                    f"model.shared=true runs branch_a's network on both sides, but model.branch_b.{field_name} "
+                    f"({b_val}) differs from branch_a's ({a_val}): set model.shared=false for two networks"
+                )
     if cfg.eval.knn_k < 1 or cfg.eval.knn_temperature <= 0:
         raise ConfigError("eval.knn_k must be >= 1 and eval.knn_temperature > 0")
 

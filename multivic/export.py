@@ -12,11 +12,17 @@ from safetensors.torch import load_file, save_file
 
 from multivic.branch import Branch, build_branch
 from multivic.errors import RunDirError
+from multivic.registry import import_modules
 from multivic.run_dir import atomic_write_text
 
 
-def export_branch(branch: Branch, export_dir: Path, encoder: str, encoder_kwargs: dict[str, Any]) -> None:
-    """Write ``<name>.safetensors`` (encoder and expander weights) and ``<name>.json``."""
+def export_branch(
+    branch: Branch, export_dir: Path, encoder: str, encoder_kwargs: dict[str, Any], imports: list[str] | None = None
+) -> None:
+    """Write ``<name>.safetensors`` (encoder and expander weights) and ``<name>.json``.
+
+    ``imports`` lists the user modules that register the encoder, imported again on loading.
+    """
     export_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in branch.state_dict().items()}
     tmp = export_dir / f".{branch.name}.safetensors.tmp"
@@ -30,6 +36,7 @@ def export_branch(branch: Branch, export_dir: Path, encoder: str, encoder_kwargs
         "modality": branch.modality,
         "representation_dim": branch.representation_dim,
         "embedding_dim": branch.embedding_dim,
+        "imports": list(imports or []),
     }
     atomic_write_text(export_dir / f"{branch.name}.json", json.dumps(meta, indent=2) + "\n")
 
@@ -54,6 +61,7 @@ def load_branch(run_or_export_dir: str | Path, name: str, device: str | torch.de
             f"no exported branch {name!r} in {folder}; exported branches: {', '.join(known) or 'none (train first)'}"
         )
     meta = json.loads(meta_path.read_text())
+    import_modules(meta.get("imports") or [])
     branch = build_branch(meta["name"], meta["encoder"], meta.get("encoder_kwargs") or {}, meta["expander"])
     branch.load_state_dict(load_file(str(weights_path)))
     return branch.to(device).eval()

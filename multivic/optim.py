@@ -12,11 +12,31 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import torch
 from timm.optim import Lars
 from torch import nn
+
+
+@dataclass
+class OptimizerSpec:
+    """One optimiser of a run: which parameters, which algorithm, which schedule.
+
+    A run has one (over the whole model) or one per branch, e.g. LARS for a ResNet and AdamW
+    with its own learning rate for a ViT. ``base_lr`` is per 256 samples of global batch.
+    """
+
+    name: str
+    module: "nn.Module"
+    base_lr: float
+    weight_decay: float
+    momentum: float = 0.9
+    betas: Sequence[float] = (0.9, 0.999)
+    warmup_epochs: float = 10.0
+    final_lr_ratio: float = 0.001
+    label: str = "model"
 
 
 def split_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from torch.utils.data import Dataset
 
 from multivic.branch import Branch, JointEmbedding, build_branch
-from multivic.config import BranchConfig, DataConfig, RecipeConfig
+from multivic.config import BranchConfig, DataConfig, OptimConfig, RecipeConfig
 from multivic.data.builtin import builtin_root, write_shapes_dataset
 from multivic.data.builtin.location import ensure_written
 from multivic.data.image_folder import ImageFolderDataset, TorchvisionImageDataset
@@ -22,6 +22,8 @@ from multivic.data.image_views import image_eval_view, image_train_view
 from multivic.data.two_views import TwoViewDataset
 from multivic.errors import ConfigError, DataError, MultivicError
 from multivic.losses import VICRegLoss
+from multivic.optim import OptimizerSpec
+from multivic.registry import import_modules
 
 # The modality each data format provides, and each modality's training and evaluation views.
 DATA_MODALITY = {"image_folder": "image", "cifar10": "image", "stl10": "image"}
@@ -63,6 +65,7 @@ def _build_one(key: str, b: BranchConfig) -> Branch:
 
 def build_model(cfg: RecipeConfig) -> JointEmbedding:
     """The joint-embedding model of the recipe: two branches (one when shared) and the loss."""
+    import_modules(list(cfg.imports))
     branch_a = _build_one("model.branch_a", cfg.model.branch_a)
     branch_b = branch_a if cfg.model.shared else _build_one("model.branch_b", cfg.model.branch_b)
     data_modality = DATA_MODALITY[cfg.data.format]
@@ -130,6 +133,24 @@ def build_eval_splits(cfg: RecipeConfig, root: Path) -> EvalSplits:
     train = labelled_split(cfg.data, root, "train", transform)
     val = labelled_split(cfg.data, root, "val", transform)
     return EvalSplits(train, val, len(train.classes))  # type: ignore[attr-defined]
+
+
+def _optimizer_spec(o: OptimConfig, module: Any, label: str) -> OptimizerSpec:
+    return OptimizerSpec(
+        name=o.name, module=module, base_lr=o.base_lr, weight_decay=o.weight_decay, momentum=o.momentum,
+        betas=tuple(o.betas), warmup_epochs=o.warmup_epochs, final_lr_ratio=o.final_lr_ratio, label=label,
+    )
+
+
+def build_optimizer_specs(cfg: RecipeConfig, model: JointEmbedding) -> list[OptimizerSpec]:
+    """One optimiser over the model, or, when a branch has its own `optim`, one per branch."""
+    m = cfg.model
+    if m.shared or (m.branch_a.optim is None and m.branch_b.optim is None):
+        return [_optimizer_spec(cfg.optim, model, "model")]
+    return [
+        _optimizer_spec(b.optim if b.optim is not None else cfg.optim, branch, branch.name)
+        for b, branch in ((m.branch_a, model.branch_a), (m.branch_b, model.branch_b))
+    ]
 
 
 def branch_export_args(cfg: RecipeConfig, name: str) -> tuple[str, dict[str, Any]]:

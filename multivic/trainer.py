@@ -12,6 +12,7 @@ reproduces the uninterrupted run.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import sys
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 from multivic.branch import JointEmbedding
 from multivic.errors import ConfigError, MultivicError
 from multivic.losses import NonFiniteLossError
-from multivic.optim import build_optimizer, split_decay_groups, warmup_cosine
+from multivic.optim import OptimizerSpec, build_optimizer, split_decay_groups, warmup_cosine
 from multivic.run_dir import HistoryWriter, RunDir, atomic_write_text
 
 logger = logging.getLogger("multivic")
@@ -66,15 +67,9 @@ def fit(
     train_set: Dataset,
     run_dir: RunDir,
     *,
+    optimizers: Sequence[OptimizerSpec],
     epochs: int,
     batch_size: int,
-    optimizer: str = "lars",
-    base_lr: float = 0.2,
-    weight_decay: float = 1e-6,
-    momentum: float = 0.9,
-    betas: Sequence[float] = (0.9, 0.999),
-    warmup_epochs: float = 10.0,
-    final_lr_ratio: float = 0.001,
     grad_accum_steps: int = 1,
     mixed_precision: str = "no",
     num_workers: int = 0,
@@ -89,10 +84,11 @@ def fit(
     """Train ``model`` on pairs of views from ``train_set`` and checkpoint into ``run_dir``.
 
     Args:
+        optimizers: one spec over the whole model, or one per branch; each has its own
+            schedule (linear warm-up, then cosine to final_lr_ratio × peak), with the peak at
+            base_lr × batch_size × grad_accum_steps / 256.
         batch_size: the global batch, split evenly over processes; the variance and
             covariance terms see all of it (the loss gathers across processes).
-        base_lr: learning rate per 256 samples; the peak is base_lr × batch_size × grad_accum_steps / 256.
-        warmup_epochs: linear warm-up length, then cosine to final_lr_ratio × peak.
         sync_batchnorm: on several CUDA processes, batch norm uses statistics of the global
             batch, as the released code does (PyTorch's SyncBatchNorm runs on CUDA only).
     """
@@ -129,20 +125,31 @@ def fit(
     )
     if sync_batchnorm and world > 1 and accelerator.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    peak_lr = base_lr * batch_size * grad_accum_steps / 256
-    opt = build_optimizer(optimizer, split_decay_groups(model, weight_decay), peak_lr, momentum, betas)
-    model, opt, loader = accelerator.prepare(model, opt, loader)
+    opts = [
+        build_optimizer(
+            o.name, split_decay_groups(o.module, o.weight_decay), o.base_lr * batch_size * grad_accum_steps / 256,
+            o.momentum, o.betas,
+        )
+        for o in optimizers
+    ]
+    model, loader, *opts = accelerator.prepare(model, loader, *opts)
 
     steps_per_epoch = max(1, len(loader) // grad_accum_steps)
     total_steps = steps_per_epoch * epochs
-    warmup_steps = int(round(warmup_epochs * steps_per_epoch))
-    # Stepped by hand once per optimiser step (Accelerate's scheduler wrapper would step it
-    # once per process); its state is checkpointed with the rest.
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        opt.optimizer, lambda s: warmup_cosine(s, total_steps, warmup_steps, final_lr_ratio)
-    )
+    # Stepped by hand once per optimiser step (Accelerate's scheduler wrapper would step them
+    # once per process); their state is checkpointed with the rest.
+    schedules = [
+        torch.optim.lr_scheduler.LambdaLR(
+            opt.optimizer,
+            functools.partial(
+                warmup_cosine, total_steps=total_steps,
+                warmup_steps=int(round(o.warmup_epochs * steps_per_epoch)), final_ratio=o.final_lr_ratio,
+            ),
+        )
+        for opt, o in zip(opts, optimizers)
+    ]
     state = TrainState()
-    accelerator.register_for_checkpointing(schedule, state)
+    accelerator.register_for_checkpointing(*schedules, state)
 
     resumed_from = None
     latest = run_dir.latest_checkpoint()
@@ -179,12 +186,14 @@ def fit(
                             "lower optim.base_lr or use train.mixed_precision=no, and resume from the last checkpoint"
                         ) from None
                 accelerator.backward(loss)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+                for opt in opts:
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
             if not accelerator.sync_gradients:
                 continue
-            lr = schedule.get_last_lr()[0]
-            schedule.step()
+            lrs = {o.label: sched.get_last_lr()[0] for o, sched in zip(optimizers, schedules)}
+            for sched in schedules:
+                sched.step()
             state.step += 1
             window_steps += 1
             bar.update(1)
@@ -193,7 +202,9 @@ def fit(
                 values = accelerator.reduce(torch.stack([metrics[k].float() for k in names]), "mean")
                 elapsed = time.perf_counter() - window_start
                 rate = window_steps * batch_size * grad_accum_steps / max(elapsed, 1e-9)
-                row = {"step": state.step, "epoch": epoch, "lr": lr}
+                row = {"step": state.step, "epoch": epoch, "lr": next(iter(lrs.values()))}
+                if len(lrs) > 1:
+                    row.update({f"lr/{label}": value for label, value in lrs.items()})
                 row.update({k: float(v) for k, v in zip(names, values.tolist())})
                 row["samples_per_s"] = rate
                 if history is not None:

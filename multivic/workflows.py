@@ -22,6 +22,7 @@ from multivic.recipe import (
     branch_export_args,
     build_eval_splits,
     build_model,
+    build_optimizer_specs,
     build_train_dataset,
     resolve_data_root,
 )
@@ -87,15 +88,9 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
         model,
         train_set,
         run_dir,
+        optimizers=build_optimizer_specs(cfg, model),
         epochs=cfg.train.epochs,
         batch_size=cfg.train.batch_size,
-        optimizer=cfg.optim.name,
-        base_lr=cfg.optim.base_lr,
-        weight_decay=cfg.optim.weight_decay,
-        momentum=cfg.optim.momentum,
-        betas=list(cfg.optim.betas),
-        warmup_epochs=cfg.optim.warmup_epochs,
-        final_lr_ratio=cfg.optim.final_lr_ratio,
         grad_accum_steps=cfg.train.grad_accum_steps,
         mixed_precision=cfg.train.mixed_precision,
         num_workers=cfg.data.num_workers,
@@ -111,7 +106,7 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
     if result.accelerator.is_main_process:
         for name, branch in result.model.branches().items():
             encoder, kwargs = branch_export_args(cfg, name)
-            export_branch(branch, run_dir.export, encoder, kwargs)
+            export_branch(branch, run_dir.export, encoder, kwargs, imports=list(cfg.imports))
         if eval_splits is not None:
             metrics = evaluate(cfg, run_dir, result.accelerator.device, data_root)
     result.accelerator.wait_for_everyone()

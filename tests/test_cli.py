@@ -113,7 +113,7 @@ def finished_run(tiny_recipe, tmp_path):
     [
         (["data.root=/nonexistent/data"], r"data root /nonexistent/data does not exist"),
         (["train.batch_size=1"], r"train.batch_size must be >= 2"),
-        (["model.branch_a.encoder=resnet81"], r"unknown encoder 'resnet81'.*Known encoders"),
+        (["model.branch_a.encoder=resnet81", "model.branch_b.encoder=resnet81"], r"unknown encoder 'resnet81'.*Known encoders"),
         (["train.epoch=3"], r"unknown config key 'train.epoch'"),
     ],
 )

@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from multivic import Branch, Expander, JointEmbedding, MultivicError
 from multivic.errors import ConfigError
+from multivic.optim import OptimizerSpec
 from multivic.run_dir import RunDir
 from multivic.trainer import fit
 
@@ -46,9 +47,11 @@ def _model(poison=False):
 
 
 def _fit(model, tmp_path, **kw):
-    args = dict(epochs=2, batch_size=16, optimizer="adamw", base_lr=0.01, warmup_epochs=0, cpu=True, progress=False, log_every=1)
+    opt = dict(base_lr=kw.pop("base_lr", 0.01), warmup_epochs=kw.pop("warmup_epochs", 0), final_lr_ratio=kw.pop("final_lr_ratio", 0.001))
+    args = dict(epochs=2, batch_size=16, cpu=True, progress=False, log_every=1)
     args.update(kw)
-    return fit(model, PairsOfVectors(), RunDir(tmp_path / "run"), **args)
+    spec = OptimizerSpec("adamw", model, weight_decay=1e-4, **opt)
+    return fit(model, PairsOfVectors(), RunDir(tmp_path / "run"), optimizers=[spec], **args)
 
 
 def test_fit_logs_every_step_and_counts(tmp_path):
