@@ -3,6 +3,7 @@
     multivic train RECIPE [--output-dir DIR] [key=value ...]   train, export, evaluate (resumes DIR)
     multivic eval RUN_DIR [key=value ...]                      re-evaluate a run's exported branches
     multivic encoders [--modality M]                           list the encoder registry
+    multivic embed RUN_DIR --branch B --input DIR --out FILE   embeddings of a folder of inputs
 
 User mistakes print one line ``error: ...`` and exit 2, without a traceback unless ``--debug``.
 """
@@ -48,6 +49,16 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("encoders", help="list the registered encoders")
     r.add_argument("--modality", default=None)
+
+    m = sub.add_parser("embed", help="embed a folder of inputs with a trained branch")
+    m.add_argument("run_dir", help="a run directory (or its export/ folder)")
+    m.add_argument("--branch", required=True, help="branch name, as in export/<branch>.json")
+    m.add_argument("--input", required=True, help="a folder of images (searched recursively)")
+    m.add_argument("--out", required=True, help="output file: .npy (array), .npz (embeddings + paths) or .parquet")
+    m.add_argument("--output", choices=("representation", "embedding"), default="representation",
+                   help="encoder output (default, used downstream) or expander output")
+    m.add_argument("--batch-size", type=int, default=64)
+    m.add_argument("--image-size", type=int, default=None, help="default: the run's data.image_size")
     return p
 
 
@@ -73,7 +84,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _cmd_encoders(args: argparse.Namespace) -> None:
-    from multivic.registry import create_encoder, encoder_spec, list_encoders
+    from multivic.registry import create_encoder, encoder_spec, list_encoders, plugin_errors
 
     names = list_encoders(args.modality)
     print(f"{'name':<14}{'modality':<12}{'out_dim':>8}  source")
@@ -81,9 +92,21 @@ def _cmd_encoders(args: argparse.Namespace) -> None:
         spec = encoder_spec(name)
         try:
             width = str(create_encoder(name).out_dim)
-        except Exception:  # a factory that needs arguments: width depends on them
+        except Exception:  # a factory that needs arguments: its width depends on them
             width = "?"
         print(f"{name:<14}{spec.modality:<12}{width:>8}  {spec.source}")
+    print(f"{'timm:<name>':<14}{'image':<12}{'?':>8}  any model of timm.list_models(), e.g. timm:convnext_tiny")
+    print(f"{'pkg.mod:fn':<14}{'(declared)':<12}{'?':>8}  an import path to your own factory")
+    for name, error in plugin_errors().items():
+        print(f"warning: {error}", file=sys.stderr)
+
+
+def _cmd_embed(args: argparse.Namespace) -> None:
+    from multivic.embed import embed_inputs
+
+    n, dim = embed_inputs(Path(args.run_dir), args.branch, Path(args.input), Path(args.out),
+                          output=args.output, batch_size=args.batch_size, image_size=args.image_size)
+    print(f"wrote {n} embeddings of width {dim} to {args.out}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("multivic").setLevel(logging.INFO)
-    commands = {"train": _cmd_train, "eval": _cmd_eval, "encoders": _cmd_encoders}
+    commands = {"train": _cmd_train, "eval": _cmd_eval, "encoders": _cmd_encoders, "embed": _cmd_embed}
     try:
         commands[args.command](args)
     except MultivicError as exc:

@@ -57,6 +57,14 @@ _builtins_loaded = False
 ENTRY_POINT_GROUP = "multivic.encoders"
 
 
+def _same_definition(a: EncoderFactory, b: EncoderFactory) -> bool:
+    """The same function from the same file, imported twice (e.g. by module name and by path)."""
+    try:
+        return a.__qualname__ == b.__qualname__ and inspect.getsourcefile(a) == inspect.getsourcefile(b)
+    except TypeError:
+        return False
+
+
 def register_encoder(
     name: str | None = None, *, modality: str, overwrite: bool = False
 ) -> Callable[[EncoderFactory], EncoderFactory]:
@@ -72,7 +80,7 @@ def register_encoder(
         key = name or factory.__name__
         if not isinstance(modality, str) or not modality:
             raise RegistryError(f"encoder {key!r}: modality must be a non-empty string")
-        if key in _REGISTRY and not overwrite:
+        if key in _REGISTRY and not overwrite and not _same_definition(_REGISTRY[key].factory, factory):
             raise RegistryError(
                 f"encoder {key!r} is already registered by {_REGISTRY[key].source}; "
                 "pick another name or pass overwrite=True"
@@ -185,6 +193,8 @@ def plugin_errors() -> dict[str, str]:
 
 def _import_path_spec(name: str) -> EncoderSpec:
     module_name, _, attr = name.partition(":")
+    if os.getcwd() not in sys.path:  # as `python -m` would, so project-local modules resolve
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:

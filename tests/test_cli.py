@@ -173,3 +173,36 @@ def test_two_processes_train_through_accelerate_launch(tiny_recipe, tmp_path):
     assert (checkpoint / "random_states_0.pkl").is_file() and (checkpoint / "random_states_1.pkl").is_file()
     assert _history_steps(run) == [1, 2, 3, 4]  # global batch 16 = 2 × 8, as on one process
     assert "tiny/linear_top1" in json.loads((run / "metrics.json").read_text())
+
+
+def test_embed_writes_vectors_for_a_folder_of_images(tiny_recipe, tiny_images, tmp_path, capsys):
+    import numpy as np
+    import pandas as pd
+
+    from multivic import load_branch
+    from multivic.data.image_folder import load_rgb
+    from multivic.data.image_views import image_eval_view
+
+    run = tmp_path / "run"
+    assert _train(tiny_recipe, run, "train.epochs=0", "eval.enabled=false") == 0
+    folder = tiny_images / "val"
+    assert main(["embed", str(run), "--branch", "tiny", "--input", str(folder), "--out", str(tmp_path / "e.npz")]) == 0
+    data = np.load(tmp_path / "e.npz")
+    assert data["embeddings"].shape == (24, 512) and len(data["paths"]) == 24
+    first = sorted(p for p in folder.rglob("*.png"))[0]
+    assert data["paths"][0] == str(first.relative_to(folder))
+    branch = load_branch(run, "tiny")
+    with torch.no_grad():
+        expected = branch.encode(image_eval_view(16)(load_rgb(first))[None])[0]
+    assert np.allclose(data["embeddings"][0], expected.numpy(), atol=1e-5)
+
+    assert main(["embed", str(run), "--branch", "tiny", "--input", str(folder), "--out", str(tmp_path / "e.parquet"),
+                 "--output", "embedding"]) == 0
+    frame = pd.read_parquet(tmp_path / "e.parquet")
+    assert list(frame.columns) == ["path", "embedding"] and len(frame["embedding"][0]) == 64
+
+    capsys.readouterr()
+    _expect_error(capsys, main(["embed", str(run), "--branch", "tiny", "--input", str(folder), "--out", str(tmp_path / "e.csv")]),
+                  r"unknown format '.csv'")
+    _expect_error(capsys, main(["embed", str(run), "--branch", "nope", "--input", str(folder), "--out", str(tmp_path / "e.npy")]),
+                  r"no exported branch 'nope' .* exported branches: tiny")

@@ -80,8 +80,13 @@ def test_user_registration_and_duplicates():
         assert "test_tiny_mlp" not in list_encoders("image")
         enc = multivic.create_encoder("test_tiny_mlp", width=5)
         assert enc.out_dim == 5 and enc.modality == "vector"
+        register_encoder("test_tiny_mlp", modality="vector")(tiny)  # the same definition again: fine
+
+        def other() -> nn.Module:
+            return tiny()
+
         with pytest.raises(RegistryError, match="already registered"):
-            register_encoder("test_tiny_mlp", modality="vector")(tiny)
+            register_encoder("test_tiny_mlp", modality="vector")(other)
     finally:
         _REGISTRY.pop("test_tiny_mlp", None)
 
