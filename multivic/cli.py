@@ -91,7 +91,10 @@ def _cmd_encoders(args: argparse.Namespace) -> None:
     for name in names:
         spec = encoder_spec(name)
         try:
-            width = str(create_encoder(name).out_dim)
+            import torch
+
+            with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+                width = str(create_encoder(name).out_dim)
         except Exception:  # a factory that needs arguments: its width depends on them
             width = "?"
         print(f"{name:<14}{spec.modality:<12}{width:>8}  {spec.source}")

@@ -137,3 +137,23 @@ def test_timm_local_checkpoint(tmp_path):
     save_file({"conv1.weight": torch.zeros(1)}, str(tmp_path / "partial.safetensors"))
     with pytest.raises(RegistryError, match="lacks"):
         create_encoder("timm:resnet10t", checkpoint=str(tmp_path / "partial.safetensors"))
+
+
+def test_branch_whose_modality_does_not_match_the_data(tiny_recipe, user_module):
+    from multivic.config import load_config
+    from multivic.recipe import build_model
+
+    registry.import_modules([user_module])
+    def text_encoder():
+        m = torch.nn.Linear(4, 8)
+        m.out_dim, m.modality = 8, "text"
+        return m
+
+    registry.register_encoder("test_text_only", modality="text")(text_encoder)
+    try:
+        cfg = load_config(tiny_recipe, ["model.shared=false", "model.branch_b.name=words",
+                                        "model.branch_b.encoder=test_text_only", "model.branch_b.expander=64-64"])
+        with pytest.raises(ConfigError, match=r"model.branch_b \('words'\) reads modality 'text' but data.format='image_folder' gives 'image'"):
+            build_model(cfg)
+    finally:
+        registry._REGISTRY.pop("test_text_only", None)
