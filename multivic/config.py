@@ -20,8 +20,9 @@ from multivic.losses.vicreg import COVARIANCE_FORMS, VARIANCE_CONVENTIONS
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 OPTIMIZERS = ("lars", "adamw")
-IMAGE_FORMATS = ("image_folder", "cifar10", "stl10")
-BUILTIN_DATASETS = ("shapes",)
+DATA_FORMATS = ("image_folder", "cifar10", "stl10", "esc50", "audio_csv")
+# Built-in data sets and the on-disk format each is written in.
+BUILTIN_DATASETS = {"shapes": "image_folder", "sounds": "esc50"}
 
 
 @dataclass
@@ -56,8 +57,9 @@ class BranchConfig:
 class ModelConfig:
     # shared: one network on both sides; branch_b then only contributes its `view`.
     shared: bool = True
-    branch_a: BranchConfig = field(default_factory=lambda: BranchConfig(view={"blur_p": 1.0, "solarize_p": 0.0}))
-    branch_b: BranchConfig = field(default_factory=lambda: BranchConfig(view={"blur_p": 0.1, "solarize_p": 0.2}))
+    # Views start empty (a YAML `view` merges into this default): recipes state them.
+    branch_a: BranchConfig = field(default_factory=BranchConfig)
+    branch_b: BranchConfig = field(default_factory=BranchConfig)
 
 
 @dataclass
@@ -73,13 +75,23 @@ class LossConfig:
 
 @dataclass
 class DataConfig:
-    # Reader of data.root: image_folder (root/train/<class>/*, root/val/<class>/*), cifar10, stl10.
+    # Reader of data.root: image_folder (root/train/<class>/*, root/val/<class>/*), cifar10,
+    # stl10, esc50 (root/audio/*.wav + root/meta/esc50.csv) or audio_csv (root/<meta_csv>).
     format: str = "image_folder"
     # Folder of the user's data. Empty: the built-in data set named by `builtin` is used.
     root: Optional[str] = None
     builtin: Optional[str] = None
-    image_size: int = 224
     num_workers: int = 4
+    # Images.
+    image_size: int = 224
+    # Audio: clips are mixed to mono and resampled to sample_rate; views are crop_seconds long.
+    sample_rate: int = 16000
+    crop_seconds: float = 2.0
+    # Audio folds: `val` is test_fold, `train` the others (ESC-50 has folds 1-5).
+    test_fold: int = 5
+    meta_csv: str = "labels.csv"
+    # Clips shorter than this are skipped (and counted in a warning).
+    min_seconds: float = 0.05
 
 
 @dataclass
@@ -110,6 +122,9 @@ class EvalConfig:
     linear_weight_decay: float = 1e-4
     # Cap on training-split samples embedded for the probes (None: all), to bound time on big sets.
     max_train_samples: Optional[int] = None
+    # Fold-based data (esc50, audio_csv): also run the probes with each of folds 1-5 held out in
+    # turn and report their means as <branch>/linear_top1_cv5 and <branch>/knn_top1_cv5.
+    cross_validate: bool = False
 
 
 @dataclass
@@ -200,7 +215,7 @@ def validate(cfg: RecipeConfig) -> None:
     _check_optim("optim", cfg.optim)
     _choice("loss.variance_convention", cfg.loss.variance_convention, VARIANCE_CONVENTIONS)
     _choice("loss.covariance_form", cfg.loss.covariance_form, COVARIANCE_FORMS)
-    _choice("data.format", cfg.data.format, IMAGE_FORMATS)
+    _choice("data.format", cfg.data.format, DATA_FORMATS)
     if cfg.loss.eps <= 0:
         raise ConfigError(f"loss.eps must be > 0; got {cfg.loss.eps}")
     if cfg.data.root is None and cfg.data.builtin is None:
@@ -208,7 +223,15 @@ def validate(cfg: RecipeConfig) -> None:
             "no data: set data.root=PATH to your data set (or data.builtin=shapes for the built-in one)"
         )
     if cfg.data.root is None:
-        _choice("data.builtin", str(cfg.data.builtin), BUILTIN_DATASETS)
+        _choice("data.builtin", str(cfg.data.builtin), tuple(BUILTIN_DATASETS))
+        if BUILTIN_DATASETS[str(cfg.data.builtin)] != cfg.data.format:
+            raise ConfigError(
+                f"data.builtin={cfg.data.builtin} is written as {BUILTIN_DATASETS[str(cfg.data.builtin)]}: set data.format to match"
+            )
+    if cfg.data.sample_rate <= 0:
+        raise ConfigError(f"data.sample_rate must be > 0 (samples per second); got {cfg.data.sample_rate}")
+    if cfg.data.crop_seconds <= 0:
+        raise ConfigError(f"data.crop_seconds must be > 0; got {cfg.data.crop_seconds}")
     if cfg.data.image_size < 8:
         raise ConfigError(f"data.image_size must be >= 8; got {cfg.data.image_size}")
     if cfg.data.num_workers < 0:
@@ -232,6 +255,8 @@ def validate(cfg: RecipeConfig) -> None:
                     f"model.shared=true runs branch_a's network on both sides, but model.branch_b.{field_name} "
                     f"({b_val}) differs from branch_a's ({a_val}): set model.shared=false for two networks"
                 )
+    if cfg.eval.cross_validate and cfg.data.format not in ("esc50", "audio_csv"):
+        raise ConfigError(f"eval.cross_validate needs fold-based data (esc50, audio_csv); data.format is {cfg.data.format!r}")
     if cfg.eval.knn_k < 1 or cfg.eval.knn_temperature <= 0:
         raise ConfigError("eval.knn_k must be >= 1 and eval.knn_temperature > 0")
 

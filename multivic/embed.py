@@ -1,4 +1,7 @@
-"""``multivic embed``: representations (or embeddings) of a folder of inputs with a trained branch."""
+"""``multivic embed``: representations (or embeddings) of a folder of inputs with a trained branch.
+
+Images and audio files are read and cropped as the run's evaluation does (its config.yaml).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
+from multivic.data.audio_io import load_mono
+from multivic.data.audio_views import audio_eval_view
 from multivic.data.image_folder import IMAGE_EXTENSIONS, load_rgb
 from multivic.data.image_views import image_eval_view
 from multivic.errors import DataError, MultivicError
@@ -20,35 +25,54 @@ from multivic.export import load_branch
 OUTPUT_FORMATS = (".npy", ".npz", ".parquet")
 
 
-class _ImageFiles(Dataset):
-    def __init__(self, paths: list[Path], transform: Callable) -> None:
-        self.paths, self.transform = paths, transform
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+class _Files(Dataset):
+    def __init__(self, paths: list[Path], load: Callable[[Path], torch.Tensor]) -> None:
+        self.paths, self.load = paths, load
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return self.transform(load_rgb(self.paths[i]))
+        return self.load(self.paths[i])
 
 
-def _image_inputs(folder: Path, image_size: int) -> tuple[Dataset, list[str]]:
+def _list_files(folder: Path, extensions: tuple[str, ...], kind: str) -> list[Path]:
     if not folder.is_dir():
-        raise DataError(f"--input {folder} is not a folder of images")
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        raise DataError(f"--input {folder} is not a folder of {kind}")
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
     if not paths:
-        raise DataError(f"--input {folder} holds no images ({', '.join(IMAGE_EXTENSIONS[:3])}, ...)")
-    return _ImageFiles(paths, image_eval_view(image_size)), [str(p.relative_to(folder)) for p in paths]
+        raise DataError(f"--input {folder} holds no {kind} ({', '.join(extensions[:3])}, ...)")
+    return paths
 
 
-# Each modality's reader of a user's input folder or file.
-INPUT_READERS: dict[str, Callable[[Path, int], tuple[Dataset, list[str]]]] = {"image": _image_inputs}
+def _image_inputs(folder: Path, data: dict) -> tuple[Dataset, list[Path]]:
+    paths = _list_files(folder, IMAGE_EXTENSIONS, "images")
+    view = image_eval_view(int(data["image_size"]))
+    return _Files(paths, lambda p: view(load_rgb(p))), paths
 
 
-def _run_image_size(run_dir: Path) -> int | None:
-    config = run_dir / "config.yaml"
-    if config.is_file():
-        return int(OmegaConf.load(config).data.image_size)
-    return None
+def _audio_inputs(folder: Path, data: dict) -> tuple[Dataset, list[Path]]:
+    paths = _list_files(folder, AUDIO_EXTENSIONS, "audio files")
+    rate = int(data["sample_rate"])
+    view = audio_eval_view(rate, float(data["crop_seconds"]))
+    return _Files(paths, lambda p: view(load_mono(p, rate))), paths
+
+
+# Each modality's reader of a user's input folder, given the run's data settings.
+INPUT_READERS: dict[str, Callable[[Path, dict], tuple[Dataset, list[Path]]]] = {
+    "image": _image_inputs,
+    "waveform": _audio_inputs,
+}
+
+
+def _run_data_settings(run_dir: Path) -> dict:
+    for folder in (run_dir, run_dir.parent):  # a run directory, or its export/ folder
+        if (folder / "config.yaml").is_file():
+            return dict(OmegaConf.to_container(OmegaConf.load(folder / "config.yaml").data, resolve=True))  # type: ignore[arg-type]
+    return {}
 
 
 def _write(out: Path, embeddings: np.ndarray, paths: list[str]) -> None:
@@ -96,10 +120,14 @@ def embed_inputs(
         raise MultivicError(
             f"branch {branch_name!r} reads {branch.modality!r}; `multivic embed` reads: {', '.join(INPUT_READERS)}"
         )
-    size = image_size or _run_image_size(run_dir) or _run_image_size(run_dir.parent)
-    if size is None:
-        raise MultivicError("no image size known for this export folder: pass --image-size")
-    dataset, names = reader(inputs, size)
+    data = _run_data_settings(run_dir)
+    if image_size:
+        data["image_size"] = image_size
+    needed = {"image": ["image_size"], "waveform": ["sample_rate", "crop_seconds"]}.get(branch.modality, [])
+    if any(k not in data for k in needed):
+        raise MultivicError("no run config.yaml next to this export folder: pass --image-size, or embed from the run directory")
+    dataset, paths = reader(inputs, data)
+    names = [str(p.relative_to(inputs)) for p in paths]
     rows = []
     for x in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         r = branch.encode(x.to(device))

@@ -15,7 +15,9 @@ from torch.utils.data import Dataset
 
 from multivic.branch import Branch, JointEmbedding, build_branch
 from multivic.config import BranchConfig, DataConfig, OptimConfig, RecipeConfig
-from multivic.data.builtin import builtin_root, write_shapes_dataset
+from multivic.data.audio_folder import LabelledAudio, csv_audio_files, esc50_files
+from multivic.data.audio_views import audio_eval_view, audio_train_view
+from multivic.data.builtin import builtin_root, write_shapes_dataset, write_sounds_dataset
 from multivic.data.builtin.location import ensure_written
 from multivic.data.image_folder import ImageFolderDataset, TorchvisionImageDataset
 from multivic.data.image_views import image_eval_view, image_train_view
@@ -26,9 +28,17 @@ from multivic.optim import OptimizerSpec
 from multivic.registry import import_modules
 
 # The modality each data format provides, and each modality's training and evaluation views.
-DATA_MODALITY = {"image_folder": "image", "cifar10": "image", "stl10": "image"}
-TRAIN_VIEWS: dict[str, Callable[..., Callable]] = {"image": image_train_view}
-EVAL_VIEWS: dict[str, Callable[..., Callable]] = {"image": image_eval_view}
+DATA_MODALITY = {"image_folder": "image", "cifar10": "image", "stl10": "image", "esc50": "waveform", "audio_csv": "waveform"}
+TRAIN_VIEWS: dict[str, Callable[..., Callable]] = {"image": image_train_view, "waveform": audio_train_view}
+EVAL_VIEWS: dict[str, Callable[..., Callable]] = {"image": image_eval_view, "waveform": audio_eval_view}
+BUILTIN_WRITERS: dict[str, Callable[[Path], Path]] = {"shapes": write_shapes_dataset, "sounds": write_sounds_dataset}
+
+
+def _view_base_args(data: DataConfig, modality: str) -> dict[str, Any]:
+    """The data-level arguments of a modality's views (the branch's `view` adds the rest)."""
+    if modality == "image":
+        return {"image_size": data.image_size}
+    return {"sample_rate": data.sample_rate, "crop_seconds": data.crop_seconds}
 
 
 def _plain(value: Any) -> Any:
@@ -75,6 +85,15 @@ def build_model(cfg: RecipeConfig) -> JointEmbedding:
                 f"{key} ({branch.name!r}) reads modality {branch.modality!r} but data.format="
                 f"{cfg.data.format!r} gives {data_modality!r}: pick an encoder of that modality"
             )
+    if data_modality == "waveform":
+        crop = int(round(cfg.data.crop_seconds * cfg.data.sample_rate))
+        for key, branch in (("model.branch_a", branch_a), ("model.branch_b", branch_b)):
+            need = int(getattr(branch.encoder, "min_input_samples", 1))
+            if crop < need:
+                raise ConfigError(
+                    f"data.crop_seconds={cfg.data.crop_seconds} at {cfg.data.sample_rate} Hz gives {crop} samples, "
+                    f"fewer than the {need} that {key} ({branch.name!r}) needs for one window: lengthen the crop"
+                )
     try:
         return JointEmbedding(branch_a, branch_b, build_loss(cfg))
     except ValueError as exc:
@@ -89,24 +108,30 @@ def resolve_data_root(data: DataConfig) -> Path:
             raise DataError(f"data root {root} does not exist: set data.root=PATH to a folder holding your data set")
         return root
     root = builtin_root(f"{data.builtin}-v1")
-    return ensure_written(root, lambda tmp: write_shapes_dataset(tmp))
+    return ensure_written(root, BUILTIN_WRITERS[str(data.builtin)])
 
 
 def labelled_split(data: DataConfig, root: Path, split: str, transform: Callable | None) -> Dataset:
     """The train or val split of the recipe's data format, items (sample, label)."""
     if data.format == "image_folder":
         return ImageFolderDataset(root / split, transform)
+    if data.format in ("esc50", "audio_csv"):
+        if data.format == "esc50":
+            files, classes = esc50_files(root, split, data.test_fold)
+        else:
+            files, classes = csv_audio_files(root, data.meta_csv, split, data.test_fold)
+        return LabelledAudio(files, classes, data.sample_rate, transform, data.min_seconds)
     return TorchvisionImageDataset(data.format, root, split, transform)
 
 
-def _view(key: str, modality: str, image_size: int, kwargs: dict[str, Any]) -> Callable:
+def _view(key: str, modality: str, base: dict[str, Any], kwargs: dict[str, Any]) -> Callable:
     factory = TRAIN_VIEWS[modality]
-    accepted = set(inspect.signature(factory).parameters) - {"image_size"}
+    accepted = set(inspect.signature(factory).parameters) - set(base)
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
         raise ConfigError(f"unknown {key}.view key(s) {', '.join(unknown)}; {modality} views take: {', '.join(sorted(accepted))}")
     try:
-        return factory(image_size, **kwargs)
+        return factory(**base, **kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{key}.view: {exc}") from None
 
@@ -114,7 +139,8 @@ def _view(key: str, modality: str, image_size: int, kwargs: dict[str, Any]) -> C
 def build_train_dataset(cfg: RecipeConfig, root: Path) -> TwoViewDataset:
     """Pairs of views of the training split, each side with its own view transform."""
     modality = DATA_MODALITY[cfg.data.format]
-    views = [_view(key, modality, cfg.data.image_size, _plain(b.view) or {}) for key, b in branch_configs(cfg)]
+    base = _view_base_args(cfg.data, modality)
+    views = [_view(key, modality, base, _plain(b.view) or {}) for key, b in branch_configs(cfg)]
     return TwoViewDataset(labelled_split(cfg.data, root, "train", None), views[0], views[1])
 
 
@@ -129,7 +155,7 @@ class EvalSplits:
 
 def build_eval_splits(cfg: RecipeConfig, root: Path) -> EvalSplits:
     modality = DATA_MODALITY[cfg.data.format]
-    transform = EVAL_VIEWS[modality](cfg.data.image_size)
+    transform = EVAL_VIEWS[modality](**_view_base_args(cfg.data, modality))
     train = labelled_split(cfg.data, root, "train", transform)
     val = labelled_split(cfg.data, root, "val", transform)
     return EvalSplits(train, val, len(train.classes))  # type: ignore[attr-defined]

@@ -102,7 +102,7 @@ def fit(
     world = accelerator.num_processes
     if batch_size % world:
         raise ConfigError(f"train.batch_size={batch_size} must be divisible by the {world} processes")
-    if len(train_set) < batch_size:  # type: ignore[arg-type]
+    if epochs > 0 and len(train_set) < batch_size:  # type: ignore[arg-type]
         raise ConfigError(
             f"the training split has {len(train_set)} samples, fewer than train.batch_size={batch_size}: lower the batch size"  # type: ignore[arg-type]
         )

@@ -19,6 +19,7 @@ from multivic.errors import RunDirError
 from multivic.evaluation.classification import evaluate_classification
 from multivic.export import export_branch, exported_branch_names, load_branch
 from multivic.recipe import (
+    EvalSplits,
     branch_export_args,
     build_eval_splits,
     build_model,
@@ -131,18 +132,31 @@ def evaluate(
     splits = build_eval_splits(cfg, data_root)
     metrics = run_dir.read_metrics()
     e = cfg.eval
+    folds = [1, 2, 3, 4, 5] if e.cross_validate else []
+    fold_splits = {k: build_eval_splits(_with_test_fold(cfg, k), data_root) for k in folds}
     for name in names:
         branch = load_branch(run_dir.root, name, device)
-        metrics.update(
-            evaluate_classification(
-                branch, splits.train, splits.val, splits.num_classes, device,
+
+        def probe(s: EvalSplits) -> dict[str, float]:
+            return evaluate_classification(
+                branch, s.train, s.val, s.num_classes, device,
                 batch_size=e.batch_size, num_workers=cfg.data.num_workers, knn_k=e.knn_k,
                 knn_temperature=e.knn_temperature, linear_epochs=e.linear_epochs, linear_lr=e.linear_lr,
                 linear_weight_decay=e.linear_weight_decay, max_train_samples=e.max_train_samples, seed=cfg.seed,
             )
-        )
+
+        metrics.update(probe(splits))
+        if folds:
+            runs = [probe(fold_splits[k]) for k in folds]
+            for metric in ("linear_top1", "knn_top1"):
+                metrics[f"{name}/{metric}_cv5"] = sum(r[f"{name}/{metric}"] for r in runs) / len(runs)
     run_dir.write_metrics(metrics)
     return metrics
+
+
+def _with_test_fold(cfg: RecipeConfig, fold: int) -> RecipeConfig:
+    copy = OmegaConf.merge(cfg, {"data": {"test_fold": fold}})
+    return copy  # type: ignore[return-value]
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
@@ -151,7 +165,7 @@ def format_metrics(metrics: dict[str, float]) -> str:
     for key, value in metrics.items():
         branch, _, metric = key.rpartition("/")
         rows.setdefault(branch or "-", {})[metric] = value
-    columns = ["linear_top1", "linear_top5", "knn_top1", "std_mean", "effective_rank"]
+    columns = ["linear_top1", "linear_top5", "knn_top1", "linear_top1_cv5", "knn_top1_cv5", "std_mean", "effective_rank"]
     columns += sorted({m for r in rows.values() for m in r} - set(columns))
     columns = [c for c in columns if any(c in r for r in rows.values())]
     width = max([6] + [len(b) for b in rows])

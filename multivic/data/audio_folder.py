@@ -1,0 +1,118 @@
+"""Labelled audio on disk: the ESC-50 layout and a generic folder + CSV.
+
+ESC-50: ``root/audio/*.wav`` and ``root/meta/esc50.csv`` with columns filename, fold, target,
+category. Generic: ``root/<csv>`` with columns ``file`` (relative to root) and ``label``, and
+optionally ``fold`` (1-5; without it files take folds 1-5 in turn, in CSV order). The split
+``val`` is the test fold, ``train`` the other folds.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+from torch.utils.data import Dataset
+
+from multivic.data.audio_io import audio_frames, load_mono
+from multivic.errors import DataError
+
+logger = logging.getLogger("multivic")
+
+ESC50_COLUMNS = ("filename", "fold", "target", "category")
+CSV_COLUMNS = ("file", "label")
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"meta CSV {path} not found")
+    try:
+        table = pd.read_csv(path)
+    except Exception as exc:
+        raise DataError(f"cannot read meta CSV {path}: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise DataError(f"meta CSV {path} lacks column(s) {', '.join(missing)} (it has: {', '.join(map(str, table.columns))})")
+    return table
+
+
+class LabelledAudio(Dataset):
+    """Items ``(transform(waveform [T]), label)`` of mono clips resampled to ``sample_rate``.
+
+    Every file's header is read up front: an unreadable or empty file is a DataError naming
+    it; a file shorter than ``min_samples`` (at its own rate, after conversion) is skipped,
+    and the skips are counted in one warning.
+    """
+
+    def __init__(
+        self,
+        files: list[tuple[Path, int]],
+        classes: list[str],
+        sample_rate: int,
+        transform: Callable | None = None,
+        min_seconds: float = 0.0,
+    ) -> None:
+        if sample_rate <= 0:
+            raise DataError(f"sample rate must be > 0; got {sample_rate}")
+        kept, short = [], []
+        for path, label in files:
+            if not path.is_file():
+                raise DataError(f"audio file {path} listed in the meta CSV does not exist")
+            frames, rate = audio_frames(path)
+            if frames == 0:
+                raise DataError(f"audio file {path} is empty (0 samples)")
+            if frames / rate < min_seconds:
+                short.append(path)
+                continue
+            kept.append((path, label))
+        if short:
+            logger.warning("skipped %d clips shorter than %.3f s, e.g. %s", len(short), min_seconds, short[0])
+        if not kept:
+            raise DataError("no usable audio clips in this split")
+        self.files = kept
+        self.classes = classes
+        self.targets = [label for _, label in kept]
+        self.sample_rate = sample_rate
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        path, label = self.files[index]
+        wave = load_mono(path, self.sample_rate)
+        return (self.transform(wave) if self.transform else wave), label
+
+
+def _split(table: pd.DataFrame, split: str, test_fold: int, source: Path) -> pd.DataFrame:
+    folds = sorted(int(f) for f in table["fold"].unique())
+    if test_fold not in folds:
+        raise DataError(f"test fold {test_fold} is not among the folds {folds} of {source}: set data.test_fold")
+    chosen = table[table["fold"] == test_fold] if split == "val" else table[table["fold"] != test_fold]
+    if chosen.empty:
+        raise DataError(f"the {split} split of {source} is empty (test fold {test_fold})")
+    return chosen
+
+
+def esc50_files(root: Path, split: str, test_fold: int) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(path, label) pairs and class names of an ESC-50 folder's ``split``."""
+    meta = root / "meta" / "esc50.csv"
+    table = _read_csv(meta, ESC50_COLUMNS)
+    classes_by_target = dict(zip(table["target"].astype(int), table["category"].astype(str)))
+    classes = [classes_by_target[t] for t in sorted(classes_by_target)]
+    index = {t: i for i, t in enumerate(sorted(classes_by_target))}
+    chosen = _split(table, split, test_fold, meta)
+    return [(root / "audio" / str(f), index[int(t)]) for f, t in zip(chosen["filename"], chosen["target"])], classes
+
+
+def csv_audio_files(root: Path, csv_name: str, split: str, test_fold: int) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(path, label) pairs and class names of a generic folder + CSV's ``split``."""
+    meta = root / csv_name
+    table = _read_csv(meta, CSV_COLUMNS)
+    if "fold" not in table.columns:
+        table = table.assign(fold=[i % 5 + 1 for i in range(len(table))])
+    classes = sorted(table["label"].astype(str).unique())
+    index = {c: i for i, c in enumerate(classes)}
+    chosen = _split(table, split, test_fold, meta)
+    return [(root / str(f), index[str(c)]) for f, c in zip(chosen["file"], chosen["label"])], classes

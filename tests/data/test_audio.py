@@ -1,0 +1,112 @@
+"""Audio: reading, resampling, cropping, views, the ESC-50 and CSV layouts, bad input."""
+
+import logging
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from multivic import create_encoder
+from multivic.config import load_config
+from multivic.data.audio_folder import LabelledAudio, csv_audio_files, esc50_files
+from multivic.data.audio_io import crop_or_pad, load_mono
+from multivic.data.audio_views import audio_eval_view, audio_train_view
+from multivic.data.builtin import SOUND_CLASSES, write_sounds_dataset
+from multivic.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def sounds(tmp_path_factory):
+    return write_sounds_dataset(tmp_path_factory.mktemp("sounds"), clips_per_class=5, sample_rate=8000, seconds=1.0)
+
+
+def test_resampling_and_mixing_to_mono(tmp_path):
+    t = np.arange(16000) / 16000
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.zeros_like(t)], axis=1).astype(np.float32)
+    for ext in ("wav", "flac", "ogg"):
+        soundfile.write(tmp_path / f"a.{ext}", stereo, 16000)
+        wave = load_mono(tmp_path / f"a.{ext}", 8000)
+        assert wave.dtype == torch.float32 and wave.dim() == 1
+        assert abs(wave.shape[0] - 8000) <= 1
+        assert 0.3 < wave.abs().max() < 0.6  # the two channels averaged
+
+
+def test_crop_or_pad():
+    x = torch.arange(10.0)
+    assert torch.equal(crop_or_pad(x, 4), torch.tensor([3.0, 4.0, 5.0, 6.0]))  # centre
+    assert torch.equal(crop_or_pad(x, 4, start=0), x[:4])
+    padded = crop_or_pad(x, 13)
+    assert padded.shape == (13,) and torch.equal(padded[10:], torch.zeros(3))
+
+
+def test_views():
+    torch.manual_seed(0)
+    wave = torch.randn(16000)
+    view = audio_train_view(8000, 0.5)
+    a, b = view(wave), view(wave)
+    assert a.shape == b.shape == (4000,) and not torch.equal(a, b)
+    short = view(torch.randn(1000))
+    assert short.shape == (4000,)
+    ev = audio_eval_view(8000, 0.5)
+    assert torch.equal(ev(wave), wave[6000:10000])
+
+
+def test_esc50_fold_split(sounds):
+    train, classes = esc50_files(sounds, "train", 5)
+    val, _ = esc50_files(sounds, "val", 5)
+    assert classes == list(SOUND_CLASSES)
+    assert len(train) == 4 * len(SOUND_CLASSES) and len(val) == len(SOUND_CLASSES)
+    assert all(p.name.startswith("5-") for p, _ in val) and not any(p.name.startswith("5-") for p, _ in train)
+    ds = LabelledAudio(val, classes, 8000, audio_eval_view(8000, 0.5))
+    x, y = ds[0]
+    assert x.shape == (4000,) and y == 0
+    with pytest.raises(DataError, match="test fold 9 is not among the folds"):
+        esc50_files(sounds, "val", 9)
+
+
+def test_generic_csv_layout(sounds, tmp_path):
+    files = sorted((sounds / "audio").glob("*.wav"))
+    (tmp_path / "labels.csv").write_text("file,label\n" + "".join(f"{f},{f.name.split('-')[-1][:-4]}\n" for f in files))
+    train, classes = csv_audio_files(tmp_path, "labels.csv", "train", 5)
+    val, _ = csv_audio_files(tmp_path, "labels.csv", "val", 5)
+    assert len(train) + len(val) == len(files) and len(val) == len(files) // 5
+    (tmp_path / "bad.csv").write_text("path,label\nx.wav,a\n")
+    with pytest.raises(DataError, match=r"lacks column\(s\) file"):
+        csv_audio_files(tmp_path, "bad.csv", "train", 5)
+
+
+def test_unreadable_empty_and_short_files(tmp_path, caplog):
+    (tmp_path / "garbage.wav").write_bytes(b"RIFF nonsense")
+    with pytest.raises(DataError, match=r"cannot read audio file .*garbage.wav"):
+        LabelledAudio([(tmp_path / "garbage.wav", 0)], ["a"], 8000)
+    soundfile.write(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32), 8000)
+    with pytest.raises(DataError, match=r"empty.wav is empty"):
+        LabelledAudio([(tmp_path / "empty.wav", 0)], ["a"], 8000)
+    soundfile.write(tmp_path / "short.wav", np.zeros(10, dtype=np.float32), 8000)
+    soundfile.write(tmp_path / "ok.wav", np.zeros(800, dtype=np.float32), 8000)
+    with caplog.at_level(logging.WARNING, logger="multivic"):
+        ds = LabelledAudio([(tmp_path / "short.wav", 0), (tmp_path / "ok.wav", 0)], ["a"], 8000, min_seconds=0.05)
+    assert len(ds) == 1 and "skipped 1 clips shorter than 0.050 s" in caplog.text
+    with pytest.raises(DataError, match="listed in the meta CSV does not exist"):
+        LabelledAudio([(tmp_path / "nope.wav", 0)], ["a"], 8000)
+
+
+def test_config_errors_for_audio(tmp_path):
+    with pytest.raises(ConfigError, match="data.sample_rate must be > 0"):
+        load_config("recipes/quickstart/wave_spec.yaml", ["data.sample_rate=0"])
+    from multivic.recipe import build_model
+
+    cfg = load_config("recipes/quickstart/wave_spec.yaml", ["data.crop_seconds=0.01"])
+    with pytest.raises(ConfigError, match=r"gives 80 samples, fewer than the 512 that model.branch_b \('spectrogram'\) needs"):
+        build_model(cfg)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_mel_frontend_is_finite_under_autocast(dtype):
+    enc = create_encoder("mel_resnet18", sample_rate=8000, n_fft=256, hop_length=64, n_mels=32, spec_augment=True)
+    wave = torch.randn(2, 4000) * 1e-4  # quiet input: log of small powers is where half precision fails
+    with torch.autocast("cpu", dtype=dtype):
+        y = enc(wave)
+    assert torch.isfinite(y).all() and y.shape == (2, 512)
+    assert torch.isfinite(enc.frontend(wave)).all() and enc.frontend(wave).dtype == torch.float32
