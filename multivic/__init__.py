@@ -6,6 +6,7 @@ The public API::
 """
 
 from multivic.branch import Branch, JointEmbedding, build_branch
+from multivic.evaluation.retrieval import retrieval_recall
 from multivic.errors import ConfigError, DataError, MultivicError, RegistryError, RunDirError
 from multivic.expander import Expander, parse_expander_spec
 from multivic.export import load_branch
@@ -33,5 +34,6 @@ __all__ = [
     "load_branch",
     "parse_expander_spec",
     "register_encoder",
+    "retrieval_recall",
     "variance_loss",
 ]
