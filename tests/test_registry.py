@@ -10,7 +10,11 @@ from multivic.errors import RegistryError
 from multivic.registry import _REGISTRY, create_encoder, encoder_spec, list_encoders, register_encoder
 
 # A tiny input per modality; every registered encoder must accept its modality's input.
-TINY_INPUTS = {"image": lambda: torch.randn(2, 3, 32, 32), "waveform": lambda: torch.randn(2, 4000)}
+TINY_INPUTS = {
+    "image": lambda: torch.randn(2, 3, 32, 32),
+    "waveform": lambda: torch.randn(2, 4000),
+    "text": lambda: {"input_ids": torch.tensor([[5, 9, 3, 0], [7, 2, 8, 4]]), "attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])},
+}
 # Arguments that make an encoder fit the tiny input (ViTs fix their image size).
 TINY_KWARGS = {name: {"image_size": 32, "patch_size": 8} for name in ("vit_tiny", "vit_small", "vit_base")}
 # Family members and import paths are not listed by name: walk a representative of each too.

@@ -1,0 +1,1 @@
+"""Text: tokenisation and batching of captions for text encoders."""

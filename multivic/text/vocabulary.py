@@ -1,0 +1,72 @@
+"""A word-level vocabulary built from training captions, saved with the run.
+
+Lower-cased words and punctuation marks are the tokens; words seen fewer than ``min_count``
+times map to ``<unk>``. Index 0 is padding, 1 unknown.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from multivic.errors import DataError
+
+PAD, UNK = "<pad>", "<unk>"
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
+
+
+def word_tokens(text: str) -> list[str]:
+    """"A red Circle, left of..." → ["a", "red", "circle", ",", "left", "of", ".", ".", "."]."""
+    return _TOKEN.findall(text.lower())
+
+
+class WordVocabulary:
+    """Maps words to indices and captions to padded index tensors."""
+
+    def __init__(self, words: list[str]) -> None:
+        if words[:2] != [PAD, UNK]:
+            raise ValueError(f"a vocabulary starts with {PAD!r}, {UNK!r}")
+        self.words = list(words)
+        self.index = {w: i for i, w in enumerate(self.words)}
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @classmethod
+    def build(cls, captions: Iterable[str], min_count: int = 1) -> "WordVocabulary":
+        counts = Counter(t for c in captions for t in word_tokens(c))
+        kept = sorted(w for w, n in counts.items() if n >= min_count)  # sorted: the same captions give the same ids
+        return cls([PAD, UNK, *kept])
+
+    def encode(self, text: str, max_length: int = 64) -> list[int]:
+        ids = [self.index.get(t, 1) for t in word_tokens(text)][:max_length]
+        return ids or [1]  # an all-punctuation-free empty text still gets one (unknown) token
+
+    def batch(self, texts: list[str], max_length: int = 64) -> dict[str, torch.Tensor]:
+        """{"input_ids": [B, L] int64, "attention_mask": [B, L] int64}, padded with 0 to the longest."""
+        encoded = [self.encode(t, max_length) for t in texts]
+        length = max(len(e) for e in encoded)
+        ids = torch.zeros(len(texts), length, dtype=torch.long)
+        mask = torch.zeros(len(texts), length, dtype=torch.long)
+        for row, e in enumerate(encoded):
+            ids[row, : len(e)] = torch.tensor(e)
+            mask[row, : len(e)] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({"kind": "word", "words": self.words}))
+
+    @classmethod
+    def load(cls, path: Path) -> "WordVocabulary":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"cannot read vocabulary {path}: {exc}") from None
+        if data.get("kind") != "word" or not isinstance(data.get("words"), list):
+            raise DataError(f"{path} is not a multivic word vocabulary")
+        return cls(data["words"])
