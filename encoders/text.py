@@ -51,3 +51,56 @@ def gru(
 ) -> GRUTextEncoder:
     """VSE++-style GRU over word embeddings (300-d embeddings, 1024-d hidden by default)."""
     return GRUTextEncoder(vocab_size, embed_dim, hidden_dim, num_layers, bidirectional, pooling)
+
+
+class TransformerTextEncoder(nn.Module):
+    """A BERT-style transformer (transformers' BertModel) over token ids. Output [B, hidden_size].
+
+    Built from a config with random weights, or read from a local folder saved with
+    ``save_pretrained`` (``pretrained_dir``; never fetched from the hub). Pooling: the first
+    token's state ("cls") or the mean over real tokens ("mean").
+    """
+
+    modality = "text"
+
+    def __init__(self, model: nn.Module, pooling: str) -> None:
+        super().__init__()
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean'; got {pooling!r}")
+        self.model = model
+        self.pooling = pooling
+        self.out_dim: int = int(model.config.hidden_size)
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        mask = batch["attention_mask"]
+        states = self.model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
+        if self.pooling == "cls":
+            return states[:, 0]
+        m = mask[:, :, None].to(states.dtype)
+        return (states * m).sum(dim=1) / m.sum(dim=1).clamp_min(1)
+
+
+@register_encoder("bert", modality="text")
+def bert(
+    vocab_size: int = 1000, hidden_size: int = 256, num_layers: int = 4, num_heads: int = 4,
+    intermediate_size: int = 1024, max_positions: int = 128, dropout: float = 0.1, pooling: str = "cls",
+    pretrained_dir: str | None = None,
+) -> TransformerTextEncoder:
+    """BERT-style transformer from transformers, random init (sizes configurable) or a local pretrained folder."""
+    from transformers import BertConfig, BertModel
+
+    if pretrained_dir:
+        from pathlib import Path
+
+        path = Path(pretrained_dir).expanduser()
+        if not path.is_dir():
+            raise ValueError(f"pretrained_dir {path} is not a folder (a local save_pretrained folder; nothing is downloaded)")
+        model = BertModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)
+    else:
+        config = BertConfig(
+            vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers, num_attention_heads=num_heads,
+            intermediate_size=intermediate_size, max_position_embeddings=max_positions,
+            hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, pad_token_id=0,
+        )
+        model = BertModel(config, add_pooling_layer=False)
+    return TransformerTextEncoder(model, pooling)

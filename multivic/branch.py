@@ -63,7 +63,10 @@ def build_branch(
 ) -> Branch:
     """A branch from an encoder registry name, its keyword arguments and an expander spec."""
     enc = create_encoder(encoder, **(encoder_kwargs or {}))
-    return Branch(name, enc, Expander(enc.out_dim, expander))
+    branch = Branch(name, enc, Expander(enc.out_dim, expander))
+    # What built it, so an export can rebuild exactly this branch.
+    branch.encoder_name, branch.encoder_kwargs = encoder, dict(encoder_kwargs or {})
+    return branch
 
 
 class JointEmbedding(nn.Module):

@@ -53,8 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("embed", help="embed a folder of inputs with a trained branch")
     m.add_argument("run_dir", help="a run directory (or its export/ folder)")
     m.add_argument("--branch", required=True, help="branch name, as in export/<branch>.json")
-    m.add_argument("--input", required=True, help="a folder of images or audio files (searched recursively)")
-    m.add_argument("--out", required=True, help="output file: .npy (array), .npz (embeddings + paths) or .parquet")
+    m.add_argument("--input", required=True, help="a folder of images or audio files (searched recursively), or a captions file (.txt lines or COCO .json)")
+    m.add_argument("--out", required=True, help="output file: .npy (array), .npz (embeddings + inputs) or .parquet (columns input, embedding)")
     m.add_argument("--output", choices=("representation", "embedding"), default="representation",
                    help="encoder output (default, used downstream) or expander output")
     m.add_argument("--batch-size", type=int, default=64)

@@ -20,9 +20,9 @@ from multivic.losses.vicreg import COVARIANCE_FORMS, VARIANCE_CONVENTIONS
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 OPTIMIZERS = ("lars", "adamw")
-DATA_FORMATS = ("image_folder", "cifar10", "stl10", "esc50", "audio_csv")
+DATA_FORMATS = ("image_folder", "cifar10", "stl10", "esc50", "audio_csv", "coco")
 # Built-in data sets and the on-disk format each is written in.
-BUILTIN_DATASETS = {"shapes": "image_folder", "sounds": "esc50"}
+BUILTIN_DATASETS = {"shapes": "image_folder", "sounds": "esc50", "captions": "coco"}
 
 
 @dataclass
@@ -92,6 +92,15 @@ class DataConfig:
     meta_csv: str = "labels.csv"
     # Clips shorter than this are skipped (and counted in a warning).
     min_seconds: float = 0.05
+    # Captions (coco: official or Karpathy layout): a word vocabulary of the training captions'
+    # words seen at least min_word_count times; captions cut to max_caption_tokens.
+    min_word_count: int = 1
+    max_caption_tokens: int = 32
+    # How captions become tokens: "word" (the vocabulary above), "wordpiece" (trained with the
+    # tokenizers library on the training captions, at most tokenizer_vocab_size entries), or the
+    # path of a local tokenizer folder (Hugging Face save_pretrained; never downloaded).
+    tokenizer: str = "word"
+    tokenizer_vocab_size: int = 8000
 
 
 @dataclass
@@ -125,6 +134,9 @@ class EvalConfig:
     # Fold-based data (esc50, audio_csv): also run the probes with each of folds 1-5 held out in
     # turn and report their means as <branch>/linear_top1_cv5 and <branch>/knn_top1_cv5.
     cross_validate: bool = False
+    # Image-text retrieval ranks by the cosine of the expander outputs ("embedding", the shared
+    # space the loss trains) or of the encoder outputs ("representation", when widths match).
+    retrieval_space: str = "embedding"
 
 
 @dataclass
@@ -257,6 +269,7 @@ def validate(cfg: RecipeConfig) -> None:
                 )
     if cfg.eval.cross_validate and cfg.data.format not in ("esc50", "audio_csv"):
         raise ConfigError(f"eval.cross_validate needs fold-based data (esc50, audio_csv); data.format is {cfg.data.format!r}")
+    _choice("eval.retrieval_space", cfg.eval.retrieval_space, ("embedding", "representation"))
     if cfg.eval.knn_k < 1 or cfg.eval.knn_temperature <= 0:
         raise ConfigError("eval.knn_k must be >= 1 and eval.knn_temperature > 0")
 

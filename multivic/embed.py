@@ -5,6 +5,7 @@ Images and audio files are read and cropped as the run's evaluation does (its co
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +22,7 @@ from multivic.data.image_folder import IMAGE_EXTENSIONS, load_rgb
 from multivic.data.image_views import image_eval_view
 from multivic.errors import DataError, MultivicError
 from multivic.export import load_branch
+from multivic.text.tokenizers import load_tokenizer
 
 OUTPUT_FORMATS = (".npy", ".npz", ".parquet")
 
@@ -61,11 +63,32 @@ def _audio_inputs(folder: Path, data: dict) -> tuple[Dataset, list[Path]]:
     return _Files(paths, lambda p: view(load_mono(p, rate))), paths
 
 
+def _caption_inputs(path: Path, data: dict) -> tuple[list[str], list[str]]:
+    """Captions from a text file (one per line) or a COCO captions JSON (its annotations)."""
+    if not path.is_file():
+        raise DataError(f"--input {path} is not a captions file (.txt, one caption per line, or a COCO captions .json)")
+    if path.suffix == ".json":
+        data_json = json.loads(path.read_text())
+        if not isinstance(data_json, dict) or not isinstance(data_json.get("annotations"), list):
+            raise DataError(f"--input {path} is not a COCO captions file: it has no 'annotations' list")
+        texts = [str(a.get("caption", "")).strip() for a in data_json["annotations"]]
+    else:
+        texts = [line.strip() for line in path.read_text().splitlines()]
+    texts = [t for t in texts if t]
+    if not texts:
+        raise DataError(f"--input {path} holds no captions")
+    return texts, texts
+
+
 # Each modality's reader of a user's input folder, given the run's data settings.
 INPUT_READERS: dict[str, Callable[[Path, dict], tuple[Dataset, list[Path]]]] = {
     "image": _image_inputs,
     "waveform": _audio_inputs,
 }
+
+
+def _run_root(run_dir: Path) -> Path:
+    return run_dir.parent if run_dir.name == "export" else run_dir
 
 
 def _run_data_settings(run_dir: Path) -> dict:
@@ -85,11 +108,11 @@ def _write(out: Path, embeddings: np.ndarray, paths: list[str]) -> None:
             np.save(tmp, embeddings)
         elif out.suffix == ".npz":
             with tmp.open("wb") as f:
-                np.savez(f, embeddings=embeddings, paths=np.array(paths))
+                np.savez(f, embeddings=embeddings, inputs=np.array(paths))
         else:
             import pandas as pd
 
-            pd.DataFrame({"path": paths, "embedding": list(embeddings)}).to_parquet(tmp, index=False)
+            pd.DataFrame({"input": paths, "embedding": list(embeddings)}).to_parquet(tmp, index=False)
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -108,7 +131,8 @@ def embed_inputs(
 ) -> tuple[int, int]:
     """Embed every input under ``inputs`` with branch ``branch_name`` of ``run_dir``; write ``out``.
 
-    Rows follow the sorted relative paths (stored beside the vectors in .npz and .parquet).
+    Rows follow the sorted relative paths of the files, or the order of the captions (stored
+    beside the vectors in .npz and .parquet as ``inputs`` / column ``input``).
     Returns (number of rows, width).
     """
     if out.suffix not in OUTPUT_FORMATS:
@@ -116,9 +140,9 @@ def embed_inputs(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     branch = load_branch(run_dir, branch_name, device)
     reader = INPUT_READERS.get(branch.modality)
-    if reader is None:
+    if reader is None and branch.modality != "text":
         raise MultivicError(
-            f"branch {branch_name!r} reads {branch.modality!r}; `multivic embed` reads: {', '.join(INPUT_READERS)}"
+            f"branch {branch_name!r} reads {branch.modality!r}; `multivic embed` reads: {', '.join(INPUT_READERS)}, text"
         )
     data = _run_data_settings(run_dir)
     if image_size:
@@ -126,11 +150,18 @@ def embed_inputs(
     needed = {"image": ["image_size"], "waveform": ["sample_rate", "crop_seconds"]}.get(branch.modality, [])
     if any(k not in data for k in needed):
         raise MultivicError("no run config.yaml next to this export folder: pass --image-size, or embed from the run directory")
-    dataset, paths = reader(inputs, data)
-    names = [str(p.relative_to(inputs)) for p in paths]
     rows = []
-    for x in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        r = branch.encode(x.to(device))
+    if branch.modality == "text":
+        texts, names = _caption_inputs(inputs, data)
+        tokenizer = load_tokenizer(_run_root(run_dir) / "text")
+        batches = [tokenizer.batch(texts[i : i + batch_size], int(data.get("max_caption_tokens", 32))) for i in range(0, len(texts), batch_size)]
+        inputs_iter = ({k: v.to(device) for k, v in b.items()} for b in batches)
+    else:
+        dataset, paths = reader(inputs, data)
+        names = [str(p.relative_to(inputs)) for p in paths]
+        inputs_iter = (x.to(device) for x in DataLoader(dataset, batch_size=batch_size, shuffle=False))
+    for x in inputs_iter:
+        r = branch.encode(x)
         rows.append((r if output == "representation" else branch.expander(r)).float().cpu())
     embeddings = torch.cat(rows).numpy()
     _write(out, embeddings, names)

@@ -11,13 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from multivic.branch import Branch, JointEmbedding, build_branch
 from multivic.config import BranchConfig, DataConfig, OptimConfig, RecipeConfig
 from multivic.data.audio_folder import LabelledAudio, csv_audio_files, esc50_files
 from multivic.data.audio_views import audio_eval_view, audio_train_view
 from multivic.data.builtin import builtin_root, write_shapes_dataset, write_sounds_dataset
+from multivic.data.builtin.captions import write_captions_dataset
+from multivic.data.coco import read_coco
+from multivic.data.paired import CaptionPairs, PairCollate, SidesDataset, TextCollate
 from multivic.data.builtin.location import ensure_written
 from multivic.data.image_folder import ImageFolderDataset, TorchvisionImageDataset
 from multivic.data.image_views import image_eval_view, image_train_view
@@ -25,20 +28,40 @@ from multivic.data.two_views import TwoViewDataset
 from multivic.errors import ConfigError, DataError, MultivicError
 from multivic.losses import VICRegLoss
 from multivic.optim import OptimizerSpec
-from multivic.registry import import_modules
+from multivic.registry import create_encoder, encoder_spec, import_modules
+from multivic.text.tokenizers import Tokenizer
 
-# The modality each data format provides, and each modality's training and evaluation views.
-DATA_MODALITY = {"image_folder": "image", "cifar10": "image", "stl10": "image", "esc50": "waveform", "audio_csv": "waveform"}
-TRAIN_VIEWS: dict[str, Callable[..., Callable]] = {"image": image_train_view, "waveform": audio_train_view}
-EVAL_VIEWS: dict[str, Callable[..., Callable]] = {"image": image_eval_view, "waveform": audio_eval_view}
-BUILTIN_WRITERS: dict[str, Callable[[Path], Path]] = {"shapes": write_shapes_dataset, "sounds": write_sounds_dataset}
+# The modalities each data format provides, and each modality's training and evaluation views.
+DATA_MODALITIES: dict[str, tuple[str, ...]] = {
+    "image_folder": ("image",), "cifar10": ("image",), "stl10": ("image",),
+    "esc50": ("waveform",), "audio_csv": ("waveform",), "coco": ("image", "text"),
+}
+LABELLED_FORMATS = ("image_folder", "cifar10", "stl10", "esc50", "audio_csv")
+
+
+def _text_view() -> Callable[[str], str]:
+    """Captions go to the collate as they are; tokenising happens per batch."""
+    return _identity
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+TRAIN_VIEWS: dict[str, Callable[..., Callable]] = {"image": image_train_view, "waveform": audio_train_view, "text": _text_view}
+EVAL_VIEWS: dict[str, Callable[..., Callable]] = {"image": image_eval_view, "waveform": audio_eval_view, "text": _text_view}
+BUILTIN_WRITERS: dict[str, Callable[[Path], Path]] = {
+    "shapes": write_shapes_dataset, "sounds": write_sounds_dataset, "captions": write_captions_dataset,
+}
 
 
 def _view_base_args(data: DataConfig, modality: str) -> dict[str, Any]:
     """The data-level arguments of a modality's views (the branch's `view` adds the rest)."""
     if modality == "image":
         return {"image_size": data.image_size}
-    return {"sample_rate": data.sample_rate, "crop_seconds": data.crop_seconds}
+    if modality == "waveform":
+        return {"sample_rate": data.sample_rate, "crop_seconds": data.crop_seconds}
+    return {}
 
 
 def _plain(value: Any) -> Any:
@@ -66,26 +89,35 @@ def build_loss(cfg: RecipeConfig) -> VICRegLoss:
     )
 
 
-def _build_one(key: str, b: BranchConfig) -> Branch:
+def _build_one(key: str, b: BranchConfig, vocab_size: int | None) -> Branch:
+    kwargs = _plain(b.encoder_kwargs) or {}
     try:
-        return build_branch(b.name, b.encoder, _plain(b.encoder_kwargs), b.expander)
+        spec = encoder_spec(b.encoder)
+        # A text encoder's embedding table is sized by the run's tokenizer unless the recipe says.
+        if vocab_size is not None and spec.modality == "text" and "vocab_size" not in kwargs:
+            if "vocab_size" in inspect.signature(spec.factory).parameters:
+                kwargs["vocab_size"] = vocab_size
+        return build_branch(b.name, b.encoder, kwargs, b.expander)
     except MultivicError as exc:
         raise type(exc)(f"{key}: {exc}") from None
 
 
-def build_model(cfg: RecipeConfig) -> JointEmbedding:
-    """The joint-embedding model of the recipe: two branches (one when shared) and the loss."""
+def build_model(cfg: RecipeConfig, vocab_size: int | None = None) -> JointEmbedding:
+    """The joint-embedding model of the recipe: two branches (one when shared) and the loss.
+
+    ``vocab_size``: the size of the run's tokenizer, given to text encoders that take one.
+    """
     import_modules(list(cfg.imports))
-    branch_a = _build_one("model.branch_a", cfg.model.branch_a)
-    branch_b = branch_a if cfg.model.shared else _build_one("model.branch_b", cfg.model.branch_b)
-    data_modality = DATA_MODALITY[cfg.data.format]
+    branch_a = _build_one("model.branch_a", cfg.model.branch_a, vocab_size)
+    branch_b = branch_a if cfg.model.shared else _build_one("model.branch_b", cfg.model.branch_b, vocab_size)
+    given = DATA_MODALITIES[cfg.data.format]
     for key, branch in (("model.branch_a", branch_a), ("model.branch_b", branch_b)):
-        if branch.modality != data_modality:
+        if branch.modality not in given:
             raise ConfigError(
                 f"{key} ({branch.name!r}) reads modality {branch.modality!r} but data.format="
-                f"{cfg.data.format!r} gives {data_modality!r}: pick an encoder of that modality"
+                f"{cfg.data.format!r} gives {' and '.join(map(repr, given))}: pick an encoder of that modality"
             )
-    if data_modality == "waveform":
+    if "waveform" in given:
         crop = int(round(cfg.data.crop_seconds * cfg.data.sample_rate))
         for key, branch in (("model.branch_a", branch_a), ("model.branch_b", branch_b)):
             need = int(getattr(branch.encoder, "min_input_samples", 1))
@@ -136,12 +168,51 @@ def _view(key: str, modality: str, base: dict[str, Any], kwargs: dict[str, Any])
         raise ConfigError(f"{key}.view: {exc}") from None
 
 
-def build_train_dataset(cfg: RecipeConfig, root: Path) -> TwoViewDataset:
+def _modality(b: BranchConfig) -> str:
+    spec = encoder_spec(b.encoder)
+    if spec.modality:
+        return spec.modality
+    # An import-path factory: its module declares the modality; build it without memory to ask.
+    import torch
+
+    with torch.device("meta"):
+        return str(create_encoder(b.encoder, **(_plain(b.encoder_kwargs) or {})).modality)
+
+
+def side_modalities(cfg: RecipeConfig) -> tuple[str, str]:
+    """The modality each side reads."""
+    a = _modality(cfg.model.branch_a)
+    return a, (a if cfg.model.shared else _modality(cfg.model.branch_b))
+
+
+def build_train_dataset(cfg: RecipeConfig, root: Path) -> Dataset:
     """Pairs of views of the training split, each side with its own view transform."""
-    modality = DATA_MODALITY[cfg.data.format]
-    base = _view_base_args(cfg.data, modality)
-    views = [_view(key, modality, base, _plain(b.view) or {}) for key, b in branch_configs(cfg)]
+    import_modules(list(cfg.imports))
+    modalities = side_modalities(cfg)
+    views = [
+        _view(key, modality, _view_base_args(cfg.data, modality), _plain(b.view) or {})
+        for (key, b), modality in zip(branch_configs(cfg), modalities)
+    ]
+    if cfg.data.format == "coco":
+        pairs = CaptionPairs(read_coco(root, "train"))
+        return SidesDataset(pairs, (modalities[0], views[0]), (modalities[1], views[1]))
     return TwoViewDataset(labelled_split(cfg.data, root, "train", None), views[0], views[1])
+
+
+def train_captions(cfg: RecipeConfig, root: Path) -> list[str] | None:
+    """All training captions when a side reads text (to build the vocabulary), else None."""
+    if cfg.data.format != "coco" or "text" not in side_modalities(cfg):
+        return None
+    return read_coco(root, "train").flat()[0]
+
+
+def build_collate(cfg: RecipeConfig, tokenizer: Tokenizer | None) -> Callable | None:
+    """The batch collate of the two sides: images and audio stack, captions are tokenised."""
+    modalities = side_modalities(cfg)
+    if "text" not in modalities:
+        return None
+    text = TextCollate(tokenizer, cfg.data.max_caption_tokens)
+    return PairCollate(*(text if m == "text" else default_collate for m in modalities))
 
 
 @dataclass
@@ -154,7 +225,7 @@ class EvalSplits:
 
 
 def build_eval_splits(cfg: RecipeConfig, root: Path) -> EvalSplits:
-    modality = DATA_MODALITY[cfg.data.format]
+    modality = DATA_MODALITIES[cfg.data.format][0]
     transform = EVAL_VIEWS[modality](**_view_base_args(cfg.data, modality))
     train = labelled_split(cfg.data, root, "train", transform)
     val = labelled_split(cfg.data, root, "val", transform)
@@ -177,11 +248,3 @@ def build_optimizer_specs(cfg: RecipeConfig, model: JointEmbedding) -> list[Opti
         _optimizer_spec(b.optim if b.optim is not None else cfg.optim, branch, branch.name)
         for b, branch in ((m.branch_a, model.branch_a), (m.branch_b, model.branch_b))
     ]
-
-
-def branch_export_args(cfg: RecipeConfig, name: str) -> tuple[str, dict[str, Any]]:
-    """(encoder name, encoder kwargs) of the branch called ``name``, for its export JSON."""
-    for _, b in branch_configs(cfg):
-        if b.name == name:
-            return b.encoder, _plain(b.encoder_kwargs) or {}
-    raise KeyError(name)

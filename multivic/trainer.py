@@ -18,7 +18,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -80,6 +80,7 @@ def fit(
     sync_batchnorm: bool = True,
     cpu: bool = False,
     progress: bool = True,
+    collate_fn: Callable | None = None,
 ) -> FitResult:
     """Train ``model`` on pairs of views from ``train_set`` and checkpoint into ``run_dir``.
 
@@ -89,6 +90,7 @@ def fit(
             base_lr × batch_size × grad_accum_steps / 256.
         batch_size: the global batch, split evenly over processes; the variance and
             covariance terms see all of it (the loss gathers across processes).
+        collate_fn: batches the pairs (needed when a side is not a tensor, e.g. captions).
         sync_batchnorm: on several CUDA processes, batch norm uses statistics of the global
             batch, as the released code does (PyTorch's SyncBatchNorm runs on CUDA only).
     """
@@ -122,6 +124,7 @@ def fit(
         num_workers=num_workers,
         pin_memory=accelerator.device.type == "cuda",
         persistent_workers=num_workers > 0,
+        collate_fn=collate_fn,
     )
     if sync_batchnorm and world > 1 and accelerator.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

@@ -15,17 +15,23 @@ from accelerate.utils import set_seed
 from omegaconf import OmegaConf
 
 from multivic.config import RecipeConfig, load_config, to_container, to_yaml
-from multivic.errors import RunDirError
+from multivic.data.coco import read_coco
+from multivic.data.image_folder import load_rgb
+from multivic.data.image_views import image_eval_view
+from multivic.errors import ConfigError, RunDirError
+from multivic.evaluation.retrieval import retrieval_recall, retrieval_recall_folds
+from multivic.text.tokenizers import build_tokenizer, load_tokenizer, saved_tokenizer_exists
 from multivic.evaluation.classification import evaluate_classification
 from multivic.export import export_branch, exported_branch_names, load_branch
 from multivic.recipe import (
     EvalSplits,
-    branch_export_args,
+    build_collate,
     build_eval_splits,
     build_model,
     build_optimizer_specs,
     build_train_dataset,
     resolve_data_root,
+    train_captions,
 )
 from multivic.run_dir import RunDir, atomic_write_text
 from multivic.trainer import fit
@@ -78,13 +84,28 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
     run_dir = RunDir(output_dir)
     check_run_dir(run_dir, cfg)
     data_root = resolve_data_root(cfg.data)
+    tokenizer = None
+    captions = train_captions(cfg, data_root)
+    if captions is not None:  # a text side: a tokenizer of the training captions, kept with the run
+        text_dir = _text_dir(run_dir)
+        if saved_tokenizer_exists(text_dir):
+            tokenizer = load_tokenizer(text_dir)
+        else:
+            tokenizer = build_tokenizer(cfg.data.tokenizer, captions, cfg.data.min_word_count, cfg.data.tokenizer_vocab_size)
     set_seed(cfg.seed)  # the model's initial weights depend on the seed alone
-    model = build_model(cfg)
+    model = build_model(cfg, len(tokenizer) if tokenizer is not None else None)
     train_set = build_train_dataset(cfg, data_root)
-    eval_splits = build_eval_splits(cfg, data_root) if cfg.eval.enabled else None
+    collate = build_collate(cfg, tokenizer)
+    if cfg.eval.enabled:  # fail on a broken evaluation split now, not after training
+        if cfg.data.format == "coco":
+            read_coco(data_root, "test")
+        else:
+            build_eval_splits(cfg, data_root)
 
     run_dir.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir.config, to_yaml(cfg))
+    if tokenizer is not None and not saved_tokenizer_exists(_text_dir(run_dir)):
+        tokenizer.save(_text_dir(run_dir))
     result = fit(
         model,
         train_set,
@@ -102,13 +123,13 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
         sync_batchnorm=cfg.train.sync_batchnorm,
         cpu=cfg.train.cpu,
         progress=progress,
+        collate_fn=collate,
     )
     metrics: dict[str, float] = {}
     if result.accelerator.is_main_process:
         for name, branch in result.model.branches().items():
-            encoder, kwargs = branch_export_args(cfg, name)
-            export_branch(branch, run_dir.export, encoder, kwargs, imports=list(cfg.imports))
-        if eval_splits is not None:
+            export_branch(branch, run_dir.export, branch.encoder_name, branch.encoder_kwargs, imports=list(cfg.imports))
+        if cfg.eval.enabled:
             metrics = evaluate(cfg, run_dir, result.accelerator.device, data_root)
     result.accelerator.wait_for_everyone()
     return metrics
@@ -129,6 +150,11 @@ def evaluate(
     if not names:
         raise RunDirError(f"{run_dir.root} has no exported branches yet: train it first (multivic train ... --output-dir {run_dir.root})")
     data_root = data_root or resolve_data_root(cfg.data)
+    if cfg.data.format == "coco":
+        metrics = run_dir.read_metrics()
+        metrics.update(evaluate_retrieval(cfg, run_dir, names, device, data_root))
+        run_dir.write_metrics(metrics)
+        return metrics
     splits = build_eval_splits(cfg, data_root)
     metrics = run_dir.read_metrics()
     e = cfg.eval
@@ -154,6 +180,47 @@ def evaluate(
     return metrics
 
 
+def _text_dir(run_dir: RunDir) -> Path:
+    return run_dir.root / "text"
+
+
+@torch.no_grad()
+def evaluate_retrieval(
+    cfg: RecipeConfig, run_dir: RunDir, names: list[str], device: torch.device, data_root: Path
+) -> dict[str, float]:
+    """Image-text retrieval on the test split (Karpathy test, or the official val set): the VSE++
+    protocol on all images, plus the 1K protocol (``1k/`` keys) when there are 5000 images."""
+    branches = {n: load_branch(run_dir.root, n, device) for n in names}
+    by_modality = {b.modality: b for b in branches.values()}
+    if "image" not in by_modality or "text" not in by_modality:
+        raise RunDirError(f"{run_dir.root}: retrieval needs an image branch and a text branch; exported: {', '.join(names)}")
+    image_branch, text_branch = by_modality["image"], by_modality["text"]
+    space = cfg.eval.retrieval_space
+    if space == "representation" and image_branch.representation_dim != text_branch.representation_dim:
+        raise ConfigError(
+            f"eval.retrieval_space=representation needs encoders of one width; {image_branch.name} gives "
+            f"{image_branch.representation_dim}, {text_branch.name} {text_branch.representation_dim}: use embedding"
+        )
+    tokenizer = load_tokenizer(_text_dir(run_dir))
+    test = read_coco(data_root, "test")
+    view = image_eval_view(cfg.data.image_size)
+
+    def embed(branch, x):
+        r = branch.encode(x)
+        return (branch.expander(r) if space == "embedding" else r).float().cpu()
+
+    images = [embed(image_branch, torch.stack([view(load_rgb(p)) for p in test.image_paths[i : i + cfg.eval.batch_size]]).to(device))
+              for i in range(0, len(test), cfg.eval.batch_size)]
+    texts, index = test.flat()
+    batches = [tokenizer.batch(texts[i : i + cfg.eval.batch_size], cfg.data.max_caption_tokens) for i in range(0, len(texts), cfg.eval.batch_size)]
+    captions = [embed(text_branch, {k: v.to(device) for k, v in b.items()}) for b in batches]
+    image_emb, text_emb = torch.cat(images), torch.cat(captions)
+    metrics = retrieval_recall(image_emb, text_emb, index)
+    if len(test) == 5000:
+        metrics.update(retrieval_recall_folds(image_emb, text_emb, index, folds=5))
+    return metrics
+
+
 def _with_test_fold(cfg: RecipeConfig, fold: int) -> RecipeConfig:
     copy = OmegaConf.merge(cfg, {"data": {"test_fold": fold}})
     return copy  # type: ignore[return-value]
@@ -164,7 +231,7 @@ def format_metrics(metrics: dict[str, float]) -> str:
     rows: dict[str, dict[str, float]] = {}
     for key, value in metrics.items():
         branch, _, metric = key.rpartition("/")
-        rows.setdefault(branch or "-", {})[metric] = value
+        rows.setdefault(branch or "both", {})[metric] = value
     columns = ["linear_top1", "linear_top5", "knn_top1", "linear_top1_cv5", "knn_top1_cv5", "std_mean", "effective_rank"]
     columns += sorted({m for r in rows.values() for m in r} - set(columns))
     columns = [c for c in columns if any(c in r for r in rows.values())]

@@ -42,4 +42,4 @@ def test_embed_a_folder_of_audio(tmp_path):
     out = tmp_path / "audio.npz"
     assert main(["embed", str(run), "--branch", "spectrogram", "--input", str(data / "audio"), "--out", str(out)]) == 0
     loaded = np.load(out)
-    assert loaded["embeddings"].shape == (35, 512) and loaded["paths"][0].endswith(".wav")
+    assert loaded["embeddings"].shape == (35, 512) and loaded["inputs"][0].endswith(".wav")

@@ -188,9 +188,9 @@ def test_embed_writes_vectors_for_a_folder_of_images(tiny_recipe, tiny_images, t
     folder = tiny_images / "val"
     assert main(["embed", str(run), "--branch", "tiny", "--input", str(folder), "--out", str(tmp_path / "e.npz")]) == 0
     data = np.load(tmp_path / "e.npz")
-    assert data["embeddings"].shape == (24, 512) and len(data["paths"]) == 24
+    assert data["embeddings"].shape == (24, 512) and len(data["inputs"]) == 24
     first = sorted(p for p in folder.rglob("*.png"))[0]
-    assert data["paths"][0] == str(first.relative_to(folder))
+    assert data["inputs"][0] == str(first.relative_to(folder))
     branch = load_branch(run, "tiny")
     with torch.no_grad():
         expected = branch.encode(image_eval_view(16)(load_rgb(first))[None])[0]
@@ -199,7 +199,7 @@ def test_embed_writes_vectors_for_a_folder_of_images(tiny_recipe, tiny_images, t
     assert main(["embed", str(run), "--branch", "tiny", "--input", str(folder), "--out", str(tmp_path / "e.parquet"),
                  "--output", "embedding"]) == 0
     frame = pd.read_parquet(tmp_path / "e.parquet")
-    assert list(frame.columns) == ["path", "embedding"] and len(frame["embedding"][0]) == 64
+    assert list(frame.columns) == ["input", "embedding"] and len(frame["embedding"][0]) == 64
 
     capsys.readouterr()
     _expect_error(capsys, main(["embed", str(run), "--branch", "tiny", "--input", str(folder), "--out", str(tmp_path / "e.csv")]),

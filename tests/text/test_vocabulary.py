@@ -33,3 +33,40 @@ def test_gru_ignores_padding(pooling, bidirectional):
     padded = {"input_ids": torch.tensor([[4, 5, 6, 0, 0]]), "attention_mask": torch.tensor([[1, 1, 1, 0, 0]])}
     assert enc.out_dim == 6 * (2 if bidirectional else 1)
     assert torch.allclose(enc(short), enc(padded), atol=1e-6)
+
+
+def test_wordpiece_and_local_pretrained_tokenizers_round_trip(tmp_path):
+    from multivic.text.tokenizers import PretrainedTokenizer, build_tokenizer, load_tokenizer
+
+    captions = ["a red circle left of a blue square", "a small green star above a white cross"] * 20
+    wp = build_tokenizer("wordpiece", captions, vocab_size=200)
+    batch = wp.batch(["a red star", "a blue"], 16)
+    assert batch["input_ids"].shape[0] == 2 and batch["attention_mask"][1].sum() < batch["attention_mask"][0].sum()
+    wp.save(tmp_path / "wp")
+    again = load_tokenizer(tmp_path / "wp")
+    assert torch.equal(again.batch(["a red star"], 16)["input_ids"], wp.batch(["a red star"], 16)["input_ids"])
+
+    # A local Hugging Face tokenizer folder, made here from the trained WordPiece model.
+    from transformers import PreTrainedTokenizerFast
+
+    fast = PreTrainedTokenizerFast(tokenizer_object=wp.tokenizer, pad_token="[PAD]", unk_token="[UNK]")
+    fast.save_pretrained(str(tmp_path / "hf"))
+    local = build_tokenizer(str(tmp_path / "hf"), captions)
+    out = local.batch(["a red star", "a blue"], 16)
+    assert out["input_ids"].shape[0] == 2 and len(local) == len(wp)
+    local.save(tmp_path / "run_text")
+    assert isinstance(load_tokenizer(tmp_path / "run_text"), PretrainedTokenizer)
+    with pytest.raises(DataError, match="tokenizer folder .* not found"):
+        build_tokenizer(str(tmp_path / "missing"), captions)
+
+
+def test_bert_encoder_from_config_and_from_a_local_folder(tmp_path):
+    torch.manual_seed(0)
+    enc = create_encoder("bert", vocab_size=30, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32).eval()
+    batch = {"input_ids": torch.tensor([[2, 5, 7, 0]]), "attention_mask": torch.tensor([[1, 1, 1, 0]])}
+    assert enc(batch).shape == (1, 16) and enc.out_dim == 16
+    enc.model.save_pretrained(str(tmp_path / "bert"))
+    again = create_encoder("bert", pretrained_dir=str(tmp_path / "bert")).eval()
+    assert torch.allclose(again(batch), enc(batch), atol=1e-6)
+    with pytest.raises(ValueError, match="not a folder"):
+        create_encoder("bert", pretrained_dir=str(tmp_path / "nope"))
