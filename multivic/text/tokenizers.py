@@ -18,7 +18,7 @@ from typing import Protocol
 import torch
 
 from multivic.errors import DataError
-from multivic.text.vocabulary import WordVocabulary
+from multivic.text.vocabulary import WordVocabulary, pad_batch
 
 WORD_FILE, WORDPIECE_FILE, PRETRAINED_DIR = "vocabulary.json", "wordpiece.json", "pretrained"
 
@@ -66,14 +66,7 @@ class WordPieceTokenizer:
 
     def batch(self, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
         cls_id = self.tokenizer.token_to_id("[CLS]")
-        encoded = [[cls_id, *e.ids][:max_length] for e in self.tokenizer.encode_batch(texts)]
-        length = max(len(e) for e in encoded)
-        ids = torch.zeros(len(texts), length, dtype=torch.long)
-        mask = torch.zeros(len(texts), length, dtype=torch.long)
-        for row, e in enumerate(encoded):
-            ids[row, : len(e)] = torch.tensor(e)
-            mask[row, : len(e)] = 1
-        return {"input_ids": ids, "attention_mask": mask}
+        return pad_batch([[cls_id, *e.ids][:max_length] for e in self.tokenizer.encode_batch(texts)])
 
     def __len__(self) -> int:
         return self.tokenizer.get_vocab_size()

@@ -25,6 +25,17 @@ def word_tokens(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
+def pad_batch(encoded: list[list[int]]) -> dict[str, torch.Tensor]:
+    """Token id lists → {"input_ids": [B, L], "attention_mask": [B, L]}, padded with id 0."""
+    length = max(len(e) for e in encoded)
+    ids = torch.zeros(len(encoded), length, dtype=torch.long)
+    mask = torch.zeros(len(encoded), length, dtype=torch.long)
+    for row, e in enumerate(encoded):
+        ids[row, : len(e)] = torch.tensor(e, dtype=torch.long)
+        mask[row, : len(e)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
 class WordVocabulary:
     """Maps words to indices and captions to padded index tensors."""
 
@@ -49,14 +60,7 @@ class WordVocabulary:
 
     def batch(self, texts: list[str], max_length: int = 64) -> dict[str, torch.Tensor]:
         """{"input_ids": [B, L] int64, "attention_mask": [B, L] int64}, padded with 0 to the longest."""
-        encoded = [self.encode(t, max_length) for t in texts]
-        length = max(len(e) for e in encoded)
-        ids = torch.zeros(len(texts), length, dtype=torch.long)
-        mask = torch.zeros(len(texts), length, dtype=torch.long)
-        for row, e in enumerate(encoded):
-            ids[row, : len(e)] = torch.tensor(e)
-            mask[row, : len(e)] = 1
-        return {"input_ids": ids, "attention_mask": mask}
+        return pad_batch([self.encode(t, max_length) for t in texts])
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps({"kind": "word", "words": self.words}))
