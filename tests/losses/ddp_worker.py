@@ -35,6 +35,8 @@ def main(out_path: str, form: str) -> None:
             },
             out_path,
         )
+    # Both ranks leave together: tearing gloo down while the peer is still writing can abort.
+    dist.barrier()
     dist.destroy_process_group()
 
 
