@@ -90,18 +90,25 @@ def _cmd_encoders(args: argparse.Namespace) -> None:
     print(f"{'name':<14}{'modality':<12}{'out_dim':>8}  source")
     for name in names:
         spec = encoder_spec(name)
-        try:
-            import torch
-
-            with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-                width = str(create_encoder(name).out_dim)
-        except Exception:  # a factory that needs arguments: its width depends on them
-            width = "?"
+        width = _default_width(name, create_encoder)
         print(f"{name:<14}{spec.modality:<12}{width:>8}  {spec.source}")
     print(f"{'timm:<name>':<14}{'image':<12}{'?':>8}  any model of timm.list_models(), e.g. timm:convnext_tiny")
     print(f"{'pkg.mod:fn':<14}{'(declared)':<12}{'?':>8}  an import path to your own factory")
     for name, error in plugin_errors().items():
         print(f"warning: {error}", file=sys.stderr)
+
+
+def _default_width(name: str, create_encoder) -> str:
+    """The encoder's output width at its default arguments, or "?" when it needs arguments."""
+    import torch
+
+    for device in ("meta", "cpu"):  # meta first: shapes only, no memory or initialisation cost
+        try:
+            with torch.device(device):
+                return str(create_encoder(name).out_dim)
+        except Exception:  # some layers cannot be built on meta; a factory may need arguments
+            continue
+    return "?"
 
 
 def _cmd_embed(args: argparse.Namespace) -> None:
