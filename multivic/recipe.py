@@ -19,9 +19,9 @@ from multivic.data.audio_folder import LabelledAudio, csv_audio_files, esc50_fil
 from multivic.data.audio_views import audio_eval_view, audio_train_view
 from multivic.data.builtin import builtin_root, write_shapes_dataset, write_sounds_dataset
 from multivic.data.builtin.captions import write_captions_dataset
+from multivic.data.builtin.location import ensure_written
 from multivic.data.coco import read_coco
 from multivic.data.paired import CaptionPairs, PairCollate, SidesDataset, TextCollate
-from multivic.data.builtin.location import ensure_written
 from multivic.data.image_folder import ImageFolderDataset, TorchvisionImageDataset
 from multivic.data.image_views import image_eval_view, image_train_view
 from multivic.data.two_views import TwoViewDataset
@@ -36,7 +36,6 @@ DATA_MODALITIES: dict[str, tuple[str, ...]] = {
     "image_folder": ("image",), "cifar10": ("image",), "stl10": ("image",),
     "esc50": ("waveform",), "audio_csv": ("waveform",), "coco": ("image", "text"),
 }
-LABELLED_FORMATS = ("image_folder", "cifar10", "stl10", "esc50", "audio_csv")
 
 
 def _text_view() -> Callable[[str], str]:
@@ -49,7 +48,8 @@ def _identity(x: Any) -> Any:
 
 
 TRAIN_VIEWS: dict[str, Callable[..., Callable]] = {"image": image_train_view, "waveform": audio_train_view, "text": _text_view}
-EVAL_VIEWS: dict[str, Callable[..., Callable]] = {"image": image_eval_view, "waveform": audio_eval_view, "text": _text_view}
+# Labelled (classification) evaluation exists for image and audio data only.
+EVAL_VIEWS: dict[str, Callable[..., Callable]] = {"image": image_eval_view, "waveform": audio_eval_view}
 BUILTIN_WRITERS: dict[str, Callable[[Path], Path]] = {
     "shapes": write_shapes_dataset, "sounds": write_sounds_dataset, "captions": write_captions_dataset,
 }
@@ -102,6 +102,19 @@ def _build_one(key: str, b: BranchConfig, vocab_size: int | None) -> Branch:
         raise type(exc)(f"{key}: {exc}") from None
 
 
+def check_modalities(cfg: RecipeConfig, modalities: tuple[str, str]) -> None:
+    """Each side's modality must be one the data format provides; the error names the branch."""
+    given = DATA_MODALITIES[cfg.data.format]
+    a = cfg.model.branch_a
+    sides = (("model.branch_a", a), ("model.branch_b", a if cfg.model.shared else cfg.model.branch_b))
+    for (key, b), modality in zip(sides, modalities):
+        if modality not in given:
+            raise ConfigError(
+                f"{key} ({b.name!r}) reads modality {modality!r} but data.format="
+                f"{cfg.data.format!r} gives {' and '.join(map(repr, given))}: pick an encoder of that modality"
+            )
+
+
 def build_model(cfg: RecipeConfig, vocab_size: int | None = None) -> JointEmbedding:
     """The joint-embedding model of the recipe: two branches (one when shared) and the loss.
 
@@ -110,14 +123,8 @@ def build_model(cfg: RecipeConfig, vocab_size: int | None = None) -> JointEmbedd
     import_modules(list(cfg.imports))
     branch_a = _build_one("model.branch_a", cfg.model.branch_a, vocab_size)
     branch_b = branch_a if cfg.model.shared else _build_one("model.branch_b", cfg.model.branch_b, vocab_size)
-    given = DATA_MODALITIES[cfg.data.format]
-    for key, branch in (("model.branch_a", branch_a), ("model.branch_b", branch_b)):
-        if branch.modality not in given:
-            raise ConfigError(
-                f"{key} ({branch.name!r}) reads modality {branch.modality!r} but data.format="
-                f"{cfg.data.format!r} gives {' and '.join(map(repr, given))}: pick an encoder of that modality"
-            )
-    if "waveform" in given:
+    check_modalities(cfg, (branch_a.modality, branch_b.modality))
+    if "waveform" in DATA_MODALITIES[cfg.data.format]:
         crop = int(round(cfg.data.crop_seconds * cfg.data.sample_rate))
         for key, branch in (("model.branch_a", branch_a), ("model.branch_b", branch_b)):
             need = int(getattr(branch.encoder, "min_input_samples", 1))
@@ -189,6 +196,7 @@ def build_train_dataset(cfg: RecipeConfig, root: Path) -> Dataset:
     """Pairs of views of the training split, each side with its own view transform."""
     import_modules(list(cfg.imports))
     modalities = side_modalities(cfg)
+    check_modalities(cfg, modalities)
     views = [
         _view(key, modality, _view_base_args(cfg.data, modality), _plain(b.view) or {})
         for (key, b), modality in zip(branch_configs(cfg), modalities)
@@ -199,11 +207,12 @@ def build_train_dataset(cfg: RecipeConfig, root: Path) -> Dataset:
     return TwoViewDataset(labelled_split(cfg.data, root, "train", None), views[0], views[1])
 
 
-def train_captions(cfg: RecipeConfig, root: Path) -> list[str] | None:
-    """All training captions when a side reads text (to build the vocabulary), else None."""
-    if cfg.data.format != "coco" or "text" not in side_modalities(cfg):
+def train_captions(cfg: RecipeConfig, train_set: Dataset) -> list[str] | None:
+    """All captions of the training set built by :func:`build_train_dataset` when a side reads
+    text (to build the vocabulary), else None. Reuses the captions already read from disk."""
+    if not isinstance(train_set, SidesDataset) or "text" not in side_modalities(cfg):
         return None
-    return read_coco(root, "train").flat()[0]
+    return train_set.base.coco.flat()[0]
 
 
 def build_collate(cfg: RecipeConfig, tokenizer: Tokenizer | None) -> Callable | None:

@@ -19,9 +19,8 @@ from multivic.data.coco import read_coco
 from multivic.data.image_folder import load_rgb
 from multivic.data.image_views import image_eval_view
 from multivic.errors import ConfigError, RunDirError
-from multivic.evaluation.retrieval import retrieval_recall, retrieval_recall_folds
-from multivic.text.tokenizers import build_tokenizer, load_tokenizer, saved_tokenizer_exists
 from multivic.evaluation.classification import evaluate_classification
+from multivic.evaluation.retrieval import retrieval_recall, retrieval_recall_folds
 from multivic.export import export_branch, exported_branch_names, load_branch
 from multivic.recipe import (
     EvalSplits,
@@ -34,6 +33,7 @@ from multivic.recipe import (
     train_captions,
 )
 from multivic.run_dir import RunDir, atomic_write_text
+from multivic.text.tokenizers import build_tokenizer, load_tokenizer, saved_tokenizer_exists
 from multivic.trainer import fit
 
 logger = logging.getLogger("multivic")
@@ -84,8 +84,9 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
     run_dir = RunDir(output_dir)
     check_run_dir(run_dir, cfg)
     data_root = resolve_data_root(cfg.data)
+    train_set = build_train_dataset(cfg, data_root)
     tokenizer = None
-    captions = train_captions(cfg, data_root)
+    captions = train_captions(cfg, train_set)
     if captions is not None:  # a text side: a tokenizer of the training captions, kept with the run
         text_dir = _text_dir(run_dir)
         if saved_tokenizer_exists(text_dir):
@@ -94,7 +95,6 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
             tokenizer = build_tokenizer(cfg.data.tokenizer, captions, cfg.data.min_word_count, cfg.data.tokenizer_vocab_size)
     set_seed(cfg.seed)  # the model's initial weights depend on the seed alone
     model = build_model(cfg, len(tokenizer) if tokenizer is not None else None)
-    train_set = build_train_dataset(cfg, data_root)
     collate = build_collate(cfg, tokenizer)
     if cfg.eval.enabled:  # fail on a broken evaluation split now, not after training
         if cfg.data.format == "coco":
@@ -158,8 +158,9 @@ def evaluate(
     splits = build_eval_splits(cfg, data_root)
     metrics = run_dir.read_metrics()
     e = cfg.eval
+    # Cross-validation: the recipe's own test fold is the main split already evaluated below.
     folds = [1, 2, 3, 4, 5] if e.cross_validate else []
-    fold_splits = {k: build_eval_splits(_with_test_fold(cfg, k), data_root) for k in folds}
+    fold_splits = {k: build_eval_splits(_with_test_fold(cfg, k), data_root) for k in folds if k != cfg.data.test_fold}
     for name in names:
         branch = load_branch(run_dir.root, name, device)
 
@@ -171,9 +172,10 @@ def evaluate(
                 linear_weight_decay=e.linear_weight_decay, max_train_samples=e.max_train_samples, seed=cfg.seed,
             )
 
-        metrics.update(probe(splits))
+        main = probe(splits)
+        metrics.update(main)
         if folds:
-            runs = [probe(fold_splits[k]) for k in folds]
+            runs = [main if k == cfg.data.test_fold else probe(fold_splits[k]) for k in folds]
             for metric in ("linear_top1", "knn_top1"):
                 metrics[f"{name}/{metric}_cv5"] = sum(r[f"{name}/{metric}"] for r in runs) / len(runs)
     run_dir.write_metrics(metrics)
