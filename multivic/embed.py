@@ -6,8 +6,6 @@ Images and audio files are read and cropped as the run's evaluation does (its co
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +20,7 @@ from multivic.data.image_folder import IMAGE_EXTENSIONS, load_rgb
 from multivic.data.image_views import image_eval_view
 from multivic.errors import DataError, MultivicError
 from multivic.export import load_branch
+from multivic.run_dir import atomic_replace
 from multivic.text.tokenizers import load_tokenizer
 
 OUTPUT_FORMATS = (".npy", ".npz", ".parquet")
@@ -99,11 +98,7 @@ def _run_data_settings(run_dir: Path) -> dict:
 
 
 def _write(out: Path, embeddings: np.ndarray, paths: list[str]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_replace(out) as tmp:
         if out.suffix == ".npy":
             np.save(tmp, embeddings)
         elif out.suffix == ".npz":
@@ -113,10 +108,6 @@ def _write(out: Path, embeddings: np.ndarray, paths: list[str]) -> None:
             import pandas as pd
 
             pd.DataFrame({"input": paths, "embedding": list(embeddings)}).to_parquet(tmp, index=False)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @torch.no_grad()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from multivic.branch import Branch, build_branch
 from multivic.errors import RunDirError
 from multivic.registry import import_modules
-from multivic.run_dir import atomic_write_text
+from multivic.run_dir import atomic_replace, atomic_write_text
 
 
 def export_branch(
@@ -23,11 +22,9 @@ def export_branch(
 
     ``imports`` lists the user modules that register the encoder, imported again on loading.
     """
-    export_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in branch.state_dict().items()}
-    tmp = export_dir / f".{branch.name}.safetensors.tmp"
-    save_file(state, str(tmp))
-    os.replace(tmp, export_dir / f"{branch.name}.safetensors")
+    with atomic_replace(export_dir / f"{branch.name}.safetensors") as tmp:
+        save_file(state, str(tmp))
     meta = {
         "name": branch.name,
         "encoder": encoder,
