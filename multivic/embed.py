@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from multivic.data.audio_io import load_mono
 from multivic.data.audio_views import audio_eval_view
 from multivic.data.image_folder import IMAGE_EXTENSIONS, load_rgb
 from multivic.data.image_views import image_eval_view
+from multivic.data.paired import TextCollate
 from multivic.errors import DataError, MultivicError
 from multivic.export import load_branch
 from multivic.run_dir import atomic_replace
@@ -49,21 +50,25 @@ def _list_files(folder: Path, extensions: tuple[str, ...], kind: str) -> list[Pa
     return paths
 
 
-def _image_inputs(folder: Path, data: dict) -> tuple[Dataset, list[Path]]:
+Reader = Callable[[Path, dict, Path], tuple[Dataset, list[str], Callable | None]]
+
+
+def _image_inputs(folder: Path, data: dict, run_root: Path) -> tuple[Dataset, list[str], None]:
     paths = _list_files(folder, IMAGE_EXTENSIONS, "images")
     view = image_eval_view(int(data["image_size"]))
-    return _Files(paths, lambda p: view(load_rgb(p))), paths
+    return _Files(paths, lambda p: view(load_rgb(p))), [str(p.relative_to(folder)) for p in paths], None
 
 
-def _audio_inputs(folder: Path, data: dict) -> tuple[Dataset, list[Path]]:
+def _audio_inputs(folder: Path, data: dict, run_root: Path) -> tuple[Dataset, list[str], None]:
     paths = _list_files(folder, AUDIO_EXTENSIONS, "audio files")
     rate = int(data["sample_rate"])
     view = audio_eval_view(rate, float(data["crop_seconds"]))
-    return _Files(paths, lambda p: view(load_mono(p, rate))), paths
+    return _Files(paths, lambda p: view(load_mono(p, rate))), [str(p.relative_to(folder)) for p in paths], None
 
 
-def _caption_inputs(path: Path, data: dict) -> tuple[list[str], list[str]]:
-    """Captions from a text file (one per line) or a COCO captions JSON (its annotations)."""
+def _caption_inputs(path: Path, data: dict, run_root: Path) -> tuple[list[str], list[str], TextCollate]:
+    """Captions from a text file (one per line) or a COCO captions JSON (its annotations),
+    tokenised per batch with the run's tokenizer."""
     if not path.is_file():
         raise DataError(f"--input {path} is not a captions file (.txt, one caption per line, or a COCO captions .json)")
     if path.suffix == ".json":
@@ -76,25 +81,29 @@ def _caption_inputs(path: Path, data: dict) -> tuple[list[str], list[str]]:
     texts = [t for t in texts if t]
     if not texts:
         raise DataError(f"--input {path} holds no captions")
-    return texts, texts
+    collate = TextCollate(load_tokenizer(run_root / "text"), int(data.get("max_caption_tokens", 32)))
+    return texts, texts, collate
 
 
-# Each modality's reader of a user's input folder, given the run's data settings.
-INPUT_READERS: dict[str, Callable[[Path, dict], tuple[Dataset, list[Path]]]] = {
-    "image": _image_inputs,
-    "waveform": _audio_inputs,
-}
+# Each modality's reader of a user's inputs, given the run's data settings and folder:
+# (dataset, one name per row, the batch collate or None for stacking).
+INPUT_READERS: dict[str, Reader] = {"image": _image_inputs, "waveform": _audio_inputs, "text": _caption_inputs}
 
 
 def _run_root(run_dir: Path) -> Path:
+    """The run directory, also when given its export/ folder."""
     return run_dir.parent if run_dir.name == "export" else run_dir
 
 
-def _run_data_settings(run_dir: Path) -> dict:
-    for folder in (run_dir, run_dir.parent):  # a run directory, or its export/ folder
-        if (folder / "config.yaml").is_file():
-            return dict(OmegaConf.to_container(OmegaConf.load(folder / "config.yaml").data, resolve=True))  # type: ignore[arg-type]
-    return {}
+def _run_data_settings(run_root: Path) -> dict:
+    config = run_root / "config.yaml"
+    if not config.is_file():
+        return {}
+    return dict(OmegaConf.to_container(OmegaConf.load(config).data, resolve=True))  # type: ignore[arg-type]
+
+
+def _to_device(x: Any, device: torch.device) -> Any:
+    return {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
 
 
 def _write(out: Path, embeddings: np.ndarray, paths: list[str]) -> None:
@@ -131,28 +140,21 @@ def embed_inputs(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     branch = load_branch(run_dir, branch_name, device)
     reader = INPUT_READERS.get(branch.modality)
-    if reader is None and branch.modality != "text":
+    if reader is None:
         raise MultivicError(
-            f"branch {branch_name!r} reads {branch.modality!r}; `multivic embed` reads: {', '.join(INPUT_READERS)}, text"
+            f"branch {branch_name!r} reads {branch.modality!r}; `multivic embed` reads: {', '.join(INPUT_READERS)}"
         )
-    data = _run_data_settings(run_dir)
+    run_root = _run_root(run_dir)
+    data = _run_data_settings(run_root)
     if image_size:
         data["image_size"] = image_size
     needed = {"image": ["image_size"], "waveform": ["sample_rate", "crop_seconds"]}.get(branch.modality, [])
     if any(k not in data for k in needed):
         raise MultivicError("no run config.yaml next to this export folder: pass --image-size, or embed from the run directory")
+    dataset, names, collate = reader(inputs, data, run_root)
     rows = []
-    if branch.modality == "text":
-        texts, names = _caption_inputs(inputs, data)
-        tokenizer = load_tokenizer(_run_root(run_dir) / "text")
-        batches = [tokenizer.batch(texts[i : i + batch_size], int(data.get("max_caption_tokens", 32))) for i in range(0, len(texts), batch_size)]
-        inputs_iter = ({k: v.to(device) for k, v in b.items()} for b in batches)
-    else:
-        dataset, paths = reader(inputs, data)
-        names = [str(p.relative_to(inputs)) for p in paths]
-        inputs_iter = (x.to(device) for x in DataLoader(dataset, batch_size=batch_size, shuffle=False))
-    for x in inputs_iter:
-        r = branch.encode(x)
+    for x in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
+        r = branch.encode(_to_device(x, device))
         rows.append((r if output == "representation" else branch.expander(r)).float().cpu())
     embeddings = torch.cat(rows).numpy()
     _write(out, embeddings, names)
