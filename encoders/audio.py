@@ -1,5 +1,7 @@
 """Audio encoders: both read raw mono waveforms [B, T] (modality "waveform").
 
+The classes are registered directly: their constructor arguments are the encoder_kwargs.
+
 - ``resnet18_1d``: a 1-D ResNet-18 straight on the samples: a strided convolution front-end,
   four stages of two residual blocks, global average pooling.
 - ``mel_resnet18``: a log-mel spectrogram computed inside the encoder (so it runs on the
@@ -38,6 +40,7 @@ class BasicBlock1d(nn.Module):
         return self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
+@register_encoder("resnet18_1d", modality="waveform")
 class WaveformResNet1d(nn.Module):
     """1-D ResNet-18 over raw audio. Input [B, T] (or [B, 1, T]), output [B, 8 × width]."""
 
@@ -81,6 +84,7 @@ class LogMel(nn.Module):
             return torch.log(spec + 1e-6).unsqueeze(1)
 
 
+@register_encoder("mel_resnet18", modality="waveform")
 class MelResNet18(nn.Module):
     """Log-mel spectrogram + one-channel 2-D ResNet-18. Input [B, T], output [B, 512]."""
 
@@ -114,23 +118,3 @@ class MelResNet18(nn.Module):
         if self.masks is not None and self.training:
             spec = self.masks(spec)
         return self.resnet(spec)
-
-
-@register_encoder("resnet18_1d", modality="waveform")
-def resnet18_1d(width: int = 64, front_kernel: int = 80, front_stride: int = 4) -> WaveformResNet1d:
-    """1-D ResNet-18 on raw waveforms, 8 × width features (512 at the default width)."""
-    return WaveformResNet1d(width, front_kernel, front_stride)
-
-
-@register_encoder("mel_resnet18", modality="waveform")
-def mel_resnet18(
-    sample_rate: int = 16000,
-    n_fft: int = 1024,
-    hop_length: int = 256,
-    n_mels: int = 64,
-    spec_augment: bool = False,
-    freq_mask: int = 8,
-    time_mask: int = 16,
-) -> MelResNet18:
-    """Log-mel spectrogram + 2-D ResNet-18 on waveforms, 512-d features."""
-    return MelResNet18(sample_rate, n_fft, hop_length, n_mels, spec_augment, freq_mask, time_mask)

@@ -8,8 +8,9 @@ from torch import Tensor, nn
 from multivic.registry import register_encoder
 
 
+@register_encoder("gru", modality="text")
 class GRUTextEncoder(nn.Module):
-    """Word embeddings and a GRU, as in VSE++. Output [B, hidden × directions].
+    """Word embeddings and a GRU, as in VSE++ (registered as ``gru``). Output [B, hidden × directions].
 
     ``pooling="last"`` takes the final hidden state of the real tokens (both directions when
     bidirectional); ``"mean"`` averages the outputs over the real tokens.
@@ -18,7 +19,7 @@ class GRUTextEncoder(nn.Module):
     modality = "text"
 
     def __init__(
-        self, vocab_size: int, embed_dim: int = 300, hidden_dim: int = 1024, num_layers: int = 1,
+        self, vocab_size: int = 1000, embed_dim: int = 300, hidden_dim: int = 1024, num_layers: int = 1,
         bidirectional: bool = False, pooling: str = "last",
     ) -> None:
         super().__init__()
@@ -42,15 +43,6 @@ class GRUTextEncoder(nn.Module):
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
         m = mask[:, :, None].to(out.dtype)
         return (out * m).sum(dim=1) / m.sum(dim=1).clamp_min(1)
-
-
-@register_encoder("gru", modality="text")
-def gru(
-    vocab_size: int = 1000, embed_dim: int = 300, hidden_dim: int = 1024, num_layers: int = 1,
-    bidirectional: bool = False, pooling: str = "last",
-) -> GRUTextEncoder:
-    """VSE++-style GRU over word embeddings (300-d embeddings, 1024-d hidden by default)."""
-    return GRUTextEncoder(vocab_size, embed_dim, hidden_dim, num_layers, bidirectional, pooling)
 
 
 class TransformerTextEncoder(nn.Module):
