@@ -93,9 +93,8 @@ def covariance_loss(z: Tensor, form: CovarianceForm = "auto") -> Tensor:
         A scalar.
     """
     n, d = z.shape
-    zc = z - z.mean(dim=0)
-    var = zc.pow(2).sum(dim=0) / (n - 1)
-    return _off_diagonal_sum_sq(zc, var, _resolve_form(form, n, d), shard=0, shards=1) / d
+    _, off, _ = _FusedVarianceCovariance.apply(z, 1.0, 1e-4, _resolve_form(form, n, d))
+    return off / d
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,26 +108,6 @@ def _resolve_form(form: str, n: int, d: int) -> str:
     if form == "auto":
         return "gram" if n < d else "covariance"
     return form
-
-
-class _GramFrobeniusSq(torch.autograd.Function):
-    """‖A A^T‖_F² with a hand-written backward: 4·(A A^T)·A.
-
-    Autograd on ``(a @ a.T).pow(2).sum()`` would spend two n²d products in the backward (one
-    per operand of the product); the symmetric gradient needs one, so forward plus backward
-    cost exactly the two Gram-sized products that are the floor of this computation.
-    """
-
-    @staticmethod
-    def forward(ctx, a: Tensor) -> Tensor:  # type: ignore[override]
-        gram = a @ a.T
-        ctx.save_for_backward(a, gram)
-        return gram.pow(2).sum()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
-        a, gram = ctx.saved_tensors
-        return (gram @ a).mul_(4.0 * grad)
 
 
 class _FusedVarianceCovariance(torch.autograd.Function):
@@ -182,17 +161,16 @@ class _FusedVarianceCovariance(torch.autograd.Function):
 
 
 def _off_diagonal_sum_sq(zc: Tensor, var: Tensor, form: str, shard: int, shards: int) -> Tensor:
-    """Σ_{i≠j} C_ij² (or this shard's part of it) from centred rows ``zc`` [n, d].
+    """This process's part of Σ_{i≠j} C_ij² from the gathered centred rows ``zc`` [n, d], with
+    plain autograd (the gradient flows back through the all-gather). One process uses
+    :class:`_FusedVarianceCovariance` instead.
 
-    ``var`` [d] holds C's diagonal. With ``shards > 1`` only rows ``shard`` of the Gram (form
+    ``var`` [d] holds C's diagonal. Only rows ``shard`` of the Gram (form
     "gram") or columns ``shard`` of C (form "covariance") are computed; the shard sums add up
     to the whole.
     """
     n = zc.shape[0]
     if form == "gram":
-        if shards == 1:
-            frob = _GramFrobeniusSq.apply(zc)
-            return frob / (n - 1) ** 2 - var.pow(2).sum()
         rows = torch.tensor_split(zc, shards, dim=0)[shard]
         diag = torch.tensor_split(var, shards)[shard]
         # Row block r of the Gram covers ‖·‖_F² rows; the diagonal of C is split evenly too so
