@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from multivic.data.audio_io import load_mono
 from multivic.data.audio_views import audio_eval_view
-from multivic.data.image_folder import IMAGE_EXTENSIONS, load_rgb
+from multivic.data.image_folder import IMAGE_EXTENSIONS, files_with_suffixes, load_rgb
 from multivic.data.image_views import image_eval_view
 from multivic.data.paired import TextCollate
 from multivic.errors import DataError, MultivicError
@@ -44,7 +44,7 @@ class _Files(Dataset):
 def _list_files(folder: Path, extensions: tuple[str, ...], kind: str) -> list[Path]:
     if not folder.is_dir():
         raise DataError(f"--input {folder} is not a folder of {kind}")
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+    paths = files_with_suffixes(folder, extensions)
     if not paths:
         raise DataError(f"--input {folder} holds no {kind} ({', '.join(extensions[:3])}, ...)")
     return paths

@@ -176,8 +176,7 @@ def import_modules(names: Sequence[str]) -> None:
                     del sys.modules[module_name]
                     raise
             else:
-                if os.getcwd() not in sys.path:
-                    sys.path.insert(0, os.getcwd())
+                _working_dir_on_path()
                 importlib.import_module(name)
         except RegistryError:
             raise
@@ -191,10 +190,15 @@ def plugin_errors() -> dict[str, str]:
     return dict(_PLUGIN_ERRORS)
 
 
+def _working_dir_on_path() -> None:
+    """Put the working directory on sys.path, as ``python -m`` would, so project-local modules import."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
 def _import_path_spec(name: str) -> EncoderSpec:
     module_name, _, attr = name.partition(":")
-    if os.getcwd() not in sys.path:  # as `python -m` would, so project-local modules resolve
-        sys.path.insert(0, os.getcwd())
+    _working_dir_on_path()
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:

@@ -17,6 +17,11 @@ from multivic.errors import DataError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 
+def files_with_suffixes(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Files under ``folder`` (recursively) whose suffix, lower-cased, is one of ``suffixes``; sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+
+
 def load_rgb(path: Path) -> Image.Image:
     """Open an image file as RGB; a DataError naming the file when it cannot be read."""
     try:
@@ -45,9 +50,7 @@ class ImageFolderDataset(Dataset):
         self.classes = [p.name for p in class_dirs]
         self.samples: list[tuple[Path, int]] = []
         for label, class_dir in enumerate(class_dirs):
-            files = sorted(
-                p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-            )
+            files = files_with_suffixes(class_dir, IMAGE_EXTENSIONS)
             if not files:
                 raise DataError(
                     f"class folder {class_dir} has no images ({', '.join(IMAGE_EXTENSIONS[:3])}, ...): "
