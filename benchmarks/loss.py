@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from multivic.losses import VICRegLoss  # noqa: E402
+from multivic.objectives import VICRegLoss  # noqa: E402
 
 
 def released_dxd_loss(z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from multivic.evaluation.retrieval import retrieval_recall
 from multivic.errors import ConfigError, DataError, MultivicError, RegistryError, RunDirError
 from multivic.expander import Expander, parse_expander_spec
 from multivic.export import load_branch
-from multivic.losses import VICRegLoss, VICRegOutput, covariance_loss, invariance_loss, variance_loss
+from multivic.objectives import VICRegLoss, VICRegOutput, covariance_loss, invariance_loss, variance_loss
 from multivic.registry import create_encoder, list_encoders, register_encoder
 
 __version__ = "0.1.0"

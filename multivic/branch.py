@@ -19,7 +19,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from multivic.expander import Expander
-from multivic.losses import VICRegLoss
+from multivic.objectives import VICRegLoss
 from multivic.registry import create_encoder
 
 

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from multivic.errors import ConfigError
-from multivic.losses.vicreg import COVARIANCE_FORMS, VARIANCE_CONVENTIONS
+from multivic.objectives.vicreg import COVARIANCE_FORMS, VARIANCE_CONVENTIONS
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 OPTIMIZERS = ("lars", "adamw")

@@ -26,3 +26,11 @@ class RegistryError(MultivicError, KeyError):
 
 class RunDirError(MultivicError):
     """A run directory is missing, incomplete or was made by a different recipe."""
+
+
+class NonFiniteLossError(MultivicError, ValueError):
+    """An objective's value or its inputs hold NaN or Inf: the model diverged or the data is corrupt.
+
+    Every registered objective raises this one type, so the trainer handles divergence the same
+    way whatever the loss.
+    """

@@ -26,7 +26,7 @@ from multivic.data.image_folder import ImageFolderDataset, TorchvisionImageDatas
 from multivic.data.image_views import image_eval_view, image_train_view
 from multivic.data.two_views import TwoViewDataset
 from multivic.errors import ConfigError, DataError, MultivicError
-from multivic.losses import VICRegLoss
+from multivic.objectives import VICRegLoss
 from multivic.optim import OptimizerSpec
 from multivic.registry import create_encoder, encoder_spec, import_modules
 from multivic.text.tokenizers import Tokenizer

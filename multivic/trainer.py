@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from multivic.branch import JointEmbedding
 from multivic.errors import ConfigError, MultivicError
-from multivic.losses import NonFiniteLossError
+from multivic.objectives import NonFiniteLossError
 from multivic.optim import OptimizerSpec, build_optimizer, split_decay_groups, warmup_cosine
 from multivic.run_dir import HistoryWriter, RunDir, atomic_write_text
 

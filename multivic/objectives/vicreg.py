@@ -37,15 +37,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from multivic.distributed import all_reduce_sum_with_grad, gather_with_grad, rank, world_size
+from multivic.errors import NonFiniteLossError
 
 VarianceConvention = Literal["released", "paper"]
 CovarianceForm = Literal["auto", "gram", "covariance"]
 VARIANCE_CONVENTIONS: tuple[str, ...] = ("released", "paper")
 COVARIANCE_FORMS: tuple[str, ...] = ("auto", "gram", "covariance")
-
-
-class NonFiniteLossError(ValueError):
-    """The loss or its inputs hold NaN or Inf: the model diverged or the data is corrupt."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Joint-embedding objectives."""
 
-from multivic.losses.vicreg import (
+from multivic.errors import NonFiniteLossError
+from multivic.objectives.vicreg import (
     VARIANCE_CONVENTIONS,
-    NonFiniteLossError,
     VICRegLoss,
     VICRegOutput,
     covariance_loss,

@@ -1,6 +1,6 @@
 """Run under torchrun with 2 processes: DDP step on a shard of the batch, rank 0 saves results.
 
-Usage: torchrun --standalone --nproc_per_node=2 tests/losses/ddp_worker.py OUT.pt FORM
+Usage: torchrun --standalone --nproc_per_node=2 tests/objectives/ddp_worker.py OUT.pt FORM
 """
 
 import sys
@@ -9,8 +9,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from multivic.losses import VICRegLoss
-from tests.losses.ddp_common import make_batch, make_model
+from multivic.objectives import VICRegLoss
+from tests.objectives.ddp_common import make_batch, make_model
 
 
 def main(out_path: str, form: str) -> None:

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from multivic.losses import NonFiniteLossError, VICRegLoss, covariance_loss, invariance_loss, variance_loss
-from multivic.losses.vicreg import _FusedVarianceCovariance, _resolve_form
-from tests.losses.reference import off_diagonal, reference_vicreg
+from multivic.objectives import NonFiniteLossError, VICRegLoss, covariance_loss, invariance_loss, variance_loss
+from multivic.objectives.vicreg import _FusedVarianceCovariance, _resolve_form
+from tests.objectives.reference import off_diagonal, reference_vicreg
 
 SHAPES = [(2, 7), (16, 64), (32, 32), (96, 24)]  # n = 2, n < d, n = d, n > d
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from multivic.losses import VICRegLoss
-from tests.losses.ddp_common import make_batch, make_model
+from multivic.objectives import VICRegLoss
+from tests.objectives.ddp_common import make_batch, make_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ def test_two_processes_match_one(tmp_path, form):
     out = tmp_path / "ddp.pt"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "tests/losses/ddp_worker.py"), str(out), form]
+           str(ROOT / "tests/objectives/ddp_worker.py"), str(out), form]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = torch.load(out)
