@@ -16,7 +16,7 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
-from encoders.resnet import ResNetEncoder
+from multivic.encoders.resnet import ResNetEncoder
 from multivic.registry import register_encoder
 
 

@@ -1,180 +1,283 @@
-"""The encoder registry: factories register under a name, recipes create by name.
+"""One registry type for every extension point: encoders, objectives, modalities, data formats.
 
-An encoder is an ``nn.Module`` that takes the batch its modality's collate produces and
-returns a [B, D] tensor. It declares ``modality`` (str) and ``out_dim`` (int, = D). Register a
-factory that builds one::
+Each extension point is a :class:`Registry` instance. An entry is registered by a decorator on
+a factory (a function or a class) and created by name, in the spirit of timm's
+``register_model``::
 
-    @register_encoder("my_cnn", modality="image")
-    def my_cnn(width: int = 64) -> nn.Module: ...
+    @register_objective("my_loss")
+    class MyLoss(nn.Module): ...
 
-    encoder = create_encoder("my_cnn", width=32)
+    loss = OBJECTIVES.create("my_loss", temperature=0.1)
 
-Built-in encoders live in the top-level ``encoders`` package and are imported the first time
-the registry is read, so importing ``multivic`` stays cheap. Three more ways in:
+Four ways in, the same for every extension point:
 
-* a family prefix: ``timm:<model name>`` builds any timm model (see ``encoders/timm_models.py``);
-* an import path ``package.module:factory`` as the encoder name: the factory is imported and
-  called, and the module it returns must declare ``modality`` itself;
-* the ``multivic.encoders`` entry-point group of installed distributions: each entry point's
-  name is an encoder name and its object a factory (decorated or not), loaded at first use.
+* built-ins: every module of the registry's built-in package (e.g. ``multivic.objectives``)
+  is imported at the first lookup, so adding a built-in is adding one file;
+* a recipe's ``imports:`` (dotted module names or ``.py`` paths): see :func:`import_modules`;
+* an import path ``package.module:factory`` used as the name;
+* the entry-point group of installed distributions (``multivic.encoders``,
+  ``multivic.objectives``, ``multivic.modalities``, ``multivic.formats``): each entry point's
+  name is the registry name and its object the factory, loaded at the first lookup. One that
+  fails to import is reported by name and distribution; the others still load.
+
+Creating checks the keyword arguments against the factory's signature: an unknown one is a
+one-line error that lists the accepted ones.
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
 import importlib
 import importlib.util
 import inspect
 import os
+import pkgutil
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
-
-from torch import nn
+from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
 
 from multivic.errors import ConfigError, RegistryError
 
-EncoderFactory = Callable[..., nn.Module]
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
-class EncoderSpec:
-    """One registry entry: the factory, the modality it serves and where it came from."""
+class Entry:
+    """One registry entry: the factory, where it came from, and what it declared (e.g. a modality)."""
 
     name: str
-    factory: EncoderFactory
-    modality: str
+    factory: Callable[..., Any]
     source: str
-    description: str
+    description: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
-_REGISTRY: dict[str, EncoderSpec] = {}
-_FAMILIES: dict[str, EncoderSpec] = {}  # prefix (e.g. "timm:") -> spec whose factory takes the rest first
-_PLUGIN_ERRORS: dict[str, str] = {}  # encoder name -> why its entry point failed to load
-_builtins_loaded = False
-ENTRY_POINT_GROUP = "multivic.encoders"
+def _first_doc_line(obj: Any) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.splitlines()[0] if doc else ""
 
 
-def _same_definition(a: EncoderFactory, b: EncoderFactory) -> bool:
-    """The same function from the same file, imported twice (e.g. by module name and by path)."""
+def _same_definition(a: Callable, b: Callable) -> bool:
+    """The same function or class from the same file, imported twice (by module name and by path)."""
     try:
         return a.__qualname__ == b.__qualname__ and inspect.getsourcefile(a) == inspect.getsourcefile(b)
     except TypeError:
         return False
 
 
-def register_encoder(
-    name: str | None = None, *, modality: str, overwrite: bool = False
-) -> Callable[[EncoderFactory], EncoderFactory]:
-    """Decorator registering an encoder factory under ``name`` (default: the function's name).
+def accepted_kwargs(factory: Callable[..., Any]) -> set[str] | None:
+    """Keyword names ``factory`` accepts; None when it takes ``**kwargs`` (anything goes)."""
+    params = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+
+def check_kwargs(what: str, factory: Callable[..., Any], kwargs: Iterable[str], exclude: Iterable[str] = ()) -> None:
+    """Raise a one-line RegistryError when ``kwargs`` holds a name ``factory`` does not take."""
+    accepted = accepted_kwargs(factory)
+    if accepted is None:
+        return
+    accepted -= set(exclude)
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise RegistryError(
+            f"{what} does not take {', '.join(map(repr, unknown))}; it takes: {', '.join(sorted(accepted)) or 'no arguments'}"
+        )
+
+
+class Registry(Generic[F]):
+    """Named factories of one kind of extension, with built-ins, entry points and import paths.
 
     Args:
-        name: registry key, as written in recipes.
-        modality: the kind of input the encoder reads ("image", "text", "waveform", ...).
-        overwrite: replace an existing entry of the same name instead of raising.
+        kind: what an entry is, for messages ("encoder", "objective", ...).
+        builtin_package: package whose every module is imported at the first lookup.
+        entry_point_group: the distributions' entry-point group read at the first lookup.
+        required_meta: metadata every registration must give (e.g. ``("modality",)``).
     """
 
-    def decorate(factory: EncoderFactory) -> EncoderFactory:
-        key = name or factory.__name__
-        if not isinstance(modality, str) or not modality:
-            raise RegistryError(f"encoder {key!r}: modality must be a non-empty string")
-        if key in _REGISTRY and not overwrite and not _same_definition(_REGISTRY[key].factory, factory):
+    def __init__(
+        self, kind: str, builtin_package: str, entry_point_group: str, required_meta: Sequence[str] = ()
+    ) -> None:
+        self.kind = kind
+        self.builtin_package = builtin_package
+        self.entry_point_group = entry_point_group
+        self.required_meta = tuple(required_meta)
+        self._entries: dict[str, Entry] = {}
+        self._families: dict[str, Entry] = {}  # prefix -> entry whose factory takes the rest of the name first
+        self._plugin_errors: dict[str, str] = {}
+        self._loaded = False
+
+    # -- registering -----------------------------------------------------------------------
+
+    def register(self, name: str | None = None, *, overwrite: bool = False, **meta: Any) -> Callable[[F], F]:
+        """Decorator registering a factory under ``name`` (default: its ``__name__``)."""
+
+        def decorate(factory: F) -> F:
+            self.add(name or factory.__name__, factory, overwrite=overwrite, **meta)
+            return factory
+
+        return decorate
+
+    def add(self, name: str, factory: Callable[..., Any], *, overwrite: bool = False, source: str | None = None, **meta: Any) -> None:
+        """Register ``factory`` under ``name`` (the non-decorator form)."""
+        for key in self.required_meta:
+            if not isinstance(meta.get(key), str) or not meta[key]:
+                raise RegistryError(f"{self.kind} {name!r}: {key} must be a non-empty string")
+        old = self._entries.get(name)
+        if old is not None and not overwrite and not _same_definition(old.factory, factory):
             raise RegistryError(
-                f"encoder {key!r} is already registered by {_REGISTRY[key].source}; "
-                "pick another name or pass overwrite=True"
+                f"{self.kind} {name!r} is already registered by {old.source}; pick another name or pass overwrite=True"
             )
-        doc = inspect.getdoc(factory) or ""
-        _REGISTRY[key] = EncoderSpec(
-            name=key,
-            factory=factory,
-            modality=modality,
-            source=getattr(factory, "__module__", "?"),
-            description=doc.splitlines()[0] if doc else "",
+        source = source or getattr(factory, "__module__", "?")
+        self._entries[name] = Entry(name, factory, source, _first_doc_line(factory), dict(meta))
+
+    def register_family(self, prefix: str, **meta: Any) -> Callable[[F], F]:
+        """Decorator for a factory serving every name that starts with ``prefix`` (e.g. "timm:");
+        ``create(prefix + rest, **kw)`` calls ``factory(rest, **kw)``."""
+
+        def decorate(factory: F) -> F:
+            self._families[prefix] = Entry(prefix + "<name>", factory, factory.__module__, _first_doc_line(factory), dict(meta))
+            return factory
+
+        return decorate
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        package = importlib.import_module(self.builtin_package)
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{self.builtin_package}.{info.name}")
+        self._load_entry_points()
+
+    def _load_entry_points(self) -> None:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=self.entry_point_group):
+            dist = getattr(getattr(ep, "dist", None), "name", None) or "?"
+            try:
+                factory = ep.load()
+            except Exception as exc:  # a plugin's import error must not take the registry down
+                self._plugin_errors[ep.name] = (
+                    f"entry point {ep.name!r} ({ep.value}) of distribution {dist!r} failed to load: "
+                    f"{exc.__class__.__name__}: {exc}"
+                )
+                continue
+            known = self._entries.get(ep.name)
+            if known is not None and known.factory is factory:
+                continue  # importing it already registered it with the decorator
+            meta = {key: getattr(factory, key, None) for key in self.required_meta}
+            missing = [key for key, value in meta.items() if not isinstance(value, str)]
+            if missing:
+                self._plugin_errors[ep.name] = (
+                    f"entry point {ep.name!r} of distribution {dist!r}: register {ep.value} with the "
+                    f"{self.kind} decorator or give it the attribute(s) {', '.join(missing)}"
+                )
+                continue
+            self.add(ep.name, factory, overwrite=True, source=f"entry point of {dist}", **meta)
+
+    def plugin_errors(self) -> dict[str, str]:
+        """Entry points that failed to load, by name."""
+        self._load()
+        return dict(self._plugin_errors)
+
+    # -- looking up ------------------------------------------------------------------------
+
+    def names(self, **meta: Any) -> list[str]:
+        """Sorted registered names, optionally only those whose metadata match ``meta``."""
+        self._load()
+        return sorted(
+            k for k, e in self._entries.items() if all(v is None or e.meta.get(mk) == v for mk, v in meta.items())
         )
-        return factory
 
-    return decorate
+    def families(self) -> dict[str, Entry]:
+        self._load()
+        return dict(self._families)
 
+    def __contains__(self, name: str) -> bool:
+        self._load()
+        return name in self._entries
 
-def register_encoder_family(prefix: str, *, modality: str) -> Callable[[EncoderFactory], EncoderFactory]:
-    """Decorator for a factory serving every name that starts with ``prefix``.
+    def get(self, name: str) -> Entry:
+        """The entry of ``name`` (also a family member or an import path); a one-line error
+        listing the known names (and close matches) otherwise."""
+        self._load()
+        if name in self._entries:
+            return self._entries[name]
+        if name in self._plugin_errors:
+            raise RegistryError(self._plugin_errors[name])
+        for prefix, family in self._families.items():
+            if name.startswith(prefix):
+                rest = name[len(prefix):]
+                return Entry(name, _bind_first(family.factory, rest), family.source, family.description, family.meta)
+        if ":" in name:
+            return self._import_path_entry(name)
+        close = difflib.get_close_matches(name, list(self._entries), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        broken = (
+            f" ({len(self._plugin_errors)} plugin entry points failed to load: see `multivic encoders`)"
+            if self._plugin_errors else ""
+        )
+        families = "".join(f", {p}<name>" for p in self._families)
+        raise RegistryError(
+            f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(sorted(self._entries)) or 'none'}"
+            f"{families}, or an import path package.module:factory{broken}"
+        )
 
-    ``create_encoder(prefix + rest, **kw)`` calls ``factory(rest, **kw)``; e.g. "timm:" with
-    ``factory(model_name, image_size=None, ...)``.
-    """
-
-    def decorate(factory: EncoderFactory) -> EncoderFactory:
-        doc = inspect.getdoc(factory) or ""
-        _FAMILIES[prefix] = EncoderSpec(prefix + "<name>", factory, modality, factory.__module__, doc.splitlines()[0] if doc else "")
-        return factory
-
-    return decorate
-
-
-def _load_builtins() -> None:
-    global _builtins_loaded
-    if not _builtins_loaded:
-        _builtins_loaded = True
-        importlib.import_module("encoders")
-        _load_entry_points()
-
-
-def _load_entry_points() -> None:
-    """Register the factories that installed distributions declare under ``multivic.encoders``.
-
-    A failing entry point does not stop the others: its error is kept and raised when its
-    encoder is asked for, and ``multivic encoders`` lists it.
-    """
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        dist = getattr(getattr(ep, "dist", None), "name", None) or "?"
+    def _import_path_entry(self, name: str) -> Entry:
+        module_name, _, attr = name.partition(":")
+        _working_dir_on_path()
         try:
-            factory = ep.load()
-        except Exception as exc:  # a plugin's import error must not take the registry down
-            _PLUGIN_ERRORS[ep.name] = (
-                f"entry point {ep.name!r} ({ep.value}) of distribution {dist!r} failed to load: "
-                f"{exc.__class__.__name__}: {exc}"
-            )
-            continue
-        if ep.name in _REGISTRY and _REGISTRY[ep.name].factory is factory:
-            continue  # the import already registered it with @register_encoder
-        modality = getattr(factory, "modality", None)
-        if not isinstance(modality, str):
-            _PLUGIN_ERRORS[ep.name] = (
-                f"entry point {ep.name!r} of distribution {dist!r}: decorate {ep.value} with "
-                "@multivic.register_encoder(..., modality=...) or give the factory a `modality` attribute"
-            )
-            continue
-        register_encoder(ep.name, modality=modality, overwrite=True)(factory)
-        spec = _REGISTRY[ep.name]
-        _REGISTRY[ep.name] = EncoderSpec(spec.name, spec.factory, spec.modality, f"entry point of {dist}", spec.description)
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise RegistryError(
+                f"{self.kind} {name!r}: cannot import module {module_name!r} ({exc.__class__.__name__}: {exc}); "
+                "is it on PYTHONPATH or installed?"
+            ) from None
+        factory = getattr(module, attr, None)
+        if not callable(factory):
+            raise RegistryError(f"{self.kind} {name!r}: module {module_name!r} has no callable {attr!r}")
+        meta = {key: getattr(factory, key, "") for key in self.required_meta}
+        return Entry(name, factory, module_name, _first_doc_line(factory), meta)
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        """Call the factory of ``name`` with keyword arguments checked against its signature."""
+        entry = self.get(name)
+        check_kwargs(f"{self.kind} {name!r}", entry.factory, kwargs)
+        return entry.factory(**kwargs)
+
+
+class _bind_first:
+    """``factory(first, **kw)`` as a callable whose signature omits ``first`` (for family members)."""
+
+    def __init__(self, factory: Callable[..., Any], first: str) -> None:
+        self.factory, self.first = factory, first
+        params = list(inspect.signature(factory).parameters.values())[1:]
+        self.__signature__ = inspect.Signature(params)
+        self.__doc__ = factory.__doc__
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return self.factory(self.first, **kwargs)
+
+
+def _working_dir_on_path() -> None:
+    """Make project-local modules importable by dotted name, as ``python -m`` would, but *after*
+    the installed packages: a folder of the user's must never hide an installed module."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
 
 
 def import_modules(names: Sequence[str]) -> None:
-    """Import user modules (dotted names, or paths of .py files) so their decorators register.
-
-    The working directory is put on ``sys.path`` for dotted names, as ``python -m`` would.
-    """
+    """Import user modules (dotted names, or paths of .py files) so their decorators register."""
     for name in names:
         try:
             if name.endswith(".py"):
-                path = Path(name).expanduser().resolve()
-                if not path.is_file():
-                    raise FileNotFoundError(f"no file {path}")
-                module_name = f"multivic_user_{path.stem}"
-                if module_name in sys.modules:
-                    continue
-                spec = importlib.util.spec_from_file_location(module_name, path)
-                module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-                sys.modules[module_name] = module
-                try:
-                    spec.loader.exec_module(module)  # type: ignore[union-attr]
-                except BaseException:
-                    del sys.modules[module_name]
-                    raise
+                _import_file(Path(name).expanduser().resolve())
             else:
                 _working_dir_on_path()
                 importlib.import_module(name)
@@ -184,101 +287,106 @@ def import_modules(names: Sequence[str]) -> None:
             raise ConfigError(f"imports: cannot import {name!r} ({exc.__class__.__name__}: {exc})") from None
 
 
-def plugin_errors() -> dict[str, str]:
-    """Entry points that failed to load, by encoder name."""
-    _load_builtins()
-    return dict(_PLUGIN_ERRORS)
-
-
-def _working_dir_on_path() -> None:
-    """Put the working directory on sys.path, as ``python -m`` would, so project-local modules import."""
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-
-
-def _import_path_spec(name: str) -> EncoderSpec:
-    module_name, _, attr = name.partition(":")
-    _working_dir_on_path()
+def _import_file(path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"no file {path}")
+    module_name = f"multivic_user_{path.stem}"
+    if module_name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[module_name] = module
     try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise RegistryError(
-            f"encoder {name!r}: cannot import module {module_name!r} ({exc.__class__.__name__}: {exc}); "
-            "is it on PYTHONPATH or installed?"
-        ) from None
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise RegistryError(f"encoder {name!r}: module {module_name!r} has no callable {attr!r}")
-    return EncoderSpec(name, factory, getattr(factory, "modality", ""), module_name, "")
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+
+
+# ------------------------------------------------------------------------------------------
+# The four extension points.
+# ------------------------------------------------------------------------------------------
+
+# Encoders: factories returning an nn.Module with `modality` and `out_dim` (see create_encoder).
+ENCODERS: Registry = Registry("encoder", "multivic.encoders", "multivic.encoders", required_meta=("modality",))
+# Objectives: nn.Module classes whose forward(z_a, z_b) returns an ObjectiveOutput.
+OBJECTIVES: Registry = Registry("objective", "multivic.objectives", "multivic.objectives")
+# Modalities: Modality subclasses (views, collate, file reader, example input).
+MODALITIES: Registry = Registry("modality", "multivic.modalities", "multivic.modalities")
+# Data formats: DataFormat subclasses (modalities provided, split reader, options, protocol).
+FORMATS: Registry = Registry("data format", "multivic.formats", "multivic.formats")
+
+
+def register_encoder(name: str | None = None, *, modality: str, overwrite: bool = False) -> Callable[[F], F]:
+    """Decorator registering an encoder factory (function or nn.Module class) under ``name``.
+
+    Args:
+        name: registry key, as written in recipes (default: the factory's name).
+        modality: the kind of input the encoder reads ("image", "text", "waveform", ...).
+        overwrite: replace an existing entry of the same name instead of raising.
+    """
+    return ENCODERS.register(name, overwrite=overwrite, modality=modality)
+
+
+def register_encoder_family(prefix: str, *, modality: str) -> Callable[[F], F]:
+    """Decorator for a factory serving every encoder name that starts with ``prefix`` ("timm:")."""
+    return ENCODERS.register_family(prefix, modality=modality)
+
+
+def register_objective(name: str | None = None, *, overwrite: bool = False) -> Callable[[F], F]:
+    """Decorator registering an objective (an nn.Module class or factory) under ``name``."""
+    return OBJECTIVES.register(name, overwrite=overwrite)
+
+
+def register_modality(name: str | None = None, *, overwrite: bool = False) -> Callable[[F], F]:
+    """Decorator registering a :class:`multivic.modalities.Modality` subclass under ``name``."""
+    return MODALITIES.register(name, overwrite=overwrite)
+
+
+def register_format(name: str | None = None, *, overwrite: bool = False) -> Callable[[F], F]:
+    """Decorator registering a :class:`multivic.formats.DataFormat` subclass under ``name``."""
+    return FORMATS.register(name, overwrite=overwrite)
 
 
 def list_encoders(modality: str | None = None) -> list[str]:
     """Sorted names of the registered encoders, optionally only those of one modality."""
-    _load_builtins()
-    return sorted(k for k, s in _REGISTRY.items() if modality is None or s.modality == modality)
+    return ENCODERS.names(modality=modality)
 
 
-def encoder_spec(name: str) -> EncoderSpec:
-    """The registry entry of ``name``; a one-line error listing the known names otherwise."""
-    _load_builtins()
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    if name in _PLUGIN_ERRORS:
-        raise RegistryError(_PLUGIN_ERRORS[name])
-    for prefix, family in _FAMILIES.items():
-        if name.startswith(prefix):
-            rest = name[len(prefix):]
-            return EncoderSpec(name, functools.partial(family.factory, rest), family.modality, family.source, family.description)
-    if ":" in name:
-        return _import_path_spec(name)
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    broken = f" ({len(_PLUGIN_ERRORS)} plugin entry points failed to load: see `multivic encoders`)" if _PLUGIN_ERRORS else ""
-    families = "".join(f", {p}<name>" for p in _FAMILIES)
-    raise RegistryError(
-        f"unknown encoder {name!r}.{hint} Known encoders: {', '.join(sorted(_REGISTRY))}{families}, "
-        f"or an import path package.module:factory{broken}"
-    )
+def encoder_spec(name: str) -> Entry:
+    """The registry entry of encoder ``name`` (``.factory``, ``.meta["modality"]``, ``.source``)."""
+    return ENCODERS.get(name)
 
 
-def create_encoder(name: str, **kwargs: Any) -> nn.Module:
-    """Build the encoder registered as ``name`` with the factory's keyword arguments.
+def encoder_modality(name: str) -> str:
+    """The modality an encoder declares at registration ("" for an import path: its module says)."""
+    return str(encoder_spec(name).meta.get("modality") or "")
 
-    The returned module carries ``modality`` and ``out_dim`` attributes.
-    """
-    spec = encoder_spec(name)
-    accepted = _accepted_kwargs(spec.factory)
-    if accepted is not None:
-        unknown = sorted(set(kwargs) - accepted)
-        if unknown:
-            raise RegistryError(
-                f"encoder {name!r} does not take {', '.join(map(repr, unknown))}; "
-                f"it takes: {', '.join(sorted(accepted)) or 'no arguments'}"
-            )
-    module = spec.factory(**kwargs)
-    _check_contract(name, spec, module)
+
+def create_encoder(name: str, **kwargs: Any) -> Any:
+    """Build the encoder registered as ``name``; the module carries ``modality`` and ``out_dim``."""
+    module = ENCODERS.create(name, **kwargs)
+    _check_encoder_contract(name, encoder_modality(name), module)
     return module
 
 
-def _accepted_kwargs(factory: EncoderFactory) -> set[str] | None:
-    params = inspect.signature(factory).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+def _check_encoder_contract(name: str, modality: str, module: Any) -> None:
+    from torch import nn
 
-
-def _check_contract(name: str, spec: EncoderSpec, module: nn.Module) -> None:
     if not isinstance(module, nn.Module):
         raise RegistryError(f"encoder {name!r}: factory returned {type(module).__name__}, not an nn.Module")
     out_dim = getattr(module, "out_dim", None)
     if not isinstance(out_dim, int) or out_dim <= 0:
         raise RegistryError(f"encoder {name!r}: the module must set an integer attribute out_dim > 0")
     declared = getattr(module, "modality", None)
-    if declared is None and not spec.modality:
+    if declared is None and not modality:
         raise RegistryError(f"encoder {name!r}: the module must set a string attribute modality (e.g. 'image')")
     if declared is None:
-        module.modality = spec.modality
-    elif spec.modality and declared != spec.modality:
-        raise RegistryError(
-            f"encoder {name!r} is registered as modality {spec.modality!r} but its module says {declared!r}"
-        )
+        module.modality = modality
+    elif modality and declared != modality:
+        raise RegistryError(f"encoder {name!r} is registered as modality {modality!r} but its module says {declared!r}")
+
+
+def plugin_errors() -> dict[str, str]:
+    """Entry points of every extension point that failed to load, by "<kind> <name>"."""
+    return {f"{r.kind} {k}": v for r in (ENCODERS, OBJECTIVES, MODALITIES, FORMATS) for k, v in r.plugin_errors().items()}

@@ -18,7 +18,7 @@ TINY_INPUTS = {
 # Arguments that make an encoder fit the tiny input (ViTs fix their image size).
 TINY_KWARGS = {name: {"image_size": 32, "patch_size": 8} for name in ("vit_tiny", "vit_small", "vit_base")}
 # Family members and import paths are not listed by name: walk a representative of each too.
-EXTRA = ["timm:resnet18", "timm:convnext_atto", "encoders.resnet:resnet18"]
+EXTRA = ["timm:resnet18", "timm:convnext_atto", "multivic.encoders.resnet:resnet18"]
 
 
 @pytest.mark.parametrize("name", list_encoders() + EXTRA)

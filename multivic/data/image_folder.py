@@ -9,27 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
 from multivic.errors import DataError
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
-
-
-def files_with_suffixes(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    """Files under ``folder`` (recursively) whose suffix, lower-cased, is one of ``suffixes``; sorted."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
-
-
-def load_rgb(path: Path) -> Image.Image:
-    """Open an image file as RGB; a DataError naming the file when it cannot be read."""
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
-
+from multivic.modalities import files_with_suffixes
+from multivic.modalities.image import IMAGE_EXTENSIONS, load_rgb
 
 class ImageFolderDataset(Dataset):
     """Labelled images from ``split_dir/<class>/*``; items are ``(transform(image), label)``.

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from multivic.distributed import all_reduce_sum_with_grad, gather_with_grad, rank, world_size
 from multivic.errors import NonFiniteLossError
+from multivic.registry import register_objective
 
 VarianceConvention = Literal["released", "paper"]
 CovarianceForm = Literal["auto", "gram", "covariance"]
@@ -203,6 +204,11 @@ class VICRegOutput:
     covariance: Tensor
     stats: dict[str, Tensor] = field(default_factory=dict)
 
+    @property
+    def terms(self) -> dict[str, Tensor]:
+        """The unweighted terms by name (the objective-output protocol)."""
+        return {"invariance": self.invariance, "variance": self.variance, "covariance": self.covariance}
+
     def metrics(self) -> dict[str, Tensor]:
         """Flat, detached scalars for logging: the loss, its terms and the statistics."""
         out = {
@@ -215,6 +221,7 @@ class VICRegOutput:
         return out
 
 
+@register_objective("vicreg")
 class VICRegLoss(nn.Module):
     """Variance-Invariance-Covariance regularisation of two batches of embeddings.
 

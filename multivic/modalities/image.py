@@ -1,4 +1,4 @@
-"""Image view transforms: the released VICReg augmentations, one pipeline per side.
+"""The image modality: PIL images in, [3, H, W] float tensors out; the released VICReg augmentations.
 
 The released code's two views differ only in blur and solarisation probabilities
 (blur 1.0 / 0.1, solarise 0.0 / 0.2 for view 1 / view 2); everything else is shared:
@@ -8,16 +8,32 @@ grayscale 0.2, then normalisation with the ImageNet statistics.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, UnidentifiedImageError
 from torchvision.transforms import v2
+
+from multivic.errors import DataError
+from multivic.modalities import Modality
+from multivic.registry import register_modality
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open an image file as RGB; a DataError naming the file when it cannot be read."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
 
 
 class RandomGaussianBlur:
@@ -83,3 +99,29 @@ def image_eval_view(
             v2.Normalize(mean=list(mean), std=list(std)),
         ]
     )
+
+
+@register_modality("image")
+@dataclass
+class ImageModality(Modality):
+    """RGB images. Option: ``image_size``, the side of the square crops (views give [3, S, S])."""
+
+    name = "image"
+    file_suffixes = IMAGE_EXTENSIONS
+    image_size: int = 224
+
+    def __post_init__(self) -> None:
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be >= 8; got {self.image_size}")
+
+    def read_file(self, path: Path) -> Image.Image:
+        return load_rgb(path)
+
+    def train_view(self, **view: Any) -> ImageTransform:
+        return image_train_view(self.image_size, **view)
+
+    def eval_view(self) -> ImageTransform:
+        return image_eval_view(self.image_size)
+
+    def example_batch(self, batch_size: int = 2) -> torch.Tensor:
+        return torch.randn(batch_size, 3, 32, 32)

@@ -1,0 +1,137 @@
+"""Data formats, a registry extension point: how a data set on disk becomes samples.
+
+A format is a dataclass whose first field is ``root`` (the folder) and whose other fields are
+its options, set in a recipe's ``data`` section (``data.test_fold``, ``data.year``, ...). It
+declares the modalities it provides, the evaluation protocol that applies ("classification":
+labelled train/val splits; "retrieval": paired items of two modalities), whether it has folds
+(then ``test_fold`` is an option and cross-validation can hold out each fold in turn) and the
+built-in data sets it can write. ``split(name, modalities)`` returns a Dataset whose items are
+dicts ``{modality name: raw item, ..., "label": int}`` (no label for retrieval data), read with
+the given :class:`~multivic.modalities.Modality` instances. Training pairs are built from these
+items the same way for every format (:class:`PairedViews`).
+
+Register one with ``@multivic.register_format("name")`` on the class, in a module of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+
+from torch.utils.data import Dataset
+
+from multivic.errors import DataError
+from multivic.modalities import Modality
+from multivic.registry import FORMATS
+
+Sample = dict[str, Any]
+
+
+@dataclass
+class RetrievalSet:
+    """Evaluation data of the retrieval protocol: raw items of two modalities and which item of
+    the first each item of the second belongs to (images and their captions, say)."""
+
+    first: tuple[str, Sequence[Any]]  # (modality, items), e.g. ("image", N images)
+    second: tuple[str, Sequence[Any]]  # (modality, items), e.g. ("text", M captions)
+    second_to_first: list[int]  # [M] index into first
+
+
+@dataclass
+class DataFormat:
+    """Base class of data formats; subclasses are dataclasses: ``root`` then their options."""
+
+    root: Path
+    name: ClassVar[str] = ""
+    modalities: ClassVar[tuple[str, ...]] = ()
+    protocol: ClassVar[str] = "classification"
+    # Fold numbers when the data set is split into folds (the `test_fold` option picks val).
+    folds: ClassVar[tuple[int, ...]] = ()
+    # Built-in data sets this format can write: name -> writer(folder).
+    builtins: ClassVar[dict[str, Callable[[Path], Any]]] = {}
+
+    def split(self, split: str, modalities: Mapping[str, Modality]) -> Dataset:
+        """Split "train" or "val" as a Dataset of sample dicts (see the module docstring)."""
+        raise NotImplementedError
+
+    def corpus(self, modality: str, modalities: Mapping[str, Modality]) -> Iterable[Any]:
+        """The training split's raw items of ``modality``, to fit a modality's state on
+        (a vocabulary). Formats whose items are cheap to list without loading override it."""
+        train = self.split("train", modalities)
+        return (train[i][modality] for i in range(len(train)))  # type: ignore[arg-type]
+
+    def retrieval_set(self, modalities: Mapping[str, Modality]) -> RetrievalSet:
+        """The evaluation data of the retrieval protocol."""
+        raise DataError(f"data format {self.name!r} has no retrieval evaluation")
+
+    def options(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init and f.name != "root"}
+
+
+class LabelledSamples(Dataset):
+    """Sample dicts ``{modality: x, "label": y}`` over a reader whose items are ``(x, y)``.
+
+    Keeps the reader's ``classes`` (class names) and ``targets`` (labels) for the protocols.
+    """
+
+    def __init__(self, reader: Dataset, modality: str) -> None:
+        self.reader, self.modality = reader, modality
+        self.classes: list[str] = list(getattr(reader, "classes"))
+        self.targets: list[int] = list(getattr(reader, "targets"))
+
+    def __len__(self) -> int:
+        return len(self.reader)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Sample:
+        x, y = self.reader[index]
+        return {self.modality: x, "label": y}
+
+
+class PairedViews(Dataset):
+    """``(view_a(sample[modality_a]), view_b(sample[modality_b]))`` of each sample: the training
+    pairs of every format. The two sides may read the same modality (two augmentations of one
+    image) or two (an image and its caption)."""
+
+    def __init__(self, samples: Dataset, side_a: tuple[str, Callable], side_b: tuple[str, Callable]) -> None:
+        self.samples, self.side_a, self.side_b = samples, side_a, side_b
+
+    def __len__(self) -> int:
+        return len(self.samples)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        sample = self.samples[index]
+        (mod_a, view_a), (mod_b, view_b) = self.side_a, self.side_b
+        return view_a(sample[mod_a]), view_b(sample[mod_b])
+
+
+class LabelledViews(Dataset):
+    """``(view(sample[modality]), label)``: a classification split as the probes read it."""
+
+    def __init__(self, samples: Dataset, modality: str, view: Callable) -> None:
+        self.samples, self.modality, self.view = samples, modality, view
+        self.classes = getattr(samples, "classes")
+
+    def __len__(self) -> int:
+        return len(self.samples)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        sample = self.samples[index]
+        return self.view(sample[self.modality]), sample["label"]
+
+
+def format_option_fields(name: str) -> list[dataclasses.Field]:
+    """The option fields of format ``name`` (its dataclass fields after ``root``)."""
+    return [f for f in dataclasses.fields(FORMATS.get(name).factory) if f.init and f.name != "root"]
+
+
+def builtin_formats() -> dict[str, str]:
+    """Built-in data set name -> the format that writes it, over every registered format."""
+    return {b: n for n in FORMATS.names() for b in getattr(FORMATS.get(n).factory, "builtins", {})}
+
+
+__all__ = [
+    "DataFormat", "LabelledSamples", "LabelledViews", "PairedViews", "RetrievalSet", "Sample",
+    "builtin_formats", "format_option_fields",
+]

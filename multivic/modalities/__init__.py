@@ -1,0 +1,118 @@
+"""Modalities, a registry extension point: everything about one kind of input.
+
+A modality (image, waveform, text, ...) is a dataclass whose fields are its data-level options,
+set in a recipe's ``data`` section (``data.image_size``, ``data.sample_rate``, ...). It gives:
+
+- ``read_file(path)``: a file as the raw item its views take (a PIL image, a waveform [T]);
+- ``train_view(**view)``: one side's random augmentation (a branch's ``view`` keys are its
+  arguments); ``eval_view()``: the deterministic evaluation transform;
+- ``collate()``: how a list of viewed items becomes an encoder's batch;
+- ``embed_inputs(path)``: what ``multivic embed`` reads (files under a folder by default);
+- ``example_batch(n)``: a tiny batch for the registry-wide encoder contract test;
+- optionally a fitted state learnt from the training data (a text vocabulary): ``fit``,
+  ``save``, ``load`` and ``encoder_kwargs`` (e.g. the vocabulary size for the encoder).
+
+Register one with ``@multivic.register_modality("name")`` on the class, in a module of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, Sequence
+
+from torch.utils.data import Dataset, default_collate
+
+from multivic.errors import DataError
+from multivic.registry import MODALITIES
+
+
+def files_with_suffixes(folder: Path, suffixes: Sequence[str]) -> list[Path]:
+    """Files under ``folder`` (recursively) whose suffix, lower-cased, is one of ``suffixes``; sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+
+
+class Transformed(Dataset):
+    """``transform(load(item))`` of each item of a sequence (paths, captions, ...)."""
+
+    def __init__(self, items: Sequence[Any], load: Callable[[Any], Any], transform: Callable[[Any], Any]) -> None:
+        self.items, self.load, self.transform = items, load, transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.transform(self.load(self.items[index]))
+
+
+@dataclasses.dataclass
+class Modality:
+    """Base class of modalities; subclasses are dataclasses whose fields are their options."""
+
+    name: ClassVar[str] = ""
+    # Suffixes of the files `multivic embed` reads for this modality from a folder.
+    file_suffixes: ClassVar[tuple[str, ...]] = ()
+
+    def options(self) -> dict[str, Any]:
+        """The data-level options this modality was built with (recorded in exports)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+
+    def read_file(self, path: Path) -> Any:
+        raise DataError(f"modality {self.name!r} reads no files")
+
+    def train_view(self, **view: Any) -> Callable[[Any], Any]:
+        raise NotImplementedError
+
+    def eval_view(self) -> Callable[[Any], Any]:
+        raise NotImplementedError
+
+    def collate(self) -> Callable[[list[Any]], Any]:
+        return default_collate
+
+    def example_batch(self, batch_size: int = 2) -> Any:
+        raise NotImplementedError
+
+    def embed_inputs(self, path: Path) -> tuple[Dataset, list[str]]:
+        """The evaluation-view items of every file under folder ``path``, and their names."""
+        if not path.is_dir():
+            raise DataError(f"--input {path} is not a folder of {self.name} files ({', '.join(self.file_suffixes[:3])}, ...)")
+        paths = files_with_suffixes(path, self.file_suffixes)
+        if not paths:
+            raise DataError(f"--input {path} holds no {self.name} files ({', '.join(self.file_suffixes[:3])}, ...)")
+        return Transformed(paths, self.read_file, self.eval_view()), [str(p.relative_to(path)) for p in paths]
+
+    def check_encoder(self, where: str, encoder: Any) -> None:
+        """Refuse an encoder that cannot read this modality's views (ConfigError naming ``where``)."""
+
+    # -- a state fitted on the training data (none by default) ---------------------------------
+
+    needs_fitting: ClassVar[bool] = False
+
+    def fit(self, corpus: Iterable[Any]) -> None:
+        """Learn the state from the training split's raw items (a vocabulary, say)."""
+
+    def save(self, folder: Path) -> None:
+        """Write the fitted state into ``folder`` as data files (never pickle)."""
+
+    def load(self, folder: Path) -> None:
+        """Read the state written by :meth:`save`."""
+
+    def encoder_kwargs(self) -> dict[str, Any]:
+        """Arguments the fitted state gives an encoder that accepts them (e.g. vocab_size)."""
+        return {}
+
+
+def create_modality(name: str, options: dict[str, Any] | None = None) -> Modality:
+    """The modality ``name`` with ``options`` (its dataclass fields); unknown options are refused."""
+    modality = MODALITIES.create(name, **(options or {}))
+    if not isinstance(modality, Modality):
+        raise DataError(f"modality {name!r} is not a multivic.modalities.Modality")
+    return modality
+
+
+def modality_option_fields(name: str) -> list[dataclasses.Field]:
+    """The option fields of modality ``name`` (its dataclass fields)."""
+    return [f for f in dataclasses.fields(MODALITIES.get(name).factory) if f.init]
+
+
+__all__ = ["Modality", "Transformed", "create_modality", "files_with_suffixes", "modality_option_fields"]

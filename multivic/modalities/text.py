@@ -1,0 +1,102 @@
+"""The text modality: captions in, ``{"input_ids", "attention_mask"}`` [B, L] batches out.
+
+Views pass captions through unchanged; tokenising happens per batch in the collate, with a
+tokenizer fitted on the training captions when training starts (``data.tokenizer``: "word",
+"wordpiece" or a local Hugging Face tokenizer folder) and saved with the run and its exports.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+from multivic.errors import DataError
+from multivic.modalities import Modality
+from multivic.registry import register_modality
+from multivic.text.tokenizers import Tokenizer, build_tokenizer, load_tokenizer
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+class TextCollate:
+    """A list of captions → {"input_ids": [B, L], "attention_mask": [B, L]} with a tokenizer."""
+
+    def __init__(self, tokenizer: Tokenizer, max_length: int) -> None:
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer.batch(list(texts), self.max_length)
+
+
+def read_captions(path: Path) -> list[str]:
+    """Captions from a text file (one per line) or a COCO captions JSON (its annotations)."""
+    if not path.is_file():
+        raise DataError(f"--input {path} is not a captions file (.txt, one caption per line, or a COCO captions .json)")
+    if path.suffix == ".json":
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+            raise DataError(f"--input {path} is not a COCO captions file: it has no 'annotations' list")
+        texts = [str(a.get("caption", "")).strip() for a in data["annotations"]]
+    else:
+        texts = [line.strip() for line in path.read_text().splitlines()]
+    texts = [t for t in texts if t]
+    if not texts:
+        raise DataError(f"--input {path} holds no captions")
+    return texts
+
+
+@register_modality("text")
+@dataclass
+class TextModality(Modality):
+    """Captions. Options: ``tokenizer`` ("word", "wordpiece" or a local folder), ``min_word_count``
+    (word vocabulary), ``max_caption_tokens`` (captions are cut to it), ``tokenizer_vocab_size``
+    (WordPiece)."""
+
+    name = "text"
+    tokenizer: str = "word"
+    min_word_count: int = 1
+    max_caption_tokens: int = 32
+    tokenizer_vocab_size: int = 8000
+    fitted: Tokenizer | None = field(default=None, init=False, repr=False)
+
+    needs_fitting = True
+
+    def train_view(self) -> Callable[[str], str]:
+        return _identity
+
+    def eval_view(self) -> Callable[[str], str]:
+        return _identity
+
+    def collate(self) -> TextCollate:
+        if self.fitted is None:
+            raise DataError("the text modality has no tokenizer yet: fit it on the training captions or load a run's")
+        return TextCollate(self.fitted, self.max_caption_tokens)
+
+    def example_batch(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
+        ids = torch.randint(1, 50, (batch_size, 4))
+        mask = torch.ones_like(ids)
+        ids[0, -1], mask[0, -1] = 0, 0  # one padded position
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def embed_inputs(self, path: Path) -> tuple[list[str], list[str]]:
+        texts = read_captions(path)
+        return texts, texts
+
+    def fit(self, corpus: Iterable[str]) -> None:
+        self.fitted = build_tokenizer(self.tokenizer, list(corpus), self.min_word_count, self.tokenizer_vocab_size)
+
+    def save(self, folder: Path) -> None:
+        if self.fitted is not None:
+            self.fitted.save(folder)
+
+    def load(self, folder: Path) -> None:
+        self.fitted = load_tokenizer(folder)
+
+    def encoder_kwargs(self) -> dict[str, Any]:
+        return {"vocab_size": len(self.fitted)} if self.fitted is not None else {}

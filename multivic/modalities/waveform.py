@@ -1,0 +1,135 @@
+"""The waveform modality: mono audio [T] at a fixed sample rate.
+
+Each side of the joint embedding gets its own random segment and augmentation of the same clip
+(identical inputs would make the invariance term trivial). Audio *files* are read by
+:mod:`multivic.data.audio_io`; "waveform" is the modality, "audio" the files and data sets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from multivic.data.audio_io import crop_or_pad, load_mono
+from multivic.errors import ConfigError
+from multivic.modalities import Modality
+from multivic.registry import register_modality
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+AudioTransform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _uniform(low: float, high: float) -> float:
+    return float(torch.empty(()).uniform_(low, high))
+
+
+class AudioTrainView:
+    """Random crop, random gain, additive white noise at a random SNR, random circular shift.
+
+    Input: a mono clip [T]; output [crop_samples]. Randomness comes from torch's RNG, so runs
+    are reproducible and resumable.
+    """
+
+    def __init__(
+        self,
+        crop_samples: int,
+        gain_db: Sequence[float] = (-6.0, 6.0),
+        noise_p: float = 0.5,
+        noise_snr_db: Sequence[float] = (10.0, 30.0),
+        shift_fraction: float = 0.1,
+    ) -> None:
+        if crop_samples < 1:
+            raise ValueError(f"the crop must hold at least one sample; got {crop_samples}")
+        self.crop_samples = crop_samples
+        self.gain_db = (float(gain_db[0]), float(gain_db[1]))
+        self.noise_p = noise_p
+        self.noise_snr_db = (float(noise_snr_db[0]), float(noise_snr_db[1]))
+        self.shift_fraction = shift_fraction
+
+    def __call__(self, wave: torch.Tensor) -> torch.Tensor:
+        slack = max(0, wave.shape[0] - self.crop_samples)
+        start = int(torch.randint(0, slack + 1, ()))
+        x = crop_or_pad(wave, self.crop_samples, start).clone()
+        x.mul_(10 ** (_uniform(*self.gain_db) / 20))
+        if float(torch.rand(())) < self.noise_p:
+            power = x.pow(2).mean().clamp_min(1e-10)
+            snr = _uniform(*self.noise_snr_db)
+            x.add_(torch.randn_like(x) * math.sqrt(float(power) / 10 ** (snr / 10)))
+        if self.shift_fraction > 0:
+            limit = int(self.shift_fraction * self.crop_samples)
+            x = torch.roll(x, int(torch.randint(-limit, limit + 1, ())))
+        return x
+
+
+def audio_train_view(
+    sample_rate: int,
+    crop_seconds: float,
+    gain_db: Sequence[float] = (-6.0, 6.0),
+    noise_p: float = 0.5,
+    noise_snr_db: Sequence[float] = (10.0, 30.0),
+    shift_fraction: float = 0.1,
+) -> AudioTransform:
+    """One side's training view of a clip at ``sample_rate``: [T] in, [crop_seconds × rate] out."""
+    return AudioTrainView(int(round(crop_seconds * sample_rate)), gain_db, noise_p, noise_snr_db, shift_fraction)
+
+
+class CentreCrop:
+    """The centre ``length`` samples of a clip [T] (zero-padded when shorter)."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __call__(self, wave: torch.Tensor) -> torch.Tensor:
+        return crop_or_pad(wave, self.length)
+
+
+def audio_eval_view(sample_rate: int, crop_seconds: float) -> AudioTransform:
+    """The deterministic evaluation view: the centre ``crop_seconds`` of the clip (padded if short)."""
+    return CentreCrop(int(round(crop_seconds * sample_rate)))
+
+
+@register_modality("waveform")
+@dataclass
+class WaveformModality(Modality):
+    """Mono audio resampled to ``sample_rate``; views are ``crop_seconds`` long ([crop samples])."""
+
+    name = "waveform"
+    file_suffixes = AUDIO_EXTENSIONS
+    sample_rate: int = 16000
+    crop_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample_rate must be > 0 (samples per second); got {self.sample_rate}")
+        if self.crop_seconds <= 0:
+            raise ValueError(f"crop_seconds must be > 0; got {self.crop_seconds}")
+
+    @property
+    def crop_samples(self) -> int:
+        return int(round(self.crop_seconds * self.sample_rate))
+
+    def read_file(self, path: Path) -> torch.Tensor:
+        return load_mono(path, self.sample_rate)
+
+    def train_view(self, **view: Any) -> AudioTransform:
+        return audio_train_view(self.sample_rate, self.crop_seconds, **view)
+
+    def eval_view(self) -> AudioTransform:
+        return audio_eval_view(self.sample_rate, self.crop_seconds)
+
+    def example_batch(self, batch_size: int = 2) -> torch.Tensor:
+        return torch.randn(batch_size, 4000)
+
+    def check_encoder(self, where: str, encoder: Any) -> None:
+        # A spectrogram encoder needs at least one STFT window of samples.
+        need = int(getattr(encoder, "min_input_samples", 1))
+        if self.crop_samples < need:
+            raise ConfigError(
+                f"data.crop_seconds={self.crop_seconds} at {self.sample_rate} Hz gives {self.crop_samples} samples, "
+                f"fewer than the {need} that {where} needs for one window: lengthen the crop"
+            )
