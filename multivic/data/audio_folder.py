@@ -2,8 +2,14 @@
 
 ESC-50: ``root/audio/*.wav`` and ``root/meta/esc50.csv`` with columns filename, fold, target,
 category. Generic: ``root/<csv>`` with columns ``file`` (relative to root) and ``label``, and
-optionally ``fold`` (1-5; without it files take folds 1-5 in turn, in CSV order). The split
-``val`` is the test fold, ``train`` the other folds.
+optionally ``fold`` (1-5) or a source column naming the recording each clip was cut from
+(``src_file`` as ESC-50 names it, else ``source``; looked for in that order). Folds come from
+``fold`` when present. Otherwise, with a source column, whole sources are dealt to folds 1-5
+so that all clips of one recording share a fold (largest source first, each to the fold with
+the fewest clips so far, ties to the lower fold; a blank source counts as its own recording).
+With neither, files take folds 1-5 in turn, in CSV order, and a warning says so: clips of one
+recording may then sit in both train and val. The split ``val`` is the test fold, ``train``
+the other folds.
 """
 
 from __future__ import annotations
@@ -22,6 +28,11 @@ logger = logging.getLogger("multivic")
 
 ESC50_COLUMNS = ("filename", "fold", "target", "category")
 CSV_COLUMNS = ("file", "label")
+SOURCE_COLUMNS = ("src_file", "source")  # looked for in this order; ESC-50 calls it src_file
+N_FOLDS = 5
+
+# CSVs already warned about (the train and val splits each read the CSV: warn once, not twice).
+_warned_ungrouped: set[Path] = set()
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
@@ -106,12 +117,58 @@ def esc50_files(root: Path, split: str, test_fold: int) -> tuple[list[tuple[Path
     return [(root / "audio" / str(f), index[int(t)]) for f, t in zip(chosen["filename"], chosen["target"])], classes
 
 
+def _folds_by_source(sources: pd.Series) -> list[int]:
+    """Fold 1-5 of each row such that rows with the same source share a fold.
+
+    Greedy balancing by clip count: sources go largest first (ties in order of first
+    appearance), each to the fold holding the fewest clips so far (ties to the lower fold).
+    Deterministic for a given CSV, and close to equal folds even when sources differ in size,
+    which plain round-robin over sources would not give. A blank source is its own group,
+    since nothing says which recording the clip came from.
+    """
+    keys: list[Any] = [("row", i) if pd.isna(s) else s for i, s in enumerate(sources)]
+    groups: dict[Any, list[int]] = {}
+    for row, key in enumerate(keys):
+        groups.setdefault(key, []).append(row)
+    sizes = [0] * N_FOLDS
+    fold_of_row = [0] * len(keys)
+    # sorted() is stable, so equal-size groups keep their first-appearance order.
+    for rows in sorted(groups.values(), key=len, reverse=True):
+        fold = min(range(N_FOLDS), key=lambda f: sizes[f])
+        sizes[fold] += len(rows)
+        for row in rows:
+            fold_of_row[row] = fold + 1
+    return fold_of_row
+
+
 def csv_audio_files(root: Path, csv_name: str, split: str, test_fold: int) -> tuple[list[tuple[Path, int]], list[str]]:
-    """(path, label) pairs and class names of a generic folder + CSV's ``split``."""
+    """(path, label) pairs and class names of a generic folder + CSV's ``split``.
+
+    Folds come from the ``fold`` column; without it from the first source column of
+    ``SOURCE_COLUMNS`` present (whole recordings per fold, see ``_folds_by_source``); without
+    either, rows take folds 1-5 in turn, with a warning that clips of one recording may then
+    be split between train and val.
+    """
     meta = root / csv_name
     table = _read_csv(meta, CSV_COLUMNS)
     if "fold" not in table.columns:
-        table = table.assign(fold=[i % 5 + 1 for i in range(len(table))])
+        source = next((c for c in SOURCE_COLUMNS if c in table.columns), None)
+        if source is not None:
+            # Clips cut from one recording are near-duplicates: keeping them in one fold stops
+            # the val split from scoring clips whose siblings were trained on.
+            table = table.assign(fold=_folds_by_source(table[source]))
+        else:
+            if meta not in _warned_ungrouped:
+                _warned_ungrouped.add(meta)
+                logger.warning(
+                    "%s has no fold or source column: files take folds 1-%d in turn, so clips cut from the same "
+                    "recording may land in different folds (train and val); add a 'fold' column, or a '%s' column "
+                    "naming each clip's recording",
+                    meta,
+                    N_FOLDS,
+                    SOURCE_COLUMNS[0],
+                )
+            table = table.assign(fold=[i % N_FOLDS + 1 for i in range(len(table))])
     classes = sorted(table["label"].astype(str).unique())
     index = {c: i for i, c in enumerate(classes)}
     chosen = _split(table, split, test_fold, meta)

@@ -9,9 +9,11 @@ captions per image). Similarity is the cosine of the two embeddings.
   scoring at least as high as its own.
 
 Ties count against the true item (a collapsed model with all similarities equal scores 0, not
-100). R@k is the percentage of queries with rank < k; the median rank is 1-based
-(floor(median(rank)) + 1, as VSE++ reports it); rsum is the sum of the six recalls. The 1K
-protocol averages the metrics over 5 folds of consecutive images.
+100). R@k is the percentage of queries with rank < k; rsum is the sum of the six recalls. The
+median rank (medr) is VSE++'s: ``floor(np.median(rank)) + 1`` over the 0-based ranks, where the
+median of an even count is the mean of the two middle ranks. That is the usual median of the
+1-based ranks rounded down: 1-based ranks 1, 2, 4, 9 give medr 3 (median 3.0), and 1, 2 give 1
+(median 1.5). The 1K protocol averages the metrics over 5 folds of consecutive images.
 
 Similarities are computed in blocks, so 5K images × 25K captions stays within a few hundred MB.
 """
@@ -66,9 +68,25 @@ def retrieval_ranks(
     return torch.cat(i2t).cpu(), torch.cat(t2i).cpu()
 
 
+def median_rank(ranks: Tensor) -> float:
+    """VSE++'s median rank of [Q] 0-based ranks: ``floor(np.median(ranks)) + 1``, 1-based.
+
+    ``Tensor.median`` returns the lower middle value for an even count; np.median, which VSE++
+    uses, the mean of the two middle values, so the two middle ranks are averaged here. With
+    integer ranks a <= b in the middle, floor((a + b) / 2) + 1 == (a + b) // 2 + 1, which is also
+    floor of the median of the 1-based ranks (floor(x) + 1 == floor(x + 1), and adding 1 to every
+    rank adds 1 to the median): computed in integers, so no float rounding can move it.
+    """
+    if ranks.numel() == 0:
+        raise ValueError("median rank of no queries")
+    s = ranks.flatten().long().sort().values
+    q = s.numel()
+    return float((int(s[(q - 1) // 2]) + int(s[q // 2])) // 2 + 1)
+
+
 def _summary(ranks: Tensor, ks: Sequence[int], prefix: str) -> dict[str, float]:
     out = {f"{prefix}_r{k}": 100.0 * (ranks < k).float().mean().item() for k in ks}
-    out[f"{prefix}_medr"] = float(torch.floor(ranks.float().median()).item() + 1)
+    out[f"{prefix}_medr"] = median_rank(ranks)
     return out
 
 

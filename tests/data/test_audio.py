@@ -76,6 +76,43 @@ def test_generic_csv_layout(sounds, tmp_path):
         csv_audio_files(tmp_path, "bad.csv", "train", 5)
 
 
+def test_generic_csv_without_fold_or_source_warns_once(tmp_path, caplog):
+    (tmp_path / "labels.csv").write_text("file,label\n" + "".join(f"c{i}.wav,{'ab'[i % 2]}\n" for i in range(10)))
+    with caplog.at_level(logging.WARNING, logger="multivic"):
+        val, classes = csv_audio_files(tmp_path, "labels.csv", "val", 2)
+        train, _ = csv_audio_files(tmp_path, "labels.csv", "train", 2)
+    assert classes == ["a", "b"]
+    assert [p.name for p, _ in val] == ["c1.wav", "c6.wav"]  # rows take folds 1-5 in turn, as before
+    assert len(train) == 8
+    warnings = [r for r in caplog.records if "may land in different folds" in r.getMessage()]
+    assert len(warnings) == 1 and "src_file" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize("column", ["src_file", "source"])
+def test_generic_csv_keeps_each_source_in_one_fold(tmp_path, caplog, column):
+    # 12 recordings of 1-4 clips each, listed so that rows in turn would spread most of them over several folds.
+    sizes = [3, 1, 4, 2, 1, 3, 2, 4, 1, 2, 3, 1]
+    rows = [(f"r{s}_{k}.wav", f"rec{s}", "ab"[s % 2]) for s, n in enumerate(sizes) for k in range(n)]
+    (tmp_path / "labels.csv").write_text(f"file,label,{column}\n" + "".join(f"{f},{lab},{src}\n" for f, src, lab in rows))
+    source_of = {f: src for f, src, _ in rows}
+    fold_of_source: dict[str, int] = {}
+    with caplog.at_level(logging.WARNING, logger="multivic"):
+        for fold in range(1, 6):
+            val, _ = csv_audio_files(tmp_path, "labels.csv", "val", fold)
+            train, _ = csv_audio_files(tmp_path, "labels.csv", "train", fold)
+            val_sources = {source_of[p.name] for p, _ in val}
+            train_sources = {source_of[p.name] for p, _ in train}
+            assert val and not val_sources & train_sources  # every fold is used, and no recording is on both sides
+            assert len(val) + len(train) == len(rows)
+            for src in val_sources:
+                assert src not in fold_of_source  # a source's clips all sit in one fold
+                fold_of_source[src] = fold
+    assert set(fold_of_source) == {f"rec{s}" for s in range(len(sizes))}
+    assert "may land in different folds" not in caplog.text
+    # Deterministic: the same CSV gives the same folds.
+    assert csv_audio_files(tmp_path, "labels.csv", "val", 3) == csv_audio_files(tmp_path, "labels.csv", "val", 3)
+
+
 def test_unreadable_empty_and_short_files(tmp_path, caplog):
     (tmp_path / "garbage.wav").write_bytes(b"RIFF nonsense")
     with pytest.raises(DataError, match=r"cannot read audio file .*garbage.wav"):

@@ -79,3 +79,90 @@ def test_karpathy_layout(tmp_path):
     assert len(read_coco(tmp_path, "test")) == 2 and len(read_coco(tmp_path, "val")) == 1
     with pytest.raises(DataError, match="unknown Karpathy split"):
         read_coco_karpathy(tmp_path, "dev")
+
+
+def _write_official(root, split, year, captions):
+    """captions_{split}{year}.json with one image per caption list (ids from 1), and the images."""
+    folder = f"{split}{year}"
+    images, annotations = [], []
+    for i, caps in enumerate(captions, start=1):
+        _image(root / folder / f"{i:012d}.jpg")
+        images.append({"id": i, "file_name": f"{i:012d}.jpg"})
+        annotations += [{"id": 100 * i + n, "image_id": i, "caption": c} for n, c in enumerate(caps)]
+    (root / "annotations").mkdir(exist_ok=True)
+    (root / "annotations" / f"captions_{folder}.json").write_text(json.dumps({"images": images, "annotations": annotations}))
+
+
+def test_mixed_releases_are_an_error(tmp_path):
+    # val2017 was drawn from train2014 + val2014: training on train2014 and testing on val2017 tests on training images.
+    _write_official(tmp_path, "train", 2014, [["a"]])
+    _write_official(tmp_path, "val", 2017, [["b"]])
+    mixed = r"holds captions_train2014.json and captions_val2017.json, from different COCO releases: .*set data.year"
+    for split in ("train", "val"):
+        with pytest.raises(DataError, match=mixed):
+            read_coco_official(tmp_path, split)
+    with pytest.raises(DataError, match=mixed):
+        read_coco(tmp_path, "test")
+    # Naming the release reads it, and the split it lacks is an error naming the missing file.
+    assert len(read_coco(tmp_path, "train", year=2014)) == 1
+    with pytest.raises(DataError, match=r"captions_val2014.json not found \(it holds captions_train2014.json, captions_val2017.json\)"):
+        read_coco(tmp_path, "test", year=2014)
+
+
+def test_newest_release_with_both_splits_is_chosen(tmp_path):
+    _write_official(tmp_path, "train", 2014, [["a"], ["b"]])
+    _write_official(tmp_path, "val", 2014, [["c"]])
+    _write_official(tmp_path, "val", 2017, [["d"], ["e"], ["f"]])  # 2017 lacks train: not a release to use
+    test = read_coco(tmp_path, "test")
+    assert test.captions == [["c"]] and test.image_paths[0].parent.name == "val2014"
+    assert read_coco(tmp_path, "train").image_paths[0].parent.name == "train2014"
+    _write_official(tmp_path, "train", 2017, [["g"]])  # now 2017 is complete, and newer
+    assert read_coco(tmp_path, "test").captions == [["d"], ["e"], ["f"]]
+    assert read_coco(tmp_path, "test", year=2014).captions == [["c"]]
+    with pytest.raises(DataError, match=r"captions_val2015.json not found"):
+        read_coco(tmp_path, "test", year=2015)
+
+
+def test_one_split_only_reads_its_newest_release(tmp_path):
+    # An evaluation-only folder: nothing to mix with, so val is read; train names the file it lacks.
+    _write_official(tmp_path, "val", 2014, [["a"]])
+    _write_official(tmp_path, "val", 2017, [["b"]])
+    assert read_coco(tmp_path, "test").captions == [["b"]]
+    with pytest.raises(DataError, match=r"captions_train2017.json not found \(the folder holds captions_val2017.json only\)"):
+        read_coco(tmp_path, "train")
+    with pytest.raises(DataError, match=r"is .* a COCO folder"):
+        read_coco(tmp_path / "empty", "train")
+
+
+def test_year_and_the_karpathy_layout(tmp_path):
+    _image(tmp_path / "val2014" / "img.jpg")
+    entry = {"filepath": "val2014", "filename": "img.jpg", "split": "test", "sentences": [{"raw": "x"}]}
+    (tmp_path / "dataset_coco.json").write_text(json.dumps({"images": [entry]}))
+    assert len(read_coco(tmp_path, "test", year=2014)) == 1  # the Karpathy split is over the 2014 images
+    with pytest.raises(DataError, match=r"Karpathy split dataset_coco.json, which is over the 2014 images only: year 2017"):
+        read_coco(tmp_path, "test", year=2017)
+
+
+def test_captions_per_image_keeps_the_first_k(tmp_path, caplog):
+    seven = [f"seven {n}" for n in range(7)]
+    five = [f"five {n}" for n in range(5)]
+    _write_official(tmp_path, "val", 2017, [seven, ["short 0", "", "short 1"], five])
+    _write_official(tmp_path, "train", 2017, [seven])
+    with caplog.at_level(logging.WARNING, logger="multivic"):
+        test = read_coco(tmp_path, "test", captions_per_image=5)
+    assert test.captions == [seven[:5], ["short 0", "short 1"], five]  # file order; the empty one is not counted
+    assert "1 images have fewer than 5 captions; kept with the ones they have" in caplog.text
+    assert read_coco(tmp_path, "train").captions == [seven]  # default: all captions
+    assert read_coco(tmp_path, "train", captions_per_image=None).captions == [seven]
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(DataError, match="captions_per_image must be a positive integer"):
+            read_coco(tmp_path, "test", captions_per_image=bad)
+
+
+def test_captions_per_image_in_the_karpathy_layout(tmp_path):
+    _image(tmp_path / "val2014" / "img.jpg")
+    sentences = [{"raw": f"cap {n}"} for n in range(6)]
+    entry = {"filepath": "val2014", "filename": "img.jpg", "split": "test", "sentences": sentences}
+    (tmp_path / "dataset_coco.json").write_text(json.dumps({"images": [entry]}))
+    assert read_coco(tmp_path, "test", captions_per_image=5).captions == [[f"cap {n}" for n in range(5)]]
+    assert len(read_coco(tmp_path, "test").captions[0]) == 6

@@ -1,13 +1,12 @@
 """Retrieval R@k against a brute-force ranking, ties, several captions per image, a perfect case."""
 
-import math
-
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import multivic
-from multivic.evaluation.retrieval import retrieval_ranks, retrieval_recall, retrieval_recall_folds
+from multivic.evaluation.retrieval import median_rank, retrieval_ranks, retrieval_recall, retrieval_recall_folds
 
 
 def _brute_force(images, texts, index):
@@ -72,7 +71,49 @@ def test_recall_and_median_rank_from_ranks():
     out = retrieval_recall(images, texts, index)
     assert out["i2t_r5"] == pytest.approx(100.0 * (i2t < 5).double().mean().item())
     assert out["t2i_r10"] == pytest.approx(100.0 * (t2i < 10).double().mean().item())
-    assert out["t2i_medr"] == math.floor(t2i.double().median().item()) + 1
+    # VSE++'s formula over 0-based ranks (np.median: the mean of the two middle ranks for 60 captions).
+    assert out["t2i_medr"] == np.floor(np.median(t2i.numpy())) + 1
+    assert out["i2t_medr"] == np.floor(np.median(i2t.numpy())) + 1
+
+
+@pytest.mark.parametrize(
+    "ranks, medr",
+    [
+        # 0-based ranks; by hand: sort, take the middle one (or the mean of the two middle ones), floor, + 1.
+        ([0], 1),
+        ([4, 0, 2], 3),  # odd: middle 2
+        ([0, 1], 1),  # middle 0 and 1: 0.5, floor 0
+        ([1, 2], 2),  # 1.5, floor 1
+        ([0, 2], 2),  # 1.0: the lower middle alone (torch's median) would give 1
+        ([3, 0, 0, 2], 2),  # sorted 0 0 2 3: middle 0 and 2, mean 1; the lower middle would give 1
+        ([8, 1, 3, 0], 3),  # sorted 0 1 3 8: 2.0; the 1-based ranks 1 2 4 9 have median 3.0
+        ([0, 0, 5, 6, 9, 9], 6),  # middle 5 and 6: 5.5, floor 5
+    ],
+)
+def test_median_rank_hand_computed(ranks, medr):
+    assert median_rank(torch.tensor(ranks)) == medr
+    assert median_rank(torch.tensor(ranks)) == np.floor(np.median(ranks)) + 1  # VSE++'s expression
+
+
+def test_median_rank_of_an_even_count_from_embeddings():
+    # One-hot images; caption j scores its own image 0.5 (after normalising, the relative order is what counts)
+    # and is beaten by the images listed before it: text→image 0-based ranks 0, 0, 2, 3, by construction.
+    images = torch.eye(4)
+    texts = torch.tensor([
+        [1.0, 0.0, 0.0, 0.0],
+        [0.0, 1.0, 0.0, 0.0],
+        [0.9, 0.8, 0.5, 0.0],
+        [0.9, 0.8, 0.7, 0.5],
+    ])
+    index = torch.arange(4)
+    i2t, t2i = retrieval_ranks(images, texts, index)
+    # image→text, by hand (cosines, |c2| = 1.30, |c3| = 1.48): image 2 scores caption 3 at 0.7 / 1.48 = 0.47, above
+    # its own 0.5 / 1.30 = 0.38; images 0, 1 and 3 score their own caption highest.
+    assert t2i.tolist() == [0, 0, 2, 3] and i2t.tolist() == [0, 0, 1, 0]
+    out = retrieval_recall(images, texts, index)
+    assert out["t2i_medr"] == 2.0  # middle ranks 0 and 2: floor(1.0) + 1; the lower middle alone gives 1
+    assert out["i2t_medr"] == 1.0  # sorted 0 0 0 1: middle 0 and 0
+    assert out["t2i_r1"] == 50.0 and out["t2i_r5"] == 100.0 and out["i2t_r1"] == 75.0
 
 
 def test_1k_protocol_is_the_mean_over_folds():
@@ -91,5 +132,7 @@ def test_bad_input():
         retrieval_recall(torch.randn(3, 4), torch.randn(2, 4), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="outside"):
         retrieval_recall(torch.randn(2, 4), torch.randn(2, 4), torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match="median rank of no queries"):
+        median_rank(torch.tensor([], dtype=torch.long))
     with pytest.raises(ValueError, match="one width"):
         retrieval_recall(torch.randn(2, 4), torch.randn(2, 3), torch.tensor([0, 1]))
