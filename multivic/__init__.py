@@ -11,12 +11,25 @@ from multivic.errors import ConfigError, DataError, MultivicError, RegistryError
 from multivic.expander import Expander, parse_expander_spec
 from multivic.export import load_branch
 from multivic.objectives import VICRegLoss, VICRegOutput, covariance_loss, invariance_loss, variance_loss
-from multivic.registry import create_encoder, list_encoders, register_encoder
+from multivic.formats import DataFormat
+from multivic.modalities import Modality
+from multivic.objectives import ObjectiveOutput
+from multivic.registry import (
+    create_encoder,
+    list_encoders,
+    register_encoder,
+    register_format,
+    register_modality,
+    register_objective,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Branch",
+    "DataFormat",
+    "Modality",
+    "ObjectiveOutput",
     "ConfigError",
     "DataError",
     "Expander",
@@ -34,6 +47,9 @@ __all__ = [
     "load_branch",
     "parse_expander_spec",
     "register_encoder",
+    "register_format",
+    "register_modality",
+    "register_objective",
     "retrieval_recall",
     "variance_loss",
 ]

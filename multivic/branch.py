@@ -19,7 +19,6 @@ from typing import Any
 from torch import Tensor, nn
 
 from multivic.expander import Expander
-from multivic.objectives import VICRegLoss
 from multivic.registry import create_encoder
 
 
@@ -36,6 +35,9 @@ class Branch(nn.Module):
         self.name = name
         self.encoder = encoder
         self.expander = expander
+        # The input pipeline of this branch (a multivic.modalities.Modality: file reader,
+        # evaluation view, collate), set by the build layer and by load_branch.
+        self.preprocess: Any = None
 
     @property
     def modality(self) -> str:
@@ -70,7 +72,7 @@ def build_branch(
 
 
 class JointEmbedding(nn.Module):
-    """Two branches and a joint-embedding loss.
+    """Two branches and a joint-embedding objective (any registered one; VICReg by default).
 
     ``forward(view_a, view_b)`` returns ``(loss, metrics)``: the scalar float32 loss with its
     graph, and a dict of detached scalar tensors (the loss terms and per-side collapse
@@ -81,7 +83,7 @@ class JointEmbedding(nn.Module):
     architecture, or a different architecture and modality: one code path for all.
     """
 
-    def __init__(self, branch_a: Branch, branch_b: Branch, loss: VICRegLoss | None = None) -> None:
+    def __init__(self, branch_a: Branch, branch_b: Branch, loss: nn.Module | None = None) -> None:
         super().__init__()
         if branch_a.embedding_dim != branch_b.embedding_dim:
             raise ValueError(
@@ -94,7 +96,11 @@ class JointEmbedding(nn.Module):
             )
         self.branch_a = branch_a
         self.branch_b = branch_b
-        self.loss_fn = loss if loss is not None else VICRegLoss()
+        if loss is None:
+            from multivic.objectives import VICRegLoss
+
+            loss = VICRegLoss()
+        self.loss_fn = loss
 
     @property
     def shared(self) -> bool:

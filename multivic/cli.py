@@ -3,7 +3,8 @@
     multivic train RECIPE [--output-dir DIR] [key=value ...]   train, export, evaluate (resumes DIR)
     multivic eval RUN_DIR [key=value ...]                      re-evaluate a run's exported branches
     multivic encoders [--modality M]                           list the encoder registry
-    multivic embed RUN_DIR --branch B --input DIR --out FILE   embeddings of a folder of inputs
+    multivic plugins                                           list objectives, modalities, data formats
+    multivic embed RUN_OR_EXPORT_DIR --branch B --input PATH --out FILE   embeddings of inputs
 
 User mistakes print one line ``error: ...`` and exit 2, without a traceback unless ``--debug``.
 """
@@ -50,21 +51,24 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("encoders", help="list the registered encoders")
     r.add_argument("--modality", default=None)
 
+    sub.add_parser("plugins", help="list the registered objectives, modalities and data formats")
+
     m = sub.add_parser("embed", help="embed a folder of inputs with a trained branch")
-    m.add_argument("run_dir", help="a run directory (or its export/ folder)")
+    m.add_argument("run_dir", help="a run directory or an export folder (a copied one is enough)")
     m.add_argument("--branch", required=True, help="branch name, as in export/<branch>.json")
     m.add_argument("--input", required=True, help="a folder of images or audio files (searched recursively), or a captions file (.txt lines or COCO .json)")
     m.add_argument("--out", required=True, help="output file: .npy (array), .npz (embeddings + inputs) or .parquet (columns input, embedding)")
     m.add_argument("--output", choices=("representation", "embedding"), default="representation",
                    help="encoder output (default, used downstream) or expander output")
     m.add_argument("--batch-size", type=int, default=64)
-    m.add_argument("--image-size", type=int, default=None, help="default: the run's data.image_size")
+    m.add_argument("--num-workers", type=int, default=0, help="data-loading worker processes")
     return p
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from multivic.config import load_config
-    from multivic.workflows import format_metrics, train
+    from multivic.commands.evaluate import format_metrics
+    from multivic.commands.train import train
 
     cfg = load_config(args.recipe, args.overrides)
     out = Path(args.output_dir) if args.output_dir else Path("runs") / Path(args.recipe).stem
@@ -76,7 +80,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> None:
     from multivic.run_dir import RunDir
-    from multivic.workflows import evaluate, format_metrics, load_run_config
+    from multivic.commands.evaluate import evaluate, format_metrics, load_run_config
 
     run_dir = RunDir(args.run_dir)
     cfg = load_run_config(run_dir, args.overrides)
@@ -91,9 +95,23 @@ def _cmd_encoders(args: argparse.Namespace) -> None:
     for name in names:
         spec = encoder_spec(name)
         width = _default_width(name, create_encoder)
-        print(f"{name:<14}{spec.modality:<12}{width:>8}  {spec.source}")
+        print(f"{name:<14}{spec.meta['modality']:<12}{width:>8}  {spec.source}")
     print(f"{'timm:<name>':<14}{'image':<12}{'?':>8}  any model of timm.list_models(), e.g. timm:convnext_tiny")
     print(f"{'pkg.mod:fn':<14}{'(declared)':<12}{'?':>8}  an import path to your own factory")
+    for name, error in plugin_errors().items():
+        print(f"warning: {error}", file=sys.stderr)
+
+
+def _cmd_plugins(args: argparse.Namespace) -> None:
+    from multivic.registry import FORMATS, MODALITIES, OBJECTIVES, plugin_errors
+
+    for registry in (OBJECTIVES, MODALITIES, FORMATS):
+        print(f"{registry.kind}s:")
+        for name in registry.names():
+            entry = registry.get(name)
+            extra = getattr(entry.factory, "modalities", None)
+            provides = f" (modalities: {', '.join(extra)}; evaluation: {entry.factory.protocol})" if extra else ""
+            print(f"  {name:<14}{entry.source}{provides}  {entry.description}")
     for name, error in plugin_errors().items():
         print(f"warning: {error}", file=sys.stderr)
 
@@ -112,10 +130,10 @@ def _default_width(name: str, create_encoder) -> str:
 
 
 def _cmd_embed(args: argparse.Namespace) -> None:
-    from multivic.embed import embed_inputs
+    from multivic.commands.embed import embed_inputs
 
     n, dim = embed_inputs(Path(args.run_dir), args.branch, Path(args.input), Path(args.out),
-                          output=args.output, batch_size=args.batch_size, image_size=args.image_size)
+                          output=args.output, batch_size=args.batch_size, num_workers=args.num_workers)
     print(f"wrote {n} embeddings of width {dim} to {args.out}")
 
 
@@ -133,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("multivic").setLevel(logging.INFO)
-    commands = {"train": _cmd_train, "eval": _cmd_eval, "encoders": _cmd_encoders, "embed": _cmd_embed}
+    commands = {"train": _cmd_train, "eval": _cmd_eval, "encoders": _cmd_encoders, "plugins": _cmd_plugins, "embed": _cmd_embed}
     try:
         commands[args.command](args)
     except MultivicError as exc:

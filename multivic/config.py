@@ -3,26 +3,33 @@
 A recipe is a YAML file whose keys must exist in :class:`RecipeConfig`; command-line
 overrides are ``key=value`` dotlists merged on top. An unknown key or a value of the wrong
 type is a :class:`ConfigError` naming the key. This module only describes and validates: the
-recipe layer (:mod:`multivic.recipe`) turns a config into components.
+build layer (:mod:`multivic.build`) turns a config into components.
+
+Two sections are open-ended because plug-ins define their keys: ``loss`` holds ``name`` (an
+objective of the registry) and that objective's keyword arguments; ``data`` holds the common
+keys below plus the options of the data format and of each modality it provides (dataclass
+fields, e.g. ``data.test_fold`` of esc50 and ``data.sample_rate`` of the waveform modality).
+Both are checked and typed against those signatures, and filled with their defaults, when the
+recipe is loaded, so ``config.yaml`` in a run directory shows every value the run used.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from multivic.errors import ConfigError
-from multivic.objectives.vicreg import COVARIANCE_FORMS, VARIANCE_CONVENTIONS
+from multivic.errors import ConfigError, MultivicError
+from multivic.registry import FORMATS, OBJECTIVES, import_modules
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 OPTIMIZERS = ("lars", "adamw")
-DATA_FORMATS = ("image_folder", "cifar10", "stl10", "esc50", "audio_csv", "coco")
-# Built-in data sets and the on-disk format each is written in.
-BUILTIN_DATASETS = {"shapes": "image_folder", "sounds": "esc50", "captions": "coco"}
 
 
 @dataclass
@@ -63,44 +70,16 @@ class ModelConfig:
 
 
 @dataclass
-class LossConfig:
-    sim_coeff: float = 25.0
-    std_coeff: float = 25.0
-    cov_coeff: float = 1.0
-    gamma: float = 1.0
-    eps: float = 1e-4
-    variance_convention: str = "released"
-    covariance_form: str = "auto"
+class DataCommon:
+    """The keys of ``data`` every format shares; formats and modalities add their options."""
 
-
-@dataclass
-class DataConfig:
-    # Reader of data.root: image_folder (root/train/<class>/*, root/val/<class>/*), cifar10,
-    # stl10, esc50 (root/audio/*.wav + root/meta/esc50.csv) or audio_csv (root/<meta_csv>).
+    # The registered data format of data.root: image_folder, cifar10, stl10, esc50, audio_csv,
+    # coco, or one a plug-in registers (`multivic plugins` lists them).
     format: str = "image_folder"
     # Folder of the user's data. Empty: the built-in data set named by `builtin` is used.
     root: Optional[str] = None
     builtin: Optional[str] = None
     num_workers: int = 4
-    # Images.
-    image_size: int = 224
-    # Audio: clips are mixed to mono and resampled to sample_rate; views are crop_seconds long.
-    sample_rate: int = 16000
-    crop_seconds: float = 2.0
-    # Audio folds: `val` is test_fold, `train` the others (ESC-50 has folds 1-5).
-    test_fold: int = 5
-    meta_csv: str = "labels.csv"
-    # Clips shorter than this are skipped (and counted in a warning).
-    min_seconds: float = 0.05
-    # Captions (coco: official or Karpathy layout): a word vocabulary of the training captions'
-    # words seen at least min_word_count times; captions cut to max_caption_tokens.
-    min_word_count: int = 1
-    max_caption_tokens: int = 32
-    # How captions become tokens: "word" (the vocabulary above), "wordpiece" (trained with the
-    # tokenizers library on the training captions, at most tokenizer_vocab_size entries), or the
-    # path of a local tokenizer folder (Hugging Face save_pretrained; never downloaded).
-    tokenizer: str = "word"
-    tokenizer_vocab_size: int = 8000
 
 
 @dataclass
@@ -146,8 +125,10 @@ class RecipeConfig:
     # branches are built, so encoders they register with @register_encoder can be named.
     imports: list[str] = field(default_factory=list)
     model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    # {name: <objective>, ...its keyword arguments}; without a name, vicreg.
+    loss: dict[str, Any] = field(default_factory=lambda: {"name": "vicreg"})
+    # DataCommon's keys plus the format's and its modalities' options.
+    data: dict[str, Any] = field(default_factory=lambda: {"format": "image_folder"})
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -191,8 +172,114 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -
         # .py imports are relative to the recipe; stored absolute so the run dir stays usable.
         base = Path(recipe).resolve().parent
         cfg.imports = [str((base / m).resolve()) if m.endswith(".py") and not Path(m).is_absolute() else m for m in cfg.imports]
+    import_modules(list(cfg.imports))  # plug-ins of the recipe register before their keys are checked
+    cfg.loss = resolve_loss(OmegaConf.to_container(cfg.loss, resolve=True))  # type: ignore[arg-type]
+    cfg.data = resolve_data(OmegaConf.to_container(cfg.data, resolve=True))  # type: ignore[arg-type]
     validate(cfg)
     return cfg
+
+
+# OmegaConf types these; any other annotation (Literal, a class) is checked by the plug-in itself.
+_PLAIN_TYPES = (int, float, bool, str)
+
+
+def _option_type(hint: Any) -> Any:
+    if hint in _PLAIN_TYPES:
+        return hint
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and len(args) == 1 and args[0] in _PLAIN_TYPES:
+        return Optional[args[0]]
+    return Any
+
+
+def _typed_section(section: str, fields: list[tuple[str, Any, Any]], given: dict[str, Any], whose: str) -> dict[str, Any]:
+    """``given`` checked against ``fields`` (name, type hint, default), with the defaults filled in."""
+    schema = dataclasses.make_dataclass(
+        section, [(n, _option_type(t), field(default_factory=lambda d=d: d)) for n, t, d in fields]
+    )
+    unknown = sorted(set(given) - {n for n, _, _ in fields})
+    if unknown:
+        raise ConfigError(
+            f"unknown config key '{section}.{unknown[0]}': {whose} takes: {', '.join(sorted(n for n, _, _ in fields))}"
+        )
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), given)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"config key '{section}.{getattr(exc, 'key', '?')}': {str(exc).splitlines()[0]}") from None
+    return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
+
+
+def _dataclass_fields(cls: type, skip: tuple[str, ...] = ()) -> list[tuple[str, Any, Any]]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.init and f.name not in skip:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            out.append((f.name, hints.get(f.name, Any), default))
+    return out
+
+
+def _signature_fields(factory: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
+    init = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+    hints = typing.get_type_hints(init)
+    return [
+        (p.name, hints.get(p.name, Any), None if p.default is p.empty else p.default)
+        for p in inspect.signature(factory).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+
+
+def resolve_loss(loss: dict[str, Any]) -> dict[str, Any]:
+    """``loss`` with its objective's name and every keyword argument, checked and typed."""
+    name = str(loss.get("name") or "vicreg")
+    try:
+        entry = OBJECTIVES.get(name)
+    except MultivicError as exc:
+        raise ConfigError(f"loss.name: {exc}") from None
+    given = {k: v for k, v in loss.items() if k != "name"}
+    resolved = _typed_section("loss", _signature_fields(entry.factory), given, f"objective {name!r}")
+    try:  # the objective's own checks of its values; its messages start with the argument's name
+        entry.factory(**resolved)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"loss.{exc}") from None
+    return {"name": name, **resolved}
+
+
+def resolve_data(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the common keys and the options of its format and modalities, checked and typed."""
+    from multivic.formats import builtin_formats
+    from multivic.registry import MODALITIES
+
+    name = str(data.get("format") or "image_folder")
+    try:
+        fmt = FORMATS.get(name).factory
+        modality_classes = [MODALITIES.get(m).factory for m in fmt.modalities]
+    except MultivicError as exc:
+        raise ConfigError(f"data.format: {exc}") from None
+    fields = _dataclass_fields(DataCommon) + _dataclass_fields(fmt, skip=("root",))
+    for cls in modality_classes:
+        fields += _dataclass_fields(cls)
+    names = [n for n, _, _ in fields]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise ConfigError(f"data.format={name}: its format and modalities both define data.{clash[0]}; rename one")
+    resolved = _typed_section("data", fields, data, f"data.format={name} with modalities {', '.join(fmt.modalities)}")
+    builtins = builtin_formats()
+    if resolved["root"] is None and resolved["builtin"] is not None:
+        if resolved["builtin"] not in builtins:
+            raise ConfigError(f"data.builtin={resolved['builtin']!r} is not one of: {', '.join(sorted(builtins))}")
+        if builtins[resolved["builtin"]] != name:
+            raise ConfigError(
+                f"data.builtin={resolved['builtin']} is written as {builtins[resolved['builtin']]}: set data.format to match"
+            )
+    try:  # the plug-ins' own checks of their values (e.g. data.sample_rate > 0)
+        options = {k: v for k, v in resolved.items() if k not in names[: len(_dataclass_fields(DataCommon))]}
+        fmt(Path("."), **{n: options[n] for n, _, _ in _dataclass_fields(fmt, skip=("root",))})
+        for cls in modality_classes:
+            cls(**{n: options[n] for n, _, _ in _dataclass_fields(cls)})
+    except (TypeError, ValueError) as exc:  # their messages start with the option's name
+        raise ConfigError(f"data.{exc}") from None
+    return resolved
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -225,27 +312,10 @@ def validate(cfg: RecipeConfig) -> None:
         raise ConfigError("train.log_every, train.checkpoint_every and train.keep_checkpoints must be >= 1")
     _choice("train.mixed_precision", t.mixed_precision, MIXED_PRECISION)
     _check_optim("optim", cfg.optim)
-    _choice("loss.variance_convention", cfg.loss.variance_convention, VARIANCE_CONVENTIONS)
-    _choice("loss.covariance_form", cfg.loss.covariance_form, COVARIANCE_FORMS)
-    _choice("data.format", cfg.data.format, DATA_FORMATS)
-    if cfg.loss.eps <= 0:
-        raise ConfigError(f"loss.eps must be > 0; got {cfg.loss.eps}")
     if cfg.data.root is None and cfg.data.builtin is None:
         raise ConfigError(
             "no data: set data.root=PATH to your data set (or data.builtin=shapes for the built-in one)"
         )
-    if cfg.data.root is None:
-        _choice("data.builtin", str(cfg.data.builtin), tuple(BUILTIN_DATASETS))
-        if BUILTIN_DATASETS[str(cfg.data.builtin)] != cfg.data.format:
-            raise ConfigError(
-                f"data.builtin={cfg.data.builtin} is written as {BUILTIN_DATASETS[str(cfg.data.builtin)]}: set data.format to match"
-            )
-    if cfg.data.sample_rate <= 0:
-        raise ConfigError(f"data.sample_rate must be > 0 (samples per second); got {cfg.data.sample_rate}")
-    if cfg.data.crop_seconds <= 0:
-        raise ConfigError(f"data.crop_seconds must be > 0; got {cfg.data.crop_seconds}")
-    if cfg.data.image_size < 8:
-        raise ConfigError(f"data.image_size must be >= 8; got {cfg.data.image_size}")
     if cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers must be >= 0; got {cfg.data.num_workers}")
     m = cfg.model
@@ -267,8 +337,9 @@ def validate(cfg: RecipeConfig) -> None:
                     f"model.shared=true runs branch_a's network on both sides, but model.branch_b.{field_name} "
                     f"({b_val}) differs from branch_a's ({a_val}): set model.shared=false for two networks"
                 )
-    if cfg.eval.cross_validate and cfg.data.format not in ("esc50", "audio_csv"):
-        raise ConfigError(f"eval.cross_validate needs fold-based data (esc50, audio_csv); data.format is {cfg.data.format!r}")
+    if cfg.eval.cross_validate and not FORMATS.get(cfg.data.format).factory.folds:
+        folded = [n for n in FORMATS.names() if FORMATS.get(n).factory.folds]
+        raise ConfigError(f"eval.cross_validate needs fold-based data ({', '.join(folded)}); data.format is {cfg.data.format!r}")
     _choice("eval.retrieval_space", cfg.eval.retrieval_space, ("embedding", "representation"))
     if cfg.eval.knn_k < 1 or cfg.eval.knn_temperature <= 0:
         raise ConfigError("eval.knn_k must be >= 1 and eval.knn_temperature > 0")

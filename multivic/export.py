@@ -1,8 +1,20 @@
-"""Exported branches: weights as safetensors, architecture as JSON, loadable without the trainer."""
+"""Exported branches that stand alone: weights as safetensors, architecture and input pipeline as
+JSON, a fitted modality state (a tokenizer) as data files beside them.
+
+    export/<branch>.safetensors    encoder + expander weights
+    export/<branch>.json           encoder name and arguments, expander, widths, imports, and
+                                   "preprocess": the modality and its options (image size,
+                                   sample rate, crop, tokenizer settings)
+    export/<branch>.state/         the modality's fitted state, when it has one (a tokenizer)
+
+:func:`load_branch` rebuilds the branch with its input pipeline (``branch.preprocess``), so an
+export folder copied anywhere is enough for ``multivic embed`` and for users' own code.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from multivic.branch import Branch, build_branch
 from multivic.errors import RunDirError
+from multivic.modalities import create_modality
 from multivic.registry import import_modules
 from multivic.run_dir import atomic_replace, atomic_write_text
 
@@ -18,14 +31,15 @@ from multivic.run_dir import atomic_replace, atomic_write_text
 def export_branch(
     branch: Branch, export_dir: Path, encoder: str, encoder_kwargs: dict[str, Any], imports: list[str] | None = None
 ) -> None:
-    """Write ``<name>.safetensors`` (encoder and expander weights) and ``<name>.json``.
+    """Write ``<name>.safetensors``, ``<name>.json`` and, for a fitted modality, ``<name>.state/``.
 
-    ``imports`` lists the user modules that register the encoder, imported again on loading.
+    ``imports`` lists the user modules that register the encoder (or its modality), imported
+    again on loading.
     """
     state = {k: v.detach().cpu().contiguous() for k, v in branch.state_dict().items()}
     with atomic_replace(export_dir / f"{branch.name}.safetensors") as tmp:
         save_file(state, str(tmp))
-    meta = {
+    meta: dict[str, Any] = {
         "name": branch.name,
         "encoder": encoder,
         "encoder_kwargs": dict(encoder_kwargs),
@@ -35,30 +49,55 @@ def export_branch(
         "embedding_dim": branch.embedding_dim,
         "imports": list(imports or []),
     }
+    pipeline = branch.preprocess
+    if pipeline is not None:
+        meta["preprocess"] = {"modality": pipeline.name, "options": pipeline.options()}
+        if pipeline.needs_fitting:
+            _replace_folder(export_dir / f"{branch.name}.state", pipeline.save)
     atomic_write_text(export_dir / f"{branch.name}.json", json.dumps(meta, indent=2) + "\n")
 
 
+def _replace_folder(folder: Path, write) -> None:
+    """``write(tmp)`` into a sibling temporary folder, then swap it in for ``folder``."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
 def exported_branch_names(run_or_export_dir: str | Path) -> list[str]:
-    folder = _export_dir(Path(run_or_export_dir))
+    folder = export_dir_of(Path(run_or_export_dir))
     return sorted(p.stem for p in folder.glob("*.json") if (folder / f"{p.stem}.safetensors").is_file())
 
 
-def _export_dir(path: Path) -> Path:
+def export_dir_of(path: Path) -> Path:
+    """The export folder of a run directory, or ``path`` itself when it is one."""
     return path / "export" if (path / "export").is_dir() else path
 
 
 def load_branch(run_or_export_dir: str | Path, name: str, device: str | torch.device = "cpu") -> Branch:
-    """The trained branch ``name`` (encoder + expander) from a run directory or its export folder,
-    in eval mode. ``branch.encode(x)`` gives representations, ``branch(x)`` embeddings."""
-    folder = _export_dir(Path(run_or_export_dir))
+    """The trained branch ``name`` from a run directory or an export folder, in eval mode, with
+    its input pipeline: ``branch.encode(x)`` gives representations, ``branch(x)`` embeddings,
+    ``branch.preprocess`` reads files (``read_file``), views them (``eval_view()``) and batches
+    them (``collate()``) as the run's evaluation did."""
+    folder = export_dir_of(Path(run_or_export_dir))
     meta_path, weights_path = folder / f"{name}.json", folder / f"{name}.safetensors"
-    if not meta_path.is_file() or not weights_path.is_file():
-        known = exported_branch_names(folder) if folder.is_dir() else []
+    known = exported_branch_names(folder) if folder.is_dir() else []
+    if name not in known:  # also refuses names that leave the folder ("../x")
         raise RunDirError(
             f"no exported branch {name!r} in {folder}; exported branches: {', '.join(known) or 'none (train first)'}"
         )
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{meta_path} is not valid JSON ({exc}): re-export the run") from None
     import_modules(meta.get("imports") or [])
     branch = build_branch(meta["name"], meta["encoder"], meta.get("encoder_kwargs") or {}, meta["expander"])
     branch.load_state_dict(load_file(str(weights_path)))
+    pre = meta.get("preprocess")
+    if pre is not None:
+        branch.preprocess = create_modality(pre["modality"], pre.get("options") or {})
+        if branch.preprocess.needs_fitting:
+            branch.preprocess.load(folder / f"{name}.state")
     return branch.to(device).eval()

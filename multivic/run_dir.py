@@ -6,6 +6,7 @@
       checkpoints/LATEST       name of the newest complete checkpoint folder
       checkpoints/epoch_NNNN/  model, optimiser, schedule, RNG and counters (Accelerate state)
       export/<branch>.safetensors, export/<branch>.json   trained branches and their configs
+      modalities/<modality>/   a fitted modality state (the text tokenizer), as data files
       metrics.json             flat final evaluation numbers
 
 Files other code reads are replaced atomically (write a temporary file, then rename), so a
@@ -69,6 +70,11 @@ class RunDir:
     @property
     def export(self) -> Path:
         return self.root / "export"
+
+    @property
+    def modalities(self) -> Path:
+        """Fitted modality states (e.g. ``modalities/text/``: the tokenizer of the captions)."""
+        return self.root / "modalities"
 
     @property
     def metrics(self) -> Path:

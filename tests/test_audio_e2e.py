@@ -21,7 +21,7 @@ def test_wave_spec_trains_and_evaluates_both_branches(tmp_path):
     assert code == 0
     metrics = json.loads((run / "metrics.json").read_text())
     for branch in ("waveform", "spectrogram"):
-        for key in ("linear_top1", "linear_top5", "knn_top1", "std_mean", "linear_top1_cv5", "knn_top1_cv5"):
+        for key in ("linear_top1", "linear_top5", "knn_top1", "std_mean", "linear_top1_cv5_seen", "knn_top1_cv5_seen"):
             assert f"{branch}/{key}" in metrics
     exported = json.loads((run / "export" / "spectrogram.json").read_text())
     assert exported["encoder_kwargs"]["sample_rate"] == 8000 and exported["modality"] == "waveform"

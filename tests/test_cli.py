@@ -180,8 +180,8 @@ def test_embed_writes_vectors_for_a_folder_of_images(tiny_recipe, tiny_images, t
     import pandas as pd
 
     from multivic import load_branch
-    from multivic.data.image_folder import load_rgb
-    from multivic.data.image_views import image_eval_view
+    from multivic.modalities.image import load_rgb
+    from multivic.modalities.image import image_eval_view
 
     run = tmp_path / "run"
     assert _train(tiny_recipe, run, "train.epochs=0", "eval.enabled=false") == 0

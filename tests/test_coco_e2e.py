@@ -34,7 +34,7 @@ def test_image_text_run_reports_retrieval(captioned, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum", "i2t_medr", "t2i_medr"):
         assert key in metrics
-    vocab = json.loads((run / "text" / "vocabulary.json").read_text())["words"]  # the default word tokenizer
+    vocab = json.loads((run / "modalities" / "text" / "vocabulary.json").read_text())["words"]  # the default word tokenizer
     exported = json.loads((run / "export" / "text.json").read_text())
     assert exported["encoder_kwargs"]["vocab_size"] == len(vocab) and exported["modality"] == "text"
     # Evaluation again from the run directory alone.
@@ -62,7 +62,7 @@ train: {{epochs: 1, batch_size: 16, log_every: 1}}
 """)
     run = tmp_path / "run"
     assert main(["train", str(recipe), "--output-dir", str(run), "--no-progress"]) == 0
-    assert (run / "text" / "wordpiece.json").is_file()
+    assert (run / "modalities" / "text" / "wordpiece.json").is_file()
     assert "t2i_r10" in json.loads((run / "metrics.json").read_text())
 
 

@@ -20,7 +20,7 @@ def test_custom_encoder_examples_train(recipe, tiny_images, tmp_path, monkeypatc
     assert code == 0
     assert (tmp_path / "run" / "export" / "cnn.safetensors").is_file()
     # The exported branch loads again in a fresh registry state: the export records its imports.
-    registry._REGISTRY.pop("small_cnn", None)
+    registry.ENCODERS._entries.pop("small_cnn", None)
     for name in [m for m in sys.modules if m.startswith("multivic_user_my_encoders")]:
         del sys.modules[name]
     from multivic import load_branch

@@ -7,7 +7,7 @@ from torch import nn
 
 import multivic
 from multivic.errors import RegistryError
-from multivic.registry import _REGISTRY, create_encoder, encoder_spec, list_encoders, register_encoder
+from multivic.registry import ENCODERS, create_encoder, encoder_spec, list_encoders, register_encoder
 
 # A tiny input per modality; every registered encoder must accept its modality's input.
 TINY_INPUTS = {
@@ -28,7 +28,7 @@ def test_every_registered_encoder_meets_the_contract(name, tmp_path):
     encoder = create_encoder(name, **kwargs)
     assert isinstance(encoder.modality, str) and encoder.modality
     if ":" not in name:
-        assert encoder.modality == encoder_spec(name).modality
+        assert encoder.modality == encoder_spec(name).meta["modality"]
     x = TINY_INPUTS[encoder.modality]()
     encoder.train()
     y = encoder(x)
@@ -92,7 +92,7 @@ def test_user_registration_and_duplicates():
         with pytest.raises(RegistryError, match="already registered"):
             register_encoder("test_tiny_mlp", modality="vector")(other)
     finally:
-        _REGISTRY.pop("test_tiny_mlp", None)
+        ENCODERS._entries.pop("test_tiny_mlp", None)
 
 
 def test_factory_breaking_the_contract_is_reported():
@@ -104,4 +104,4 @@ def test_factory_breaking_the_contract_is_reported():
         with pytest.raises(RegistryError, match="out_dim"):
             create_encoder("test_no_width")
     finally:
-        _REGISTRY.pop("test_no_width", None)
+        ENCODERS._entries.pop("test_no_width", None)

@@ -40,7 +40,7 @@ def user_module(tmp_path, monkeypatch):
     (tmp_path / f"{name}.py").write_text(MODULE.format(name=f"{name}_cnn"))
     monkeypatch.syspath_prepend(str(tmp_path))
     yield name
-    registry._REGISTRY.pop(f"{name}_cnn", None)
+    registry.ENCODERS._entries.pop(f"{name}_cnn", None)
     sys.modules.pop(name, None)
 
 
@@ -96,8 +96,8 @@ def test_way_3_entry_points_of_a_fake_distribution(tmp_path, monkeypatch):
         "plugin_nomod = fake_plugin_pkg:no_modality",
     ])
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_builtins_loaded", False)
-    monkeypatch.setattr(registry, "_PLUGIN_ERRORS", {})
+    monkeypatch.setattr(registry.ENCODERS, "_loaded", False)
+    monkeypatch.setattr(registry.ENCODERS, "_plugin_errors", {})
     try:
         assert "plugin_lin" in list_encoders("image")
         assert registry.encoder_spec("plugin_lin").source == "entry point of fake_plugin"
@@ -106,9 +106,9 @@ def test_way_3_entry_points_of_a_fake_distribution(tmp_path, monkeypatch):
             create_encoder("plugin_broken")
         with pytest.raises(RegistryError, match=r"plugin_nomod.*modality"):
             create_encoder("plugin_nomod")
-        assert set(registry.plugin_errors()) == {"plugin_broken", "plugin_nomod"}
+        assert set(registry.ENCODERS.plugin_errors()) == {"plugin_broken", "plugin_nomod"}
     finally:
-        registry._REGISTRY.pop("plugin_lin", None)
+        registry.ENCODERS._entries.pop("plugin_lin", None)
         sys.modules.pop("fake_plugin_pkg", None)
 
 
@@ -141,7 +141,7 @@ def test_timm_local_checkpoint(tmp_path):
 
 def test_branch_whose_modality_does_not_match_the_data(tiny_recipe, user_module):
     from multivic.config import load_config
-    from multivic.recipe import build_model
+    from multivic.build import build_data, build_model
 
     registry.import_modules([user_module])
     def text_encoder():
@@ -154,6 +154,6 @@ def test_branch_whose_modality_does_not_match_the_data(tiny_recipe, user_module)
         cfg = load_config(tiny_recipe, ["model.shared=false", "model.branch_b.name=words",
                                         "model.branch_b.encoder=test_text_only", "model.branch_b.expander=64-64"])
         with pytest.raises(ConfigError, match=r"model.branch_b \('words'\) reads modality 'text' but data.format='image_folder' gives 'image'"):
-            build_model(cfg)
+            build_model(cfg, build_data(cfg))
     finally:
-        registry._REGISTRY.pop("test_text_only", None)
+        registry.ENCODERS._entries.pop("test_text_only", None)

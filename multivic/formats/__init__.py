@@ -66,8 +66,24 @@ class DataFormat:
         """The evaluation data of the retrieval protocol."""
         raise DataError(f"data format {self.name!r} has no retrieval evaluation")
 
+    def check_evaluation_data(self, modalities: Mapping[str, Modality]) -> None:
+        """Read the evaluation data's index now (not after training), raising on a broken one."""
+        if self.protocol == "retrieval":
+            self.retrieval_set(modalities)
+        else:
+            self.split("val", modalities)
+
     def options(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init and f.name != "root"}
+
+
+@dataclass
+class DataSetup:
+    """A recipe's data: the format over its root, and the modalities it provides, with options."""
+
+    format: DataFormat
+    modalities: dict[str, Modality]
+    num_workers: int = 0
 
 
 class LabelledSamples(Dataset):
@@ -132,6 +148,6 @@ def builtin_formats() -> dict[str, str]:
 
 
 __all__ = [
-    "DataFormat", "LabelledSamples", "LabelledViews", "PairedViews", "RetrievalSet", "Sample",
+    "DataFormat", "DataSetup", "LabelledSamples", "LabelledViews", "PairedViews", "RetrievalSet", "Sample",
     "builtin_formats", "format_option_fields",
 ]

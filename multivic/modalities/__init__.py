@@ -107,6 +107,8 @@ def create_modality(name: str, options: dict[str, Any] | None = None) -> Modalit
     modality = MODALITIES.create(name, **(options or {}))
     if not isinstance(modality, Modality):
         raise DataError(f"modality {name!r} is not a multivic.modalities.Modality")
+    if not modality.name:
+        modality.name = name
     return modality
 
 

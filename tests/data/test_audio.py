@@ -11,7 +11,7 @@ from multivic import create_encoder
 from multivic.config import load_config
 from multivic.data.audio_folder import LabelledAudio, csv_audio_files, esc50_files
 from multivic.data.audio_io import crop_or_pad, load_mono
-from multivic.data.audio_views import audio_eval_view, audio_train_view
+from multivic.modalities.waveform import audio_eval_view, audio_train_view
 from multivic.data.builtin import SOUND_CLASSES, write_sounds_dataset
 from multivic.errors import ConfigError, DataError
 
@@ -132,11 +132,11 @@ def test_unreadable_empty_and_short_files(tmp_path, caplog):
 def test_config_errors_for_audio(tmp_path):
     with pytest.raises(ConfigError, match="data.sample_rate must be > 0"):
         load_config("recipes/quickstart/wave_spec.yaml", ["data.sample_rate=0"])
-    from multivic.recipe import build_model
+    from multivic.build import build_data, build_model
 
     cfg = load_config("recipes/quickstart/wave_spec.yaml", ["data.crop_seconds=0.01"])
     with pytest.raises(ConfigError, match=r"gives 80 samples, fewer than the 512 that model.branch_b \('spectrogram'\) needs"):
-        build_model(cfg)
+        build_model(cfg, build_data(cfg))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

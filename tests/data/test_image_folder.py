@@ -6,8 +6,8 @@ import torch
 from multivic.data.builtin import SHAPE_CLASSES, write_shapes_dataset
 from multivic.data.builtin.location import COMPLETE_MARKER, ensure_written
 from multivic.data.image_folder import ImageFolderDataset
-from multivic.data.image_views import image_eval_view, image_train_view
-from multivic.data.two_views import TwoViewDataset
+from multivic.modalities.image import image_eval_view, image_train_view
+from multivic.formats import LabelledSamples, PairedViews
 from multivic.errors import DataError
 
 
@@ -90,7 +90,8 @@ def test_unreadable_image_is_named(shapes, tmp_path):
 def test_views_have_the_right_shape_and_differ(shapes):
     base = ImageFolderDataset(shapes / "train")
     torch.manual_seed(0)
-    pairs = TwoViewDataset(base, image_train_view(24, blur_p=1.0), image_train_view(24, blur_p=0.1, solarize_p=0.2))
+    sides = ("image", image_train_view(24, blur_p=1.0)), ("image", image_train_view(24, blur_p=0.1, solarize_p=0.2))
+    pairs = PairedViews(LabelledSamples(base, "image"), *sides)
     a, b = pairs[0]
     assert a.shape == b.shape == (3, 24, 24) and a.dtype == torch.float32
     assert not torch.equal(a, b)

@@ -1,0 +1,204 @@
+"""The build layer: the one place that turns a validated :class:`RecipeConfig` into components.
+
+Everything below it (objectives, branches, modalities, formats, trainer, evaluation) takes
+explicit typed arguments and never sees a config object. Extension points are looked up in
+their registries by name; nothing here branches on a modality's or a format's name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+from torch.utils.data import Dataset, default_collate
+
+from multivic.branch import Branch, JointEmbedding, build_branch
+from multivic.config import BranchConfig, OptimConfig, RecipeConfig
+from multivic.data.builtin.location import builtin_root, ensure_written
+from multivic.errors import ConfigError, DataError, MultivicError
+from multivic.formats import DataSetup, PairedViews
+from multivic.modalities import Modality, create_modality
+from multivic.optim import OptimizerSpec
+from multivic.registry import FORMATS, OBJECTIVES, accepted_kwargs, check_kwargs, create_encoder, encoder_modality, encoder_spec, import_modules
+
+# Data keys shared by every format (the rest are the format's and the modalities' options).
+COMMON_DATA_KEYS = ("format", "root", "builtin", "num_workers")
+
+
+def plain(value: Any) -> Any:
+    """An OmegaConf node as plain Python containers."""
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def resolve_data_root(data: Any) -> Path:
+    """The user's data.root, or the built-in data set's folder (written on first use)."""
+    if data.root is not None:
+        root = Path(data.root).expanduser()
+        if not root.exists():
+            raise DataError(f"data root {root} does not exist: set data.root=PATH to a folder holding your data set")
+        return root
+    writer = FORMATS.get(data.format).factory.builtins[data.builtin]
+    return ensure_written(builtin_root(f"{data.builtin}-v1"), writer)
+
+
+def build_data(cfg: RecipeConfig, root: Path | None = None) -> DataSetup:
+    """The data format and its modalities; ``root`` defaults to :func:`resolve_data_root`."""
+    import_modules(list(cfg.imports))
+    options = {k: v for k, v in plain(cfg.data).items() if k not in COMMON_DATA_KEYS}
+    fmt_cls = FORMATS.get(cfg.data.format).factory
+    modalities = {}
+    for name in fmt_cls.modalities:
+        fields = create_modality(name).options()
+        modalities[name] = create_modality(name, {k: options[k] for k in fields if k in options})
+    fmt_options = {k: v for k, v in options.items() if not any(k in m.options() for m in modalities.values())}
+    fmt = fmt_cls(root if root is not None else resolve_data_root(cfg.data), **fmt_options)
+    return DataSetup(fmt, modalities, int(cfg.data.num_workers))
+
+
+def _sides(cfg: RecipeConfig) -> list[tuple[str, BranchConfig]]:
+    """(config key, branch config) of each side; side b's network is a's when shared."""
+    a = cfg.model.branch_a
+    return [("model.branch_a", a), ("model.branch_b", a if cfg.model.shared else cfg.model.branch_b)]
+
+
+def _encoder_modality(b: BranchConfig) -> str:
+    modality = encoder_modality(b.encoder)
+    if modality:
+        return modality
+    # An import-path factory: its module declares the modality; build it without memory to ask.
+    with torch.device("meta"):
+        return str(create_encoder(b.encoder, **(plain(b.encoder_kwargs) or {})).modality)
+
+
+def side_modalities(cfg: RecipeConfig, data: DataSetup) -> tuple[str, str]:
+    """The modality each side reads; each must be one the data format provides."""
+    out = []
+    for key, b in _sides(cfg):
+        try:
+            modality = _encoder_modality(b)
+        except MultivicError as exc:
+            raise type(exc)(f"{key}: {exc}") from None
+        if modality not in data.modalities:
+            given = " and ".join(map(repr, data.modalities))
+            raise ConfigError(
+                f"{key} ({b.name!r}) reads modality {modality!r} but data.format={data.format.name!r} gives {given}: "
+                "pick an encoder of that modality"
+            )
+        out.append(modality)
+    return out[0], out[1]
+
+
+def fit_modalities(cfg: RecipeConfig, data: DataSetup, state_dir: Path) -> None:
+    """Give the modalities the sides read their fitted state (a text vocabulary): the one saved
+    in ``state_dir/<modality>/`` by an earlier run, or one fitted on the training split."""
+    for name in sorted(set(side_modalities(cfg, data))):
+        modality = data.modalities[name]
+        if not modality.needs_fitting:
+            continue
+        folder = state_dir / name
+        if folder.is_dir():
+            modality.load(folder)
+        else:
+            modality.fit(data.format.corpus(name, data.modalities))
+
+
+def save_modalities(data: DataSetup, state_dir: Path) -> None:
+    """Write the fitted modalities' states into ``state_dir/<modality>/`` (kept with the run)."""
+    for name, modality in data.modalities.items():
+        if modality.needs_fitting and not (state_dir / name).is_dir():
+            modality.save(state_dir / name)
+
+
+def build_objective(cfg: RecipeConfig) -> nn.Module:
+    """The recipe's objective (``loss.name``) with its keyword arguments."""
+    loss = plain(cfg.loss)
+    return OBJECTIVES.create(loss["name"], **{k: v for k, v in loss.items() if k != "name"})
+
+
+def _build_branch(key: str, b: BranchConfig, modality: Modality) -> Branch:
+    kwargs = plain(b.encoder_kwargs) or {}
+    try:
+        # A modality's fitted state sizes the encoder (a text vocabulary) unless the recipe says.
+        accepted = accepted_kwargs(encoder_spec(b.encoder).factory)
+        for k, v in modality.encoder_kwargs().items():
+            if k not in kwargs and (accepted is None or k in accepted):
+                kwargs[k] = v
+        branch = build_branch(b.name, b.encoder, kwargs, b.expander)
+    except MultivicError as exc:
+        raise type(exc)(f"{key}: {exc}") from None
+    modality.check_encoder(f"{key} ({b.name!r})", branch.encoder)
+    branch.preprocess = modality
+    return branch
+
+
+def build_model(cfg: RecipeConfig, data: DataSetup) -> JointEmbedding:
+    """The joint-embedding model of the recipe: two branches (one when shared) and the objective."""
+    mod_a, mod_b = side_modalities(cfg, data)
+    branch_a = _build_branch("model.branch_a", cfg.model.branch_a, data.modalities[mod_a])
+    branch_b = branch_a if cfg.model.shared else _build_branch("model.branch_b", cfg.model.branch_b, data.modalities[mod_b])
+    try:
+        return JointEmbedding(branch_a, branch_b, build_objective(cfg))
+    except ValueError as exc:
+        raise ConfigError(f"model: {exc}") from None
+
+
+def _train_view(key: str, modality: Modality, view: dict[str, Any]) -> Callable:
+    try:
+        check_kwargs(f"{key}.view of modality {modality.name!r}", modality.train_view, view)
+        return modality.train_view(**view)
+    except MultivicError as exc:
+        raise ConfigError(str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}.view: {exc}") from None
+
+
+def build_train_dataset(cfg: RecipeConfig, data: DataSetup) -> Dataset:
+    """Pairs of views of the training split, each side with its own modality and view."""
+    sides = [
+        (modality, _train_view(key, data.modalities[modality], plain(b.view) or {}))
+        for (key, b), modality in zip(_sides(cfg), side_modalities(cfg, data))
+    ]
+    return PairedViews(data.format.split("train", data.modalities), sides[0], sides[1])
+
+
+class PairCollate:
+    """Batches pairs side by side, each side with its modality's collate (images stack, texts tokenise)."""
+
+    def __init__(self, collate_a: Callable, collate_b: Callable) -> None:
+        self.collate_a, self.collate_b = collate_a, collate_b
+
+    def __call__(self, batch: list[tuple[Any, Any]]) -> tuple[Any, Any]:
+        return self.collate_a([a for a, _ in batch]), self.collate_b([b for _, b in batch])
+
+
+def build_collate(cfg: RecipeConfig, data: DataSetup) -> Callable | None:
+    """The batch collate of the two sides (None when both stack, PyTorch's default)."""
+    collates = [data.modalities[m].collate() for m in side_modalities(cfg, data)]
+    if all(c is default_collate for c in collates):
+        return None
+    return PairCollate(*collates)
+
+
+def _optimizer_spec(o: OptimConfig, module: Any, label: str) -> OptimizerSpec:
+    return OptimizerSpec(
+        name=o.name, module=module, base_lr=o.base_lr, weight_decay=o.weight_decay, momentum=o.momentum,
+        betas=tuple(o.betas), warmup_epochs=o.warmup_epochs, final_lr_ratio=o.final_lr_ratio, label=label,
+    )
+
+
+def build_optimizer_specs(cfg: RecipeConfig, model: JointEmbedding) -> list[OptimizerSpec]:
+    """One optimiser over the model, or, when a branch has its own `optim`, one per branch plus
+    one (the top-level `optim`) for the objective's own parameters when it has any."""
+    m = cfg.model
+    if m.shared or (m.branch_a.optim is None and m.branch_b.optim is None):
+        return [_optimizer_spec(cfg.optim, model, "model")]  # the objective's parameters included
+    specs = [
+        _optimizer_spec(b.optim if b.optim is not None else cfg.optim, branch, branch.name)
+        for b, branch in ((m.branch_a, model.branch_a), (m.branch_b, model.branch_b))
+    ]
+    if any(p.requires_grad for p in model.loss_fn.parameters()):
+        specs.append(_optimizer_spec(cfg.optim, model.loss_fn, "objective"))
+    return specs

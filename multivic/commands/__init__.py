@@ -1,0 +1,7 @@
+"""What the ``multivic`` commands do; :mod:`multivic.cli` parses arguments and dispatches here.
+
+- :mod:`~multivic.commands.train`: a recipe into a run directory (train, export, evaluate);
+- :mod:`~multivic.commands.evaluate`: the evaluation protocol of a run's exported branches;
+- :mod:`~multivic.commands.embed`: embeddings of a user's inputs with an exported branch;
+- :mod:`~multivic.commands.plugins`: the registries' contents.
+"""

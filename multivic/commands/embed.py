@@ -1,0 +1,67 @@
+"""``multivic embed``: representations (or embeddings) of a user's inputs with an exported branch.
+
+The branch's export carries its input pipeline (modality, options, fitted state), so an export
+folder copied anywhere is enough: files are read and cropped as the run's evaluation does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from multivic.errors import MultivicError
+from multivic.evaluation.embed import embed_dataset
+from multivic.export import load_branch
+from multivic.modalities import Transformed
+from multivic.run_dir import atomic_replace
+
+OUTPUT_FORMATS = (".npy", ".npz", ".parquet")
+
+
+def _identity(x):
+    return x
+
+
+def _write(out: Path, embeddings: np.ndarray, names: list[str]) -> None:
+    with atomic_replace(out) as tmp:
+        if out.suffix == ".npy":
+            np.save(tmp, embeddings)
+        elif out.suffix == ".npz":
+            with tmp.open("wb") as f:
+                np.savez(f, embeddings=embeddings, inputs=np.array(names))
+        else:
+            import pandas as pd
+
+            pd.DataFrame({"input": names, "embedding": list(embeddings)}).to_parquet(tmp, index=False)
+
+
+def embed_inputs(
+    run_or_export_dir: Path,
+    branch_name: str,
+    inputs: Path,
+    out: Path,
+    output: str = "representation",
+    batch_size: int = 64,
+    num_workers: int = 0,
+) -> tuple[int, int]:
+    """Embed every input under ``inputs`` with branch ``branch_name``; write ``out``.
+
+    Rows follow the sorted relative paths of the files, or the order of the captions (stored
+    beside the vectors in .npz and .parquet as ``inputs`` / column ``input``).
+    Returns (number of rows, width).
+    """
+    if out.suffix not in OUTPUT_FORMATS:
+        raise MultivicError(f"--out {out}: unknown format {out.suffix!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    branch = load_branch(run_or_export_dir, branch_name, device)
+    pipeline = branch.preprocess
+    if pipeline is None:
+        raise MultivicError(f"the export of {branch_name!r} records no input pipeline (made by an older multivic): re-export it with `multivic eval`")
+    items, names = pipeline.embed_inputs(inputs)
+    dataset = items if isinstance(items, torch.utils.data.Dataset) else Transformed(items, _identity, pipeline.eval_view())
+    result = embed_dataset(branch, dataset, device, collate=pipeline.collate(), batch_size=batch_size, num_workers=num_workers)
+    embeddings = (result.representations if output == "representation" else result.embeddings).numpy()
+    _write(out, embeddings, names)
+    return embeddings.shape[0], embeddings.shape[1]

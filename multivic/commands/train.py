@@ -1,0 +1,117 @@
+"""``multivic train``: a recipe into a run directory: train (or resume), export, evaluate.
+
+Every check that can fail on user input (config, encoders, data) runs before the run
+directory is touched, so a mistake never damages an existing run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from accelerate.utils import set_seed
+from omegaconf import OmegaConf
+
+from multivic.build import (
+    build_collate,
+    build_data,
+    build_model,
+    build_optimizer_specs,
+    build_train_dataset,
+    fit_modalities,
+    save_modalities,
+)
+from multivic.commands.evaluate import evaluate
+from multivic.config import RecipeConfig, to_container, to_yaml
+from multivic.errors import RunDirError
+from multivic.export import export_branch
+from multivic.run_dir import RunDir, atomic_write_text
+from multivic.trainer import fit
+
+logger = logging.getLogger("multivic")
+
+# Keys that may change between a run and its resumption: how long, how it is watched and
+# evaluated, and where the data is mounted, but not what is trained.
+RESUMABLE_CHANGES = ("train.epochs", "train.log_every", "train.keep_checkpoints", "data.num_workers", "data.root", "eval.")
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def check_run_dir(run_dir: RunDir, cfg: RecipeConfig) -> None:
+    """Refuse to train into a folder that is not this recipe's run directory."""
+    if not run_dir.root.exists():
+        return
+    if not run_dir.config.is_file():
+        if any(run_dir.root.iterdir()):
+            raise RunDirError(
+                f"{run_dir.root} exists, is not empty and is not a multivic run directory: choose another --output-dir"
+            )
+        return
+    old = _flatten(OmegaConf.to_container(OmegaConf.load(run_dir.config), resolve=True))  # type: ignore[arg-type]
+    new = _flatten(to_container(cfg))
+    for key in sorted(set(old) | set(new)):
+        if key.startswith(RESUMABLE_CHANGES):
+            continue
+        if old.get(key) != new.get(key):
+            raise RunDirError(
+                f"{run_dir.root} was made with {key}={old.get(key)!r}, this command asks {key}={new.get(key)!r}: "
+                "use another --output-dir, or the same settings to resume"
+            )
+
+
+def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> dict[str, float]:
+    """Train (or resume) the recipe into ``output_dir``, export the branches, evaluate.
+
+    Returns the metrics written to metrics.json (empty when evaluation is disabled).
+    """
+    run_dir = RunDir(output_dir)
+    check_run_dir(run_dir, cfg)
+    data = build_data(cfg)
+    fit_modalities(cfg, data, run_dir.modalities)  # e.g. a vocabulary of the training captions
+    set_seed(cfg.seed)  # the model's initial weights depend on the seed alone
+    model = build_model(cfg, data)
+    train_set = build_train_dataset(cfg, data)
+    collate = build_collate(cfg, data)
+    if cfg.eval.enabled:  # fail on broken evaluation data now, not after training
+        data.format.check_evaluation_data(data.modalities)
+
+    run_dir.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir.config, to_yaml(cfg))
+    save_modalities(data, run_dir.modalities)
+    result = fit(
+        model,
+        train_set,
+        run_dir,
+        optimizers=build_optimizer_specs(cfg, model),
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        grad_accum_steps=cfg.train.grad_accum_steps,
+        mixed_precision=cfg.train.mixed_precision,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.seed,
+        log_every=cfg.train.log_every,
+        checkpoint_every=cfg.train.checkpoint_every,
+        keep_checkpoints=cfg.train.keep_checkpoints,
+        sync_batchnorm=cfg.train.sync_batchnorm,
+        cpu=cfg.train.cpu,
+        progress=progress,
+        collate_fn=collate,
+    )
+    metrics: dict[str, float] = {}
+    if result.accelerator.is_main_process:
+        for branch in result.model.branches().values():
+            export_branch(branch, run_dir.export, branch.encoder_name, branch.encoder_kwargs, imports=list(cfg.imports))
+        if cfg.eval.enabled:
+            metrics = evaluate(cfg, run_dir, result.accelerator.device, data)
+    result.accelerator.wait_for_everyone()
+    return metrics

@@ -1,0 +1,67 @@
+"""The one embedding loop: a frozen branch over a data set, batched by a DataLoader.
+
+Used for the classification features, both sides of retrieval and ``multivic embed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from multivic.branch import Branch
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch (tensor, or dict of tensors as text collates give) on ``device``."""
+    if isinstance(batch, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    return batch.to(device, non_blocking=True)
+
+
+@dataclass
+class Embedded:
+    representations: Tensor  # [N, encoder out_dim], float32 on CPU
+    embeddings: Tensor  # [N, expander out_dim], float32 on CPU
+    labels: Tensor | None  # [N] int64, when the items were (x, label)
+
+
+@torch.no_grad()
+def embed_dataset(
+    branch: Branch,
+    dataset: Dataset,
+    device: torch.device,
+    *,
+    collate: Callable | None = None,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    labelled: bool = False,
+) -> Embedded:
+    """Encoder and expander outputs of every item, in order, with the branch in eval mode.
+
+    Items are inputs of the branch's modality after its evaluation view, or ``(input, label)``
+    pairs when ``labelled``; ``collate`` batches the inputs (default: stacking).
+    """
+    collate = collate or torch.utils.data.default_collate
+    if labelled:
+        inner = collate
+
+        def collate(items: list) -> tuple[Any, Tensor]:  # type: ignore[no-redef]
+            return inner([x for x, _ in items]), torch.as_tensor([int(y) for _, y in items])
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+    was_training = branch.training
+    branch.eval()
+    reps, embs, labels = [], [], []
+    for batch in loader:
+        x, y = batch if labelled else (batch, None)
+        r = branch.encode(to_device(x, device))
+        reps.append(r.float().cpu())
+        embs.append(branch.expander(r).float().cpu())
+        if y is not None:
+            labels.append(y)
+    branch.train(was_training)
+    return Embedded(torch.cat(reps), torch.cat(embs), torch.cat(labels).long() if labelled else None)

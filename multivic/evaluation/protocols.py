@@ -1,0 +1,126 @@
+"""The evaluation protocols a data format can name: classification and retrieval.
+
+Each takes the run's data (:class:`~multivic.formats.DataSetup`), the trained branches by name
+(each with its input pipeline, ``branch.preprocess``), a device and :class:`EvalSettings`, and
+returns flat metrics. A format says which applies (``DataFormat.protocol``); new protocols are
+added to :data:`PROTOCOLS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from multivic.branch import Branch
+from multivic.errors import ConfigError, RunDirError
+from multivic.evaluation.classification import evaluate_classification
+from multivic.evaluation.embed import embed_dataset
+from multivic.evaluation.retrieval import retrieval_recall, retrieval_recall_folds
+from multivic.formats import DataSetup, LabelledViews
+from multivic.modalities import Transformed
+
+logger = logging.getLogger("multivic")
+
+# The VSE++ 1K protocol: with 5000 test items, also the mean over 5 folds of 1000.
+ONE_K_PROTOCOL_ITEMS = 5000
+
+
+@dataclass
+class EvalSettings:
+    batch_size: int = 256
+    num_workers: int = 0
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    linear_epochs: int = 100
+    linear_lr: float = 0.01
+    linear_weight_decay: float = 1e-4
+    max_train_samples: int | None = None
+    seed: int = 0
+    cross_validate: bool = False
+    retrieval_space: str = "embedding"
+
+
+def _probe(branch: Branch, data: DataSetup, device: torch.device, s: EvalSettings) -> dict[str, float]:
+    modality, pipeline = branch.modality, branch.preprocess
+    view = pipeline.eval_view()
+    train = LabelledViews(data.format.split("train", data.modalities), modality, view)
+    val = LabelledViews(data.format.split("val", data.modalities), modality, view)
+    return evaluate_classification(
+        branch, train, val, len(train.classes), device,
+        batch_size=s.batch_size, num_workers=s.num_workers, knn_k=s.knn_k, knn_temperature=s.knn_temperature,
+        linear_epochs=s.linear_epochs, linear_lr=s.linear_lr, linear_weight_decay=s.linear_weight_decay,
+        max_train_samples=s.max_train_samples, seed=s.seed, collate=pipeline.collate(),
+    )
+
+
+def classification(data: DataSetup, branches: dict[str, Branch], device: torch.device, s: EvalSettings) -> dict[str, float]:
+    """Linear probe, k-NN and collapse statistics of each branch on the format's val split.
+
+    With ``cross_validate`` on fold-based data, also the mean over every fold held out in turn,
+    as ``<branch>/linear_top1_cv5_seen`` and ``<branch>/knn_top1_cv5_seen``: "seen" because
+    pretraining used every fold but the recipe's test fold, so the other folds' clips were in
+    the encoder's training data. The headline numbers are the test fold's, unseen in pretraining.
+    """
+    fmt = data.format
+    folds = list(fmt.folds) if s.cross_validate else []
+    metrics: dict[str, float] = {}
+    for name, branch in branches.items():
+        main = _probe(branch, data, device, s)
+        metrics.update(main)
+        if not folds:
+            continue
+        runs = []
+        for k in folds:
+            if k == getattr(fmt, "test_fold"):
+                runs.append(main)
+            else:
+                runs.append(_probe(branch, dataclasses.replace(data, format=dataclasses.replace(fmt, test_fold=k)), device, s))
+        for metric in ("linear_top1", "knn_top1"):
+            metrics[f"{name}/{metric}_cv5_seen"] = sum(r[f"{name}/{metric}"] for r in runs) / len(runs)
+    if folds:
+        logger.warning(
+            "cross-validation (*_cv5_seen) probes folds the encoder was pretrained on; "
+            "only the test fold %s (the plain metrics) is unseen in pretraining", getattr(fmt, "test_fold")
+        )
+    return metrics
+
+
+def _identity(x):
+    return x
+
+
+def _embed_items(branch: Branch, items, device: torch.device, s: EvalSettings, space: str) -> torch.Tensor:
+    pipeline = branch.preprocess
+    dataset = Transformed(items, _identity, pipeline.eval_view())
+    out = embed_dataset(branch, dataset, device, collate=pipeline.collate(), batch_size=s.batch_size, num_workers=s.num_workers)
+    return out.embeddings if space == "embedding" else out.representations
+
+
+def retrieval(data: DataSetup, branches: dict[str, Branch], device: torch.device, s: EvalSettings) -> dict[str, float]:
+    """Cross-modal retrieval R@1/5/10, rsum and median ranks (VSE++ protocol) on the format's
+    retrieval set, plus the 1K protocol (``1k/`` keys) when it has 5000 items of the first kind."""
+    rs = data.format.retrieval_set(data.modalities)
+    (mod_a, items_a), (mod_b, items_b) = rs.first, rs.second
+    by_modality = {b.modality: b for b in branches.values()}
+    if mod_a not in by_modality or mod_b not in by_modality:
+        raise RunDirError(f"retrieval needs a {mod_a} branch and a {mod_b} branch; exported: {', '.join(branches)}")
+    branch_a, branch_b = by_modality[mod_a], by_modality[mod_b]
+    if s.retrieval_space == "representation" and branch_a.representation_dim != branch_b.representation_dim:
+        raise ConfigError(
+            f"eval.retrieval_space=representation needs encoders of one width; {branch_a.name} gives "
+            f"{branch_a.representation_dim}, {branch_b.name} {branch_b.representation_dim}: use embedding"
+        )
+    emb_a = _embed_items(branch_a, items_a, device, s, s.retrieval_space)
+    emb_b = _embed_items(branch_b, items_b, device, s, s.retrieval_space)
+    metrics = retrieval_recall(emb_a, emb_b, rs.second_to_first)
+    if len(items_a) == ONE_K_PROTOCOL_ITEMS:
+        metrics.update(retrieval_recall_folds(emb_a, emb_b, rs.second_to_first, folds=5))
+    return metrics
+
+
+Protocol = Callable[[DataSetup, "dict[str, Branch]", torch.device, EvalSettings], "dict[str, float]"]
+PROTOCOLS: dict[str, Protocol] = {"classification": classification, "retrieval": retrieval}

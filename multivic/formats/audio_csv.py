@@ -1,0 +1,36 @@
+"""``audio_csv``: ``root/<meta_csv>`` listing audio files (relative to root) with labels.
+
+Columns ``file`` and ``label``; optionally ``fold`` (1-5), or a source column (``src_file``,
+``source``) that keeps the clips of one recording in one fold; see
+:func:`multivic.data.audio_folder.csv_audio_files`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from torch.utils.data import Dataset
+
+from multivic.data.audio_folder import csv_audio_files
+from multivic.formats import DataFormat, LabelledSamples
+from multivic.formats.esc50 import _clips
+from multivic.modalities import Modality
+from multivic.registry import register_format
+
+
+@register_format("audio_csv")
+@dataclass
+class AudioCsvFormat(DataFormat):
+    """Labelled audio files listed in a CSV; ``val`` is ``test_fold``, ``train`` the others."""
+
+    name = "audio_csv"
+    modalities = ("waveform",)
+    folds = (1, 2, 3, 4, 5)
+    meta_csv: str = "labels.csv"
+    test_fold: int = 5
+    min_seconds: float = 0.05
+
+    def split(self, split: str, modalities: Mapping[str, Modality]) -> Dataset:
+        files, classes = csv_audio_files(self.root, self.meta_csv, split, self.test_fold)
+        return LabelledSamples(_clips(files, classes, modalities, self.min_seconds), "waveform")

@@ -1,0 +1,68 @@
+"""``coco``: COCO captions, in the official layout or the Karpathy split (see
+:mod:`multivic.data.coco`), evaluated by image–text retrieval (the VSE++ protocol)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+import torch
+from torch.utils.data import Dataset
+
+from multivic.data.builtin.captions import write_captions_dataset
+from multivic.data.coco import VSEPP_CAPTIONS_PER_IMAGE, CaptionedImages, read_coco
+from multivic.formats import DataFormat, RetrievalSet, Sample
+from multivic.modalities import Modality, Transformed
+from multivic.registry import register_format
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+class CaptionedSamples(Dataset):
+    """Items ``{"image": PIL image, "text": one of its captions}``; the caption is drawn at random
+    (torch's RNG) each time, so every epoch pairs each image with a fresh caption."""
+
+    def __init__(self, coco: CaptionedImages, image: Modality) -> None:
+        self.coco, self.image = coco, image
+
+    def __len__(self) -> int:
+        return len(self.coco)
+
+    def __getitem__(self, index: int) -> Sample:
+        captions = self.coco.captions[index]
+        pick = int(torch.randint(0, len(captions), ()))
+        return {"image": self.image.read_file(self.coco.image_paths[index]), "text": captions[pick]}
+
+
+@register_format("coco")
+@dataclass
+class CocoFormat(DataFormat):
+    """Images with captions. Training reads train (Karpathy: train + restval); evaluation reads
+    the Karpathy 5K test split or the official val set, with ``captions_per_image`` captions per
+    image (5, as VSE++). ``year`` picks the official release (None: the newest with both splits)."""
+
+    name = "coco"
+    modalities = ("image", "text")
+    protocol = "retrieval"
+    builtins = {"captions": write_captions_dataset}
+    year: Optional[int] = None
+    captions_per_image: int = VSEPP_CAPTIONS_PER_IMAGE
+
+    def _read(self, split: str, per_image: int | None = None) -> CaptionedImages:
+        return read_coco(self.root, split, self.year, per_image)
+
+    def split(self, split: str, modalities: Mapping[str, Modality]) -> Dataset:
+        return CaptionedSamples(self._read(split), modalities["image"])
+
+    def corpus(self, modality: str, modalities: Mapping[str, Modality]) -> list[str]:
+        if modality != "text":
+            return super().corpus(modality, modalities)  # type: ignore[return-value]
+        return self._read("train").flat()[0]
+
+    def retrieval_set(self, modalities: Mapping[str, Modality]) -> RetrievalSet:
+        test = self._read("test", self.captions_per_image)
+        texts, index = test.flat()
+        images = Transformed(test.image_paths, modalities["image"].read_file, _identity)
+        return RetrievalSet(("image", images), ("text", texts), index)

@@ -1,0 +1,37 @@
+"""``esc50``: ``root/audio/*.wav`` and ``root/meta/esc50.csv``, as the ESC-50 release ships it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from torch.utils.data import Dataset
+
+from multivic.data.audio_folder import LabelledAudio, esc50_files
+from multivic.data.builtin import write_sounds_dataset
+from multivic.formats import DataFormat, LabelledSamples
+from multivic.modalities import Modality
+from multivic.registry import register_format
+
+
+@register_format("esc50")
+@dataclass
+class ESC50Format(DataFormat):
+    """Labelled clips in five folds: ``val`` is ``test_fold``, ``train`` the others. Clips
+    shorter than ``min_seconds`` are skipped (counted in one warning)."""
+
+    name = "esc50"
+    modalities = ("waveform",)
+    folds = (1, 2, 3, 4, 5)
+    builtins = {"sounds": write_sounds_dataset}
+    test_fold: int = 5
+    min_seconds: float = 0.05
+
+    def split(self, split: str, modalities: Mapping[str, Modality]) -> Dataset:
+        files, classes = esc50_files(self.root, split, self.test_fold)
+        return LabelledSamples(_clips(files, classes, modalities, self.min_seconds), "waveform")
+
+
+def _clips(files, classes, modalities: Mapping[str, Modality], min_seconds: float) -> LabelledAudio:
+    """The clips at the waveform modality's sample rate."""
+    return LabelledAudio(files, classes, int(getattr(modalities["waveform"], "sample_rate")), None, min_seconds)
