@@ -19,26 +19,34 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 SampleKey = tuple[int, int]  # (index into the data set, seed of its augmentations)
 
 
 @contextlib.contextmanager
 def seeded_rng(seed: int) -> Iterator[None]:
-    """Run a block with torch's, Python's and NumPy's global RNGs seeded from ``seed``; restore
-    them afterwards (transforms draw from the global RNGs: torchvision, multivic's views,
-    CaptionPairs' caption choice; user transforms may use ``random`` or NumPy)."""
-    torch_state, py_state, np_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
+    """Run a block with torch's, Python's and NumPy's global RNGs seeded from ``seed`` (transforms
+    draw from the global RNGs: torchvision, multivic's views, CaptionPairs' caption choice; user
+    transforms may use ``random`` or NumPy).
+
+    In the main process the previous states are restored afterwards, so that dropout and the
+    like do not depend on the data. A data-loading worker's global RNGs serve only the
+    transforms, so there they are left as they are: saving and restoring NumPy's state alone
+    costs ~70 µs, against ~7 µs for the three seeds.
+    """
+    in_worker = get_worker_info() is not None
+    saved = None if in_worker else (torch.get_rng_state(), random.getstate(), np.random.get_state())
     torch.default_generator.manual_seed(seed)  # the CPU generator only: never initialises CUDA
     random.seed(seed)
     np.random.seed(seed % 2**32)
     try:
         yield
     finally:
-        torch.set_rng_state(torch_state)
-        random.setstate(py_state)
-        np.random.set_state(np_state)
+        if saved is not None:
+            torch.set_rng_state(saved[0])
+            random.setstate(saved[1])
+            np.random.set_state(saved[2])
 
 
 class SeededSamples(Dataset):
