@@ -7,7 +7,7 @@ import torch
 
 from multivic import MultivicError
 from multivic.errors import ConfigError
-from tests.train.toy import PairsOfVectors, history, train, vicreg_model
+from tests.train.toy import PairsOfVectors, adamw, history, train, vicreg_model
 
 
 def test_fit_logs_every_step_and_counts(tmp_path):
@@ -41,8 +41,6 @@ def test_small_batch_warns(tmp_path, caplog):
 
 def test_lr_follows_warmup_and_cosine(tmp_path):
     model = vicreg_model()
-    from tests.train.toy import adamw
-
     train(model, PairsOfVectors(), tmp_path / "run", [adamw(model, base_lr=0.256, warmup_epochs=1, final_lr_ratio=0.0)])
     lrs = [float(r["lr"]) for r in history(tmp_path / "run")]
     peak = 0.256 * 16 / 256
