@@ -1,0 +1,61 @@
+"""What a run shows while it trains: the progress bar and the rows of history.csv."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from multivic.run_dir import HistoryWriter, RunDir
+from multivic.train.settings import TrainSettings
+
+
+class StepLogger:
+    """Called once per optimiser step on every process; every ``log_every`` steps and at the last
+    step it averages the metrics over processes (a collective, hence on every process) and the
+    main process appends a history row: step, epoch, lr (and lr/<label> per optimiser when there
+    are several), the metrics, and samples per second since the previous row.
+    """
+
+    def __init__(self, accelerator: Accelerator, run_dir: RunDir, start_step: int, total_steps: int, settings: TrainSettings) -> None:
+        self.accelerator, self.settings, self.total_steps = accelerator, settings, total_steps
+        self.history = None
+        if accelerator.is_main_process:
+            run_dir.root.mkdir(parents=True, exist_ok=True)
+            self.history = HistoryWriter(run_dir.history, start_step)  # drops rows after a resumed checkpoint
+        self.bar = tqdm(
+            total=total_steps,
+            initial=start_step,
+            disable=not (settings.progress and accelerator.is_main_process),
+            dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 10.0,
+            desc="train",
+        )
+        self.window_start, self.window_steps = time.perf_counter(), 0
+
+    def step(self, step: int, epoch: int, lrs: dict[str, float], metrics: dict[str, torch.Tensor]) -> None:
+        """``lrs``: the learning rate each optimiser used for this step, by label; ``metrics``:
+        detached scalar tensors of this process's last micro-batch."""
+        self.window_steps += 1
+        self.bar.update(1)
+        if step % self.settings.log_every and step != self.total_steps:
+            return
+        names = sorted(metrics)
+        values = self.accelerator.reduce(torch.stack([metrics[k].float() for k in names]), "mean")
+        elapsed = time.perf_counter() - self.window_start
+        rate = self.window_steps * self.settings.samples_per_step / max(elapsed, 1e-9)
+        row: dict[str, float | int] = {"step": step, "epoch": epoch, "lr": next(iter(lrs.values()))}
+        if len(lrs) > 1:
+            row.update({f"lr/{label}": value for label, value in lrs.items()})
+        row.update({k: float(v) for k, v in zip(names, values.tolist())})
+        row["samples_per_s"] = rate
+        if self.history is not None:
+            self.history.append(row)
+        self.bar.set_postfix(loss=f"{row['loss']:.3f}", samples_s=f"{rate:.0f}")
+        self.window_start, self.window_steps = time.perf_counter(), 0
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,47 @@
+"""The scalar settings of a training run, in one typed value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How :func:`multivic.train.fit` trains; what it trains comes in as arguments.
+
+    Attributes:
+        epochs: passes over the training set (a resumed run continues up to this many).
+        batch_size: the global batch of one forward pass, split evenly over processes; the
+            variance and covariance terms see all of it (the loss gathers across processes).
+        grad_accum_steps: micro-batches averaged into one optimiser step. An optimiser step
+            therefore sees batch_size × grad_accum_steps samples, and the learning rate's peak
+            is base_lr × that / 256.
+        mixed_precision: "no", "bf16" or "fp16" (Accelerate's autocast; the loss stays float32).
+        num_workers: data-loading worker processes per training process (persistent).
+        seed: sample order, augmentations and dropout derive from it.
+        log_every: a history.csv row every this many optimiser steps, and at the last step.
+        checkpoint_every: a checkpoint every this many epochs, and after the last epoch.
+        keep_checkpoints: how many of the newest checkpoints stay on disk.
+        sync_batchnorm: on several CUDA processes, batch norm uses the global batch's statistics,
+            as the released code does (PyTorch's SyncBatchNorm runs on CUDA only).
+        cpu: train on the CPU even when an accelerator is present.
+        progress: show a progress bar (main process only).
+    """
+
+    epochs: int
+    batch_size: int
+    grad_accum_steps: int = 1
+    mixed_precision: str = "no"
+    num_workers: int = 0
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 1
+    keep_checkpoints: int = 1
+    sync_batchnorm: bool = True
+    cpu: bool = False
+    progress: bool = True
+
+    @property
+    def samples_per_step(self) -> int:
+        """Samples behind one optimiser step, over all processes and micro-batches."""
+        return self.batch_size * self.grad_accum_steps
