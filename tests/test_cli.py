@@ -206,3 +206,28 @@ def test_embed_writes_vectors_for_a_folder_of_images(tiny_recipe, tiny_images, t
                   r"unknown format '.csv'")
     _expect_error(capsys, main(["embed", str(run), "--branch", "nope", "--input", str(folder), "--out", str(tmp_path / "e.npy")]),
                   r"no exported branch 'nope' .* exported branches: tiny")
+
+
+def test_a_copied_export_folder_embeds_alone(tiny_recipe, tiny_images, tmp_path):
+    """The export records its input pipeline: no run directory, config or flags are needed."""
+    import shutil
+
+    import numpy as np
+
+    from multivic import load_branch
+
+    run = tmp_path / "run"
+    assert _train(tiny_recipe, run, "train.epochs=0", "eval.enabled=false") == 0
+    meta = json.loads((run / "export" / "tiny.json").read_text())
+    assert meta["preprocess"] == {"modality": "image", "options": {"image_size": 16}}
+    copied = tmp_path / "elsewhere"
+    shutil.copytree(run / "export", copied)
+    shutil.rmtree(run)
+    branch = load_branch(copied, "tiny")
+    assert branch.preprocess.image_size == 16
+    out = tmp_path / "e.npy"
+    assert main(["embed", str(copied), "--branch", "tiny", "--input", str(tiny_images / "val"), "--out", str(out)]) == 0
+    assert np.load(out).shape == (24, 512)
+    # A branch name cannot leave the export folder.
+    assert main(["embed", str(copied), "--branch", "../elsewhere/tiny", "--input", str(tiny_images / "val"),
+                 "--out", str(tmp_path / "x.npy")]) == 2

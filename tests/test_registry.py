@@ -9,12 +9,13 @@ import multivic
 from multivic.errors import RegistryError
 from multivic.registry import ENCODERS, create_encoder, encoder_spec, list_encoders, register_encoder
 
-# A tiny input per modality; every registered encoder must accept its modality's input.
-TINY_INPUTS = {
-    "image": lambda: torch.randn(2, 3, 32, 32),
-    "waveform": lambda: torch.randn(2, 4000),
-    "text": lambda: {"input_ids": torch.tensor([[5, 9, 3, 0], [7, 2, 8, 4]]), "attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])},
-}
+# Every registered encoder must accept its modality's example batch (the modality registry's own).
+from multivic.modalities import create_modality
+
+
+def tiny_input(modality: str):
+    return create_modality(modality).example_batch(2)
+
 # Arguments that make an encoder fit the tiny input (ViTs fix their image size).
 TINY_KWARGS = {name: {"image_size": 32, "patch_size": 8} for name in ("vit_tiny", "vit_small", "vit_base")}
 # Family members and import paths are not listed by name: walk a representative of each too.
@@ -29,7 +30,7 @@ def test_every_registered_encoder_meets_the_contract(name, tmp_path):
     assert isinstance(encoder.modality, str) and encoder.modality
     if ":" not in name:
         assert encoder.modality == encoder_spec(name).meta["modality"]
-    x = TINY_INPUTS[encoder.modality]()
+    x = tiny_input(encoder.modality)
     encoder.train()
     y = encoder(x)
     assert y.shape == (2, encoder.out_dim)

@@ -27,7 +27,7 @@ from multivic.config import RecipeConfig, to_container, to_yaml
 from multivic.errors import RunDirError
 from multivic.export import export_branch
 from multivic.run_dir import RunDir, atomic_write_text
-from multivic.trainer import fit
+from multivic.train import TrainSettings, fit
 
 logger = logging.getLogger("multivic")
 
@@ -88,25 +88,13 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
     run_dir.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir.config, to_yaml(cfg))
     save_modalities(data, run_dir.modalities)
-    result = fit(
-        model,
-        train_set,
-        run_dir,
-        optimizers=build_optimizer_specs(cfg, model),
-        epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size,
-        grad_accum_steps=cfg.train.grad_accum_steps,
-        mixed_precision=cfg.train.mixed_precision,
-        num_workers=cfg.data.num_workers,
-        seed=cfg.seed,
-        log_every=cfg.train.log_every,
-        checkpoint_every=cfg.train.checkpoint_every,
-        keep_checkpoints=cfg.train.keep_checkpoints,
-        sync_batchnorm=cfg.train.sync_batchnorm,
-        cpu=cfg.train.cpu,
-        progress=progress,
-        collate_fn=collate,
+    t = cfg.train
+    settings = TrainSettings(
+        epochs=t.epochs, batch_size=t.batch_size, grad_accum_steps=t.grad_accum_steps, mixed_precision=t.mixed_precision,
+        num_workers=cfg.data.num_workers, seed=cfg.seed, log_every=t.log_every, checkpoint_every=t.checkpoint_every,
+        keep_checkpoints=t.keep_checkpoints, sync_batchnorm=t.sync_batchnorm, cpu=t.cpu, progress=progress,
     )
+    result = fit(model, train_set, run_dir, build_optimizer_specs(cfg, model), settings, collate)
     metrics: dict[str, float] = {}
     if result.accelerator.is_main_process:
         for branch in result.model.branches().values():

@@ -30,7 +30,7 @@ class Recording(Linear):
 
 
 def main(out: Path) -> None:
-    set_seed(0)  # as multivic.workflows does before building the model
+    set_seed(0)  # as multivic.commands.train does before building the model
     encoder = Recording()
     branch = Branch("vec", encoder, Expander(8, "16-16"))
     model = JointEmbedding(branch, branch)
