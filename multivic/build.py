@@ -22,11 +22,8 @@ from multivic.errors import ConfigError, DataError, MultivicError
 from multivic.formats import DataSetup, PairedViews
 from multivic.modalities import Modality, create_modality
 from multivic.optim import OptimizerSpec
-from multivic.registry import FORMATS, OBJECTIVES, accepted_kwargs, check_kwargs, create_encoder, encoder_modality, encoder_spec, import_modules
-
-# Data keys shared by every format (the rest are the format's and the modalities' options).
-COMMON_DATA_KEYS = ("format", "root", "builtin", "num_workers")
-
+from multivic.options import options_for
+from multivic.registry import FORMATS, MODALITIES, OBJECTIVES, accepted_kwargs, check_kwargs, create_encoder, encoder_modality, encoder_spec, import_modules
 
 def plain(value: Any) -> Any:
     """An OmegaConf node as plain Python containers."""
@@ -47,14 +44,10 @@ def resolve_data_root(data: Any) -> Path:
 def build_data(cfg: RecipeConfig, root: Path | None = None) -> DataSetup:
     """The data format and its modalities; ``root`` defaults to :func:`resolve_data_root`."""
     import_modules(list(cfg.imports))
-    options = {k: v for k, v in plain(cfg.data).items() if k not in COMMON_DATA_KEYS}
+    values = plain(cfg.data)
     fmt_cls = FORMATS.get(cfg.data.format).factory
-    modalities = {}
-    for name in fmt_cls.modalities:
-        fields = create_modality(name).options()
-        modalities[name] = create_modality(name, {k: options[k] for k in fields if k in options})
-    fmt_options = {k: v for k, v in options.items() if not any(k in m.options() for m in modalities.values())}
-    fmt = fmt_cls(root if root is not None else resolve_data_root(cfg.data), **fmt_options)
+    modalities = {name: create_modality(name, options_for(MODALITIES.get(name).factory, values)) for name in fmt_cls.modalities}
+    fmt = fmt_cls(root if root is not None else resolve_data_root(cfg.data), **options_for(fmt_cls, values))
     return DataSetup(fmt, modalities, int(cfg.data.num_workers))
 
 

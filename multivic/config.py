@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from multivic.errors import ConfigError, MultivicError
+from multivic.options import option_fields, options_for
 from multivic.registry import FORMATS, OBJECTIVES, import_modules
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -209,13 +210,13 @@ def _typed_section(section: str, fields: list[tuple[str, Any, Any]], given: dict
     return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
 
 
-def _dataclass_fields(cls: type, skip: tuple[str, ...] = ()) -> list[tuple[str, Any, Any]]:
+def _dataclass_fields(cls: type, every_field: bool = False) -> list[tuple[str, Any, Any]]:
+    """(name, type, default) of a plug-in's options, or of every field of ``cls``."""
     hints = typing.get_type_hints(cls)
     out = []
-    for f in dataclasses.fields(cls):
-        if f.init and f.name not in skip:
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            out.append((f.name, hints.get(f.name, Any), default))
+    for f in dataclasses.fields(cls) if every_field else option_fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        out.append((f.name, hints.get(f.name, Any), default))
     return out
 
 
@@ -256,7 +257,7 @@ def resolve_data(data: dict[str, Any]) -> dict[str, Any]:
         modality_classes = [MODALITIES.get(m).factory for m in fmt.modalities]
     except MultivicError as exc:
         raise ConfigError(f"data.format: {exc}") from None
-    fields = _dataclass_fields(DataCommon) + _dataclass_fields(fmt, skip=("root",))
+    fields = _dataclass_fields(DataCommon, every_field=True) + _dataclass_fields(fmt)
     for cls in modality_classes:
         fields += _dataclass_fields(cls)
     names = [n for n, _, _ in fields]
@@ -273,10 +274,9 @@ def resolve_data(data: dict[str, Any]) -> dict[str, Any]:
                 f"data.builtin={resolved['builtin']} is written as {builtins[resolved['builtin']]}: set data.format to match"
             )
     try:  # the plug-ins' own checks of their values (e.g. data.sample_rate > 0)
-        options = {k: v for k, v in resolved.items() if k not in names[: len(_dataclass_fields(DataCommon))]}
-        fmt(Path("."), **{n: options[n] for n, _, _ in _dataclass_fields(fmt, skip=("root",))})
+        fmt(Path("."), **options_for(fmt, resolved))
         for cls in modality_classes:
-            cls(**{n: options[n] for n, _, _ in _dataclass_fields(cls)})
+            cls(**options_for(cls, resolved))
     except (TypeError, ValueError) as exc:  # their messages start with the option's name
         raise ConfigError(f"data.{exc}") from None
     return resolved

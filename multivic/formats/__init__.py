@@ -15,7 +15,6 @@ Register one with ``@multivic.register_format("name")`` on the class, in a modul
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
@@ -24,6 +23,7 @@ from torch.utils.data import Dataset
 
 from multivic.errors import DataError
 from multivic.modalities import Modality
+from multivic.options import option_fields
 from multivic.registry import FORMATS
 
 Sample = dict[str, Any]
@@ -74,7 +74,7 @@ class DataFormat:
             self.split("val", modalities)
 
     def options(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init and f.name != "root"}
+        return {f.name: getattr(self, f.name) for f in option_fields(type(self))}
 
 
 @dataclass
@@ -137,11 +137,6 @@ class LabelledViews(Dataset):
         return self.view(sample[self.modality]), sample["label"]
 
 
-def format_option_fields(name: str) -> list[dataclasses.Field]:
-    """The option fields of format ``name`` (its dataclass fields after ``root``)."""
-    return [f for f in dataclasses.fields(FORMATS.get(name).factory) if f.init and f.name != "root"]
-
-
 def builtin_formats() -> dict[str, str]:
     """Built-in data set name -> the format that writes it, over every registered format."""
     return {b: n for n in FORMATS.names() for b in getattr(FORMATS.get(n).factory, "builtins", {})}
@@ -149,5 +144,5 @@ def builtin_formats() -> dict[str, str]:
 
 __all__ = [
     "DataFormat", "DataSetup", "LabelledSamples", "LabelledViews", "PairedViews", "RetrievalSet", "Sample",
-    "builtin_formats", "format_option_fields",
+    "builtin_formats",
 ]

@@ -24,6 +24,7 @@ from typing import Any, Callable, ClassVar, Iterable, Sequence
 from torch.utils.data import Dataset, default_collate
 
 from multivic.errors import DataError
+from multivic.options import option_fields
 from multivic.registry import MODALITIES
 
 
@@ -55,7 +56,7 @@ class Modality:
 
     def options(self) -> dict[str, Any]:
         """The data-level options this modality was built with (recorded in exports)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        return {f.name: getattr(self, f.name) for f in option_fields(type(self))}
 
     def read_file(self, path: Path) -> Any:
         raise DataError(f"modality {self.name!r} reads no files")
@@ -112,9 +113,4 @@ def create_modality(name: str, options: dict[str, Any] | None = None) -> Modalit
     return modality
 
 
-def modality_option_fields(name: str) -> list[dataclasses.Field]:
-    """The option fields of modality ``name`` (its dataclass fields)."""
-    return [f for f in dataclasses.fields(MODALITIES.get(name).factory) if f.init]
-
-
-__all__ = ["Modality", "Transformed", "create_modality", "files_with_suffixes", "modality_option_fields"]
+__all__ = ["Modality", "Transformed", "create_modality", "files_with_suffixes"]

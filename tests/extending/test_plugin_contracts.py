@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from multivic.evaluation.protocols import PROTOCOLS
-from multivic.formats import builtin_formats, format_option_fields
+from multivic.formats import builtin_formats
+from multivic.options import option_fields
 from multivic.modalities import Modality, create_modality
 from multivic.registry import FORMATS, MODALITIES, list_encoders
 
@@ -29,9 +30,9 @@ def test_every_format(name):
     assert all(m in MODALITIES for m in cls.modalities)
     assert cls.protocol in PROTOCOLS
     assert [f.name for f in dataclasses.fields(cls)][0] == "root"
-    assert "root" not in {f.name for f in format_option_fields(name)}
+    assert "root" not in {f.name for f in option_fields(cls)}
     if cls.folds:
-        assert "test_fold" in {f.name for f in format_option_fields(name)}
+        assert "test_fold" in {f.name for f in option_fields(cls)}
 
 
 def test_builtin_data_sets_and_encoders_cover_the_builtin_modalities():
