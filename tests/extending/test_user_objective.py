@@ -93,3 +93,25 @@ def test_objective_keys_are_checked_against_its_signature(toy_recipe):
         load_config(toy_recipe, ["loss.init_scale=-1"])
     with pytest.raises(ConfigError, match=r"loss.name: unknown objective 'nope'.*Known objectives: .*toy_cosine.*vicreg"):
         load_config(toy_recipe, ["loss.name=nope"])
+
+
+def test_objective_by_import_path_and_by_entry_point(tmp_path, monkeypatch):
+    """The other two routes: ``loss.name=package.module:Class`` and the multivic.objectives group."""
+    from multivic.config import resolve_loss
+
+    (tmp_path / "toy_objective_pkg.py").write_text(TOY.replace('@register_objective("toy_cosine")\n', ""))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    resolved = resolve_loss({"name": "toy_objective_pkg:ToyCosine", "init_scale": 3.0})
+    assert resolved == {"name": "toy_objective_pkg:ToyCosine", "init_scale": 3.0, "spread_coeff": 0.1}
+
+    info = tmp_path / "toy_dist-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-dist\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[multivic.objectives]\ntoy_from_dist = toy_objective_pkg:ToyCosine\n")
+    monkeypatch.setattr(registry.OBJECTIVES, "_loaded", False)
+    try:
+        assert "toy_from_dist" in registry.OBJECTIVES.names()
+        assert registry.OBJECTIVES.get("toy_from_dist").source == "entry point of toy-dist"
+        assert resolve_loss({"name": "toy_from_dist"})["init_scale"] == 1.0
+    finally:
+        registry.OBJECTIVES._entries.pop("toy_from_dist", None)
