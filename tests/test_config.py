@@ -40,3 +40,18 @@ def test_missing_recipe_and_missing_data():
         load_config("recipes/nope.yaml")
     with pytest.raises(ConfigError, match="data.root"):
         load_config(None)
+
+
+def test_data_keys_come_from_the_format_and_its_modalities():
+    from multivic.build import build_data
+
+    cfg = load_config("recipes/quickstart/coco_retrieval.yaml", ["data.year=2014", "data.root=/tmp"])
+    assert cfg.data.year == 2014 and cfg.data.captions_per_image == 5 and cfg.data.image_size == 32
+    data = build_data(cfg)
+    assert data.format.year == 2014 and data.modalities["text"].max_caption_tokens == cfg.data.max_caption_tokens
+    with pytest.raises(ConfigError, match=r"unknown config key 'data.test_fold': data.format=coco .* takes: .*year"):
+        load_config("recipes/quickstart/coco_retrieval.yaml", ["data.test_fold=3"])
+    with pytest.raises(ConfigError, match=r"config key 'data.year'"):
+        load_config("recipes/quickstart/coco_retrieval.yaml", ["data.year=recent"])
+    with pytest.raises(ConfigError, match=r"data.format: unknown data format 'imagefolder'. Did you mean image_folder"):
+        load_config(QUICKSTART, ["data.format=imagefolder"])
