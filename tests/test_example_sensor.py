@@ -87,7 +87,7 @@ def test_sensor_example_reports_bad_options_and_data(clean_registries, small_sen
                  "model.branch_b.view.noise_std=-1"]) != 0
     assert "noise_std must be >= 0" in capsys.readouterr().err
 
-    shutil.rmtree(small_sensor_root / "val" / "ramp" )
+    shutil.rmtree(small_sensor_root / "val" / "ramp")
     (small_sensor_root / "val" / "ramp").mkdir()
     assert main(["train", recipe, "--output-dir", out, "--no-progress", f"data.root={small_sensor_root}", *FAST]) != 0
     assert "holds no .csv files" in capsys.readouterr().err

@@ -190,32 +190,38 @@ class SensorFolder(Dataset):
 TOY_CLASSES = ("sine", "square", "bursts", "ramp")
 
 
-def _toy_signal(kind: str, rng: np.random.Generator, steps: int) -> np.ndarray:
-    """One channel of class ``kind``: a random frequency, phase, amplitude, offset and noise level."""
+def _toy_signal(kind: str, rng: np.random.Generator, steps: int, active: bool) -> np.ndarray:
+    """One channel of class ``kind`` (or of background only when not ``active``): a random
+    frequency, phase, amplitude and offset, over a slow random drift and white noise."""
     t = np.arange(steps)
-    amp, offset, noise = rng.uniform(0.5, 1.5), rng.normal(0.0, 0.3), rng.uniform(0.1, 0.3)
-    if kind == "sine":  # smooth oscillation, 0.02-0.06 cycles per step
-        x = np.sin(2 * np.pi * rng.uniform(0.02, 0.06) * t + rng.uniform(0, 2 * np.pi))
+    amp, offset, noise = rng.uniform(0.5, 1.5), rng.normal(0.0, 0.5), rng.uniform(0.2, 0.5)
+    if not active:
+        x = np.zeros(steps)
+    elif kind == "sine":  # smooth oscillation, 0.015-0.08 cycles per step
+        x = np.sin(2 * np.pi * rng.uniform(0.015, 0.08) * t + rng.uniform(0, 2 * np.pi))
     elif kind == "square":  # the same frequency band, but a square wave (odd harmonics)
-        x = np.sign(np.sin(2 * np.pi * rng.uniform(0.02, 0.06) * t + rng.uniform(0, 2 * np.pi)))
-    elif kind == "bursts":  # quiet background with short broadband bursts
+        x = np.sign(np.sin(2 * np.pi * rng.uniform(0.015, 0.08) * t + rng.uniform(0, 2 * np.pi)))
+    elif kind == "bursts":  # short broadband bursts
         envelope = np.zeros(steps)
         for _ in range(rng.integers(3, 7)):
             centre, width = rng.uniform(0, steps), rng.uniform(4, 16)
             envelope += np.exp(-0.5 * ((t - centre) / width) ** 2)
         x = rng.normal(size=steps) * np.clip(envelope, 0, 1.5)
     elif kind == "ramp":  # sawtooth: slow rise, sudden drop
-        x = 2 * ((rng.uniform(0.01, 0.03) * t + rng.uniform(0, 1)) % 1.0) - 1
+        x = 2 * ((rng.uniform(0.015, 0.05) * t + rng.uniform(0, 1)) % 1.0) - 1
     else:
         raise ValueError(f"unknown toy class {kind!r}")
-    return (amp * x + offset + rng.normal(0.0, noise, steps)).astype(np.float32)
+    drift = np.cumsum(rng.normal(0.0, 0.03, steps))  # a slow random walk, as a sensor's baseline wanders
+    return (amp * x + offset + drift + rng.normal(0.0, noise, steps)).astype(np.float32)
 
 
 def write_toy_sensors(
-    root: str | Path, train_per_class: int = 40, val_per_class: int = 16, steps: int = 256, channels: int = 3, seed: int = 0
+    root: str | Path, train_per_class: int = 64, val_per_class: int = 32, steps: int = 256, channels: int = 3, seed: int = 0
 ) -> Path:
     """Write ``root/{train,val}/<class>/NNNN.csv``: four classes of ``channels``-channel signals,
-    ``steps`` rows each, with a header row ``ch0,ch1,...``. Deterministic for a given ``seed``."""
+    ``steps`` rows each, with a header row ``ch0,ch1,...``. Each recording shows its class on a
+    random subset of the channels (at least one), the others carry background only. Deterministic
+    for a given ``seed``."""
     root = Path(root)
     header = ",".join(f"ch{c}" for c in range(channels))
     for label, kind in enumerate(TOY_CLASSES):
@@ -224,7 +230,9 @@ def write_toy_sensors(
             folder.mkdir(parents=True, exist_ok=True)
             rng = np.random.default_rng([seed, label, split_index])
             for i in range(count):
-                signal = np.stack([_toy_signal(kind, rng, steps) for _ in range(channels)], axis=1)  # [T, C]
+                active = rng.random(channels) < 0.6  # not every axis sees the activity
+                active[rng.integers(channels)] = True
+                signal = np.stack([_toy_signal(kind, rng, steps, bool(a)) for a in active], axis=1)  # [T, C]
                 np.savetxt(folder / f"{i:04d}.csv", signal, fmt="%.5f", delimiter=",", header=header, comments="")
     return root
 
