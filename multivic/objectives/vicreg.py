@@ -21,6 +21,15 @@ because ‖A^T A‖_F = ‖A A^T‖_F. The n×n Gram costs O(n²d) instead of O(
 d=8192 that is 32× fewer multiply-adds and no 256 MB matrix. When n ≥ d the d×d form is the
 cheaper one and is used instead (``covariance_form="auto"``).
 
+The Gram form is a difference of two nearly equal numbers when the off-diagonal covariances
+are small next to the variances: float32 keeps about 7 digits and the subtraction cancels
+log10 κ of them, κ = ‖Zc Zc^T‖_F² / ((n-1)² Σ_{i≠j} C_ij²). No rearrangement of the n×n
+products avoids it (the d×d diagonal has no n×n counterpart), so the float32 Gram is kept
+where κ ≤ 10³ (error ≲ 10⁻³) and the Gram is recomputed in float64 where it is not. When n < d
+the rank of C (at most n-1) bounds κ ≤ 1 + Σ var² / ((Σ var)²/(n-1) - Σ var²), so with
+comparable variances κ stays near 1 and the float64 pass needs the variance concentrated in
+fewer than about n dimensions, with those nearly uncorrelated.
+
 Across processes, Z is gathered with gradient for the variance and covariance terms; the
 invariance term stays local, as in the released code. The covariance sum is split: each
 process computes only its share of rows of the Gram (or columns of C) and the partial sums
@@ -122,18 +131,25 @@ class _FusedVarianceCovariance(torch.autograd.Function):
     orthogonal to the centring and are the gradient with respect to z itself. Autograd would
     spend two Gram-sized products and about forty elementwise passes here; this spends one
     product and three passes.
+
+    In the Gram form, ``off`` is recomputed from a float64 Gram when float32 would cancel too
+    many digits (see the module docstring). The backward keeps the float32 M: its difference,
+    M Zc - (n-1) Zc diag(var) = Zc (C - diag C)(n-1), cancels only about √κ, not κ.
     """
 
     @staticmethod
     def forward(ctx, z: Tensor, gamma: float, eps: float, form: str):  # type: ignore[override]
         n, d = z.shape
         zc = z - z.mean(dim=0)
-        var = torch.linalg.vector_norm(zc, dim=0).square_().div_(n - 1)  # one pass over zc
+        var = _column_variance(zc)
         std = (var + eps).sqrt_()
         v = F.relu(gamma - std).mean()
         if form == "gram":
             m = zc @ zc.T
-            off = m.pow(2).sum() / (n - 1) ** 2 - var.pow(2).sum()
+            terms = _gram_terms(m, var, n)
+            if _cancels_too_much(terms, zc.dtype):
+                terms = _gram_shard_terms_float64(zc, shard=0, shards=1)
+            off = _gram_difference(terms).to(zc.dtype)
         else:
             m = zc.T @ zc
             m.diagonal().zero_()
@@ -158,22 +174,91 @@ class _FusedVarianceCovariance(torch.autograd.Function):
         return grad, None, None, None
 
 
-def _off_diagonal_sum_sq(zc: Tensor, var: Tensor, form: str, shard: int, shards: int) -> Tensor:
-    """This process's part of Σ_{i≠j} C_ij² from the gathered centred rows ``zc`` [n, d], with
-    plain autograd (the gradient flows back through the all-gather). One process uses
-    :class:`_FusedVarianceCovariance` instead.
+# Largest cancellation κ = (Gram term) / (Gram term - Σ var²) a float32 Gram is trusted with.
+# Its rounding errors are a few float32 ulps of the Gram term: the off-diagonal sum comes out
+# within 1 to 10 × 2⁻²⁴·κ of float64 (measured, n and d from 256 to 8192), so κ ≤ 10³ keeps
+# it within about 6·10⁻⁴. Beyond that, float64.
+GRAM_MAX_CANCELLATION = 1e3
 
-    ``var`` [d] holds C's diagonal. Only rows ``shard`` of the Gram (form
-    "gram") or columns ``shard`` of C (form "covariance") are computed; the shard sums add up
-    to the whole.
+
+def _column_variance(zc: Tensor) -> Tensor:
+    """Unbiased variance of each column of the centred ``zc`` [n, d]; returns [d], in zc's dtype.
+
+    One pass over zc (no [n, d] temporary), and out of place so that autograd can use it.
     """
+    return torch.linalg.vector_norm(zc, dim=0).square() / (zc.shape[0] - 1)
+
+
+def _gram_terms(m: Tensor, diag: Tensor, n: int) -> Tensor:
+    """The two sums the Gram form subtracts, as a [2] tensor: ‖m‖_F² / (n-1)² and Σ diag².
+
+    ``m`` [r, n] holds r rows of the Gram Zc Zc^T and ``diag`` [c] part of C's diagonal (all
+    of both on one process). Rounding (in m's entries and in the sums) leaves each term a few
+    ulps off; their subtraction (:func:`_gram_difference`) is exact where they nearly cancel,
+    so the result is off by those few ulps of the terms: κ times as many of itself.
+    """
+    return torch.stack([m.pow(2).sum() / (n - 1) ** 2, diag.pow(2).sum()])
+
+
+def _gram_difference(terms: Tensor) -> Tensor:
+    """Σ_{i≠j} C_ij² from :func:`_gram_terms`' [2] output (summed over shards if sharded)."""
+    return terms[0] - terms[1]
+
+
+def _gram_shard_terms(zc: Tensor, var: Tensor, shard: int, shards: int) -> Tensor:
+    """:func:`_gram_terms` of rows ``shard`` of the Gram of ``zc`` [n, d] and part ``shard`` of
+    ``var`` [d]; [2]. The shards' terms add up to the whole batch's.
+
+    Row block r of the Gram covers its rows of ‖·‖_F²; the diagonal of C is split evenly too.
+    """
+    rows = torch.tensor_split(zc, shards, dim=0)[shard]
+    diag = torch.tensor_split(var, shards)[shard]
+    return _gram_terms(rows @ zc.T, diag, zc.shape[0])
+
+
+def _gram_shard_terms_float64(zc: Tensor, shard: int, shards: int) -> Tensor:
+    """:func:`_gram_shard_terms` with the Gram and the variances computed in float64, for when
+    float32 would cancel too many digits. Costs about twice the float32 Gram on CPU."""
+    zc64 = zc.double()
+    return _gram_shard_terms(zc64, _column_variance(zc64), shard, shards)
+
+
+def _cancels_too_much(terms: Tensor, dtype: torch.dtype) -> bool:
+    """Whether a Gram form computed in ``dtype`` lost too many digits to trust: κ > 10³.
+
+    ``terms`` is :func:`_gram_terms`' output for the whole batch. Reads one scalar back to the
+    host (a device sync). float64 is not redone: it carries 9 more digits than float32.
+    """
+    if dtype == torch.float64:
+        return False
+    gram, diag = terms.detach()
+    return bool(GRAM_MAX_CANCELLATION * (gram - diag) < gram)
+
+
+def _sharded_off_diagonal_sum_sq(zc: Tensor, var: Tensor, form: str) -> Tensor:
+    """Σ_{i≠j} C_ij² over all processes, from the gathered centred rows ``zc`` [n, d] and
+    ``var`` [d] (C's diagonal), each process computing only its share; plain autograd (the
+    gradient flows back through the all-reduce and the all-gather). One process uses
+    :class:`_FusedVarianceCovariance` instead. Returns a scalar in zc's dtype.
+    """
+    shard, shards = rank(), world_size()
+    if form != "gram":
+        return all_reduce_sum_with_grad(_covariance_shard_sum_sq(zc, shard, shards))
+    # The two terms are summed over processes before subtracting: a process's own difference
+    # is as large as the terms (its rows of the Gram and its part of the diagonal do not
+    # match), so adding up the differences would round at the scale of the terms, while the
+    # one subtraction of the totals is exact where they nearly cancel. Every process sees the
+    # same totals, so all of them take the same branch.
+    terms = all_reduce_sum_with_grad(_gram_shard_terms(zc, var, shard, shards))
+    if _cancels_too_much(terms, zc.dtype):
+        terms = all_reduce_sum_with_grad(_gram_shard_terms_float64(zc, shard, shards))
+    return _gram_difference(terms).to(zc.dtype)
+
+
+def _covariance_shard_sum_sq(zc: Tensor, shard: int, shards: int) -> Tensor:
+    """Columns ``shard`` of C's part of Σ_{i≠j} C_ij², from the centred ``zc`` [n, d]; the
+    shards' sums add up to the whole."""
     n = zc.shape[0]
-    if form == "gram":
-        rows = torch.tensor_split(zc, shards, dim=0)[shard]
-        diag = torch.tensor_split(var, shards)[shard]
-        # Row block r of the Gram covers ‖·‖_F² rows; the diagonal of C is split evenly too so
-        # the shards' sums add up to Σ_{i≠j} C_ij² exactly.
-        return (rows @ zc.T).pow(2).sum() / (n - 1) ** 2 - diag.pow(2).sum()
     # The d×d form, arranged as the released code does: zero the diagonal, sum the squares.
     # Subtracting Σ var² here instead would lose digits when d is small and n large.
     cols = torch.tensor_split(torch.arange(zc.shape[1], device=zc.device), shards)[shard]
@@ -314,10 +399,10 @@ class VICRegLoss(nn.Module):
                 v, off, std = _FusedVarianceCovariance.apply(z, self.gamma, self.eps, form)
             else:
                 zc = z - z.mean(dim=0)
-                var = zc.pow(2).sum(dim=0) / (n - 1)
+                var = _column_variance(zc)
                 std = torch.sqrt(var + self.eps)
                 v = F.relu(self.gamma - std).mean()
-                off = all_reduce_sum_with_grad(_off_diagonal_sum_sq(zc, var, form, shard=rank(), shards=shards))
+                off = _sharded_off_diagonal_sum_sq(zc, var, form)
             v_terms.append(v)
             c_terms.append(off / d)
             with torch.no_grad():

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from multivic.objectives import NonFiniteLossError, VICRegLoss, covariance_loss, invariance_loss, variance_loss
+from multivic.objectives import vicreg
 from multivic.objectives.vicreg import _FusedVarianceCovariance, _resolve_form
 from tests.objectives.reference import off_diagonal, reference_vicreg
 
@@ -83,6 +84,92 @@ def test_forms_agree_in_float32(n, d):
     ref = reference_vicreg(a.double(), b.double())[3]
     assert abs(gram.item() - ref.item()) / ref.item() < 1e-4
     assert abs(cov.item() - ref.item()) / ref.item() < 1e-4
+
+
+def _nearly_uncorrelated(n, d, seed):
+    """[n, d] float32 embeddings whose covariance is nearly diagonal: k = min(d, n/2) columns
+    with exactly zero sample covariance and unequal scales (stds halving from 1 down to 0.01),
+    plus a shared component that gives every pair of them correlation 1e-3; when d > k (only
+    n-1 columns can be uncorrelated) the other columns are noise of std 1e-4.
+
+    Σ_{i≠j} C_ij² is then about 10⁻⁶ of Σ var² (κ ≈ 10⁶): a float32 Gram form that subtracts
+    the two loses about 6 of its 7 digits.
+    """
+    g = torch.Generator().manual_seed(seed)
+    k = min(d, n // 2)
+    x = torch.randn(n, k + 1, generator=g, dtype=torch.float64)
+    q, _ = torch.linalg.qr(x - x.mean(dim=0))
+    q = q * (n - 1) ** 0.5  # orthogonal, centred columns of unit variance
+    std = (0.5 ** torch.arange(k, dtype=torch.float64)).clamp_min(1e-2)[torch.randperm(k, generator=g)]
+    z = (q[:, :k] + 1e-3**0.5 * q[:, k:]) * std
+    if d > k:
+        z = torch.cat([z, 1e-4 * torch.randn(n, d - k, generator=g, dtype=torch.float64)], dim=1)
+    return (z + 0.3).float()
+
+
+def _relative_error(got, want):
+    return ((got.double() - want).norm() / want.norm()).item()
+
+
+@pytest.mark.parametrize("n,d", [(256, 2048), (2048, 256)])
+@pytest.mark.parametrize("form", ["gram", "covariance"])
+def test_float32_covariance_term_when_nearly_uncorrelated(n, d, form):
+    a = _nearly_uncorrelated(n, d, seed=0).requires_grad_()
+    b = _nearly_uncorrelated(n, d, seed=1).requires_grad_()
+    got = VICRegLoss(covariance_form=form)(a, b).covariance
+    a64, b64 = a.detach().double().requires_grad_(), b.detach().double().requires_grad_()
+    want = reference_vicreg(a64, b64)[3]
+    assert abs(got.item() - want.item()) / want.item() < 1e-2
+    # The gradient of the Gram form still subtracts (n-1)·Zc·diag(var) from M·Zc in float32,
+    # but those differ only by a factor of about √κ ≈ 10³, so it keeps about 4 of float32's 7
+    # digits (measured ≤ 6e-4 on such data; the covariance form ≤ 3e-5). Half a percent
+    # leaves margin for other BLAS blockings.
+    for g, g_ref in zip(torch.autograd.grad(got, (a, b)), torch.autograd.grad(want, (a64, b64))):
+        assert _relative_error(g, g_ref) < 5e-3
+
+
+def test_float32_gram_form_needs_no_float64_on_ordinary_batches(monkeypatch):
+    # The float64 Gram is for nearly uncorrelated batches only; an ordinary batch with n < d
+    # cancels next to nothing (C has rank < n, so with comparable variances its off-diagonal
+    # part cannot be small next to its diagonal).
+    def fail(*args):
+        raise AssertionError("the float64 Gram was used")
+
+    monkeypatch.setattr(vicreg, "_gram_shard_terms_float64", fail)
+    a, b = _pair(256, 2048, seed=7, dtype=torch.float32)
+    VICRegLoss(covariance_form="gram")(a, b).loss.backward()
+
+
+def _sharded_worker(rank, world, init, out):
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    a, b = _nearly_uncorrelated(256, 2048, seed=0), _nearly_uncorrelated(256, 2048, seed=1)
+    rows = slice(rank * 256 // world, (rank + 1) * 256 // world)
+    a, b = a[rows].requires_grad_(), b[rows].requires_grad_()
+    cov = VICRegLoss(covariance_form="gram")(a, b).covariance
+    grads = []
+    for g in torch.autograd.grad(cov, (a, b)):  # every process's loss sends each row a gradient
+        parts = [torch.empty_like(g) for _ in range(world)]
+        torch.distributed.all_gather(parts, g)
+        grads.append(torch.cat(parts) / world)  # the DDP average
+    if rank == 0:
+        torch.save({"covariance": cov.detach(), "grads": grads}, out)
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
+def test_float32_sharded_gram_form_when_nearly_uncorrelated(tmp_path):
+    # Each process's share of the Gram form is as large as the terms it subtracts; the shares
+    # must be summed before subtracting, and the float64 fallback taken on every process.
+    out = tmp_path / "out.pt"
+    torch.multiprocessing.spawn(_sharded_worker, args=(2, f"file://{tmp_path / 'pg'}", str(out)), nprocs=2)
+    got = torch.load(out)
+    a64 = _nearly_uncorrelated(256, 2048, seed=0).double().requires_grad_()
+    b64 = _nearly_uncorrelated(256, 2048, seed=1).double().requires_grad_()
+    want = reference_vicreg(a64, b64)[3]
+    assert abs(got["covariance"].item() - want.item()) / want.item() < 1e-2
+    for g, g_ref in zip(got["grads"], torch.autograd.grad(want, (a64, b64))):
+        assert _relative_error(g, g_ref) < 5e-3
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
