@@ -23,7 +23,18 @@ from multivic.formats import DataSetup, PairedViews
 from multivic.modalities import Modality, create_modality
 from multivic.optim import OptimizerSpec
 from multivic.options import options_for
-from multivic.registry import FORMATS, MODALITIES, OBJECTIVES, accepted_kwargs, check_kwargs, create_encoder, encoder_modality, encoder_spec, import_modules
+from multivic.registry import (
+    FORMATS,
+    MODALITIES,
+    OBJECTIVES,
+    accepted_kwargs,
+    check_kwargs,
+    create_encoder,
+    encoder_modality,
+    encoder_spec,
+    import_modules,
+)
+
 
 def plain(value: Any) -> Any:
     """An OmegaConf node as plain Python containers."""
@@ -52,9 +63,9 @@ def build_data(cfg: RecipeConfig, root: Path | None = None) -> DataSetup:
 
 
 def _sides(cfg: RecipeConfig) -> list[tuple[str, BranchConfig]]:
-    """(config key, branch config) of each side; side b's network is a's when shared."""
-    a = cfg.model.branch_a
-    return [("model.branch_a", a), ("model.branch_b", a if cfg.model.shared else cfg.model.branch_b)]
+    """(config key, branch config) of each side. Side b always brings its own view; when the
+    weights are shared, validation has checked that it names a's network."""
+    return [("model.branch_a", cfg.model.branch_a), ("model.branch_b", cfg.model.branch_b)]
 
 
 def _encoder_modality(b: BranchConfig) -> str:

@@ -220,7 +220,7 @@ class Registry(Generic[F]):
         close = difflib.get_close_matches(name, list(self._entries), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         broken = (
-            f" ({len(self._plugin_errors)} plugin entry points failed to load: see `multivic encoders`)"
+            f" ({len(self._plugin_errors)} plugin entry points failed to load: see `multivic encoders` or `multivic plugins`)"
             if self._plugin_errors else ""
         )
         families = "".join(f", {p}<name>" for p in self._families)

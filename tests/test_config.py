@@ -55,3 +55,16 @@ def test_data_keys_come_from_the_format_and_its_modalities():
         load_config("recipes/quickstart/coco_retrieval.yaml", ["data.year=recent"])
     with pytest.raises(ConfigError, match=r"data.format: unknown data format 'imagefolder'. Did you mean image_folder"):
         load_config(QUICKSTART, ["data.format=imagefolder"])
+
+
+def test_each_side_gets_its_own_view_also_with_shared_weights(tiny_recipe):
+    from torchvision.transforms import v2
+
+    from multivic.build import build_data, build_train_dataset
+
+    cfg = load_config(tiny_recipe, ["model.branch_a.view.solarize_p=0.0", "model.branch_b.view.solarize_p=1.0"])
+    assert cfg.model.shared
+    pairs = build_train_dataset(cfg, build_data(cfg))
+    (_, view_a), (_, view_b) = pairs.side_a, pairs.side_b
+    solarize = [[t.p for t in view.transforms if isinstance(t, v2.RandomSolarize)] for view in (view_a, view_b)]
+    assert solarize == [[0.0], [1.0]]
