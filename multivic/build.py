@@ -28,7 +28,6 @@ from multivic.registry import (
     MODALITIES,
     OBJECTIVES,
     accepted_kwargs,
-    check_kwargs,
     create_encoder,
     encoder_modality,
     encoder_spec,
@@ -55,11 +54,16 @@ def resolve_data_root(data: Any) -> Path:
 def build_data(cfg: RecipeConfig, root: Path | None = None) -> DataSetup:
     """The data format and its modalities; ``root`` defaults to :func:`resolve_data_root`."""
     import_modules(list(cfg.imports))
-    values = plain(cfg.data)
     fmt_cls = FORMATS.get(cfg.data.format).factory
-    modalities = {name: create_modality(name, options_for(MODALITIES.get(name).factory, values)) for name in fmt_cls.modalities}
-    fmt = fmt_cls(root if root is not None else resolve_data_root(cfg.data), **options_for(fmt_cls, values))
-    return DataSetup(fmt, modalities, int(cfg.data.num_workers))
+    fmt = fmt_cls(root if root is not None else resolve_data_root(cfg.data), **options_for(fmt_cls, plain(cfg.data)))
+    return DataSetup(fmt, build_modalities(cfg), int(cfg.data.num_workers))
+
+
+def build_modalities(cfg: RecipeConfig) -> dict[str, Modality]:
+    """The modalities the recipe's data format provides, with their ``data.*`` options."""
+    values = plain(cfg.data)
+    names = FORMATS.get(cfg.data.format).factory.modalities
+    return {name: create_modality(name, options_for(MODALITIES.get(name).factory, values)) for name in names}
 
 
 def _sides(cfg: RecipeConfig) -> list[tuple[str, BranchConfig]]:
@@ -95,25 +99,25 @@ def side_modalities(cfg: RecipeConfig, data: DataSetup) -> tuple[str, str]:
     return out[0], out[1]
 
 
-def fit_modalities(cfg: RecipeConfig, data: DataSetup, state_dir: Path) -> None:
-    """Give the modalities the sides read their fitted state (a text vocabulary): the one saved
-    in ``state_dir/<modality>/`` by an earlier run, or one fitted on the training split."""
+def fit_modalities(cfg: RecipeConfig, data: DataSetup, state_dir: Callable[[str], Path]) -> None:
+    """Give the modalities the sides read their fitted state (a text vocabulary): the one an
+    earlier run saved in ``state_dir(modality)``, or one fitted on the training split."""
     for name in sorted(set(side_modalities(cfg, data))):
         modality = data.modalities[name]
         if not modality.needs_fitting:
             continue
-        folder = state_dir / name
+        folder = state_dir(name)
         if folder.is_dir():
             modality.load(folder)
         else:
             modality.fit(data.format.corpus(name, data.modalities))
 
 
-def save_modalities(data: DataSetup, state_dir: Path) -> None:
-    """Write the fitted modalities' states into ``state_dir/<modality>/`` (kept with the run)."""
+def save_modalities(data: DataSetup, state_dir: Callable[[str], Path]) -> None:
+    """Write the fitted modalities' states into ``state_dir(modality)`` unless already there."""
     for name, modality in data.modalities.items():
-        if modality.needs_fitting and not (state_dir / name).is_dir():
-            modality.save(state_dir / name)
+        if modality.needs_fitting and modality.is_fitted() and not state_dir(name).is_dir():
+            modality.save(state_dir(name))
 
 
 def build_objective(cfg: RecipeConfig) -> nn.Module:
@@ -126,9 +130,9 @@ def _build_branch(key: str, b: BranchConfig, modality: Modality) -> Branch:
     kwargs = plain(b.encoder_kwargs) or {}
     try:
         # A modality's fitted state sizes the encoder (a text vocabulary) unless the recipe says.
-        accepted = accepted_kwargs(encoder_spec(b.encoder).factory)
+        accepted = accepted_kwargs(encoder_spec(b.encoder).factory) or set()
         for k, v in modality.encoder_kwargs().items():
-            if k not in kwargs and (accepted is None or k in accepted):
+            if k not in kwargs and k in accepted:
                 kwargs[k] = v
         branch = build_branch(b.name, b.encoder, kwargs, b.expander)
     except MultivicError as exc:
@@ -150,11 +154,14 @@ def build_model(cfg: RecipeConfig, data: DataSetup) -> JointEmbedding:
 
 
 def _train_view(key: str, modality: Modality, view: dict[str, Any]) -> Callable:
+    accepted = modality.view_keys()
+    unknown = sorted(set(view) - accepted) if accepted is not None else []
+    if unknown:
+        raise ConfigError(
+            f"unknown {key}.view key(s) {', '.join(unknown)}; {modality.name} views take: {', '.join(sorted(accepted or ()))}"
+        )
     try:
-        check_kwargs(f"{key}.view of modality {modality.name!r}", modality.train_view, view)
         return modality.train_view(**view)
-    except MultivicError as exc:
-        raise ConfigError(str(exc)) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{key}.view: {exc}") from None
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from multivic.errors import ConfigError, MultivicError
@@ -143,8 +143,11 @@ def _one_line(exc: OmegaConfBaseException) -> str:
     return f"config key {key!r}: {first}" if key else first
 
 
-def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -> RecipeConfig:
-    """Read a recipe YAML (or only defaults when None), apply ``key=value`` overrides, validate."""
+def load_config(recipe: str | Path | None, overrides: list[str] | None = None, legacy: bool = False) -> RecipeConfig:
+    """Read a recipe YAML (or only defaults when None), apply ``key=value`` overrides, validate.
+
+    ``legacy``: the recipe is a run directory's config.yaml, possibly written by multivic 0.1.
+    """
     schema = OmegaConf.structured(RecipeConfig)
     try:
         layers: list[Any] = [schema]
@@ -175,7 +178,7 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -
         cfg.imports = [str((base / m).resolve()) if m.endswith(".py") and not Path(m).is_absolute() else m for m in cfg.imports]
     import_modules(list(cfg.imports))  # plug-ins of the recipe register before their keys are checked
     cfg.loss = resolve_loss(OmegaConf.to_container(cfg.loss, resolve=True))  # type: ignore[arg-type]
-    cfg.data = resolve_data(OmegaConf.to_container(cfg.data, resolve=True))  # type: ignore[arg-type]
+    cfg.data = resolve_data(OmegaConf.to_container(cfg.data, resolve=True), legacy)  # type: ignore[arg-type]
     validate(cfg)
     return cfg
 
@@ -193,10 +196,16 @@ def _option_type(hint: Any) -> Any:
     return Any
 
 
+# The default of an option that has none: the user must set it.
+REQUIRED = object()
+
+
 def _typed_section(section: str, fields: list[tuple[str, Any, Any]], given: dict[str, Any], whose: str) -> dict[str, Any]:
-    """``given`` checked against ``fields`` (name, type hint, default), with the defaults filled in."""
+    """``given`` checked against ``fields`` (name, type hint, default or REQUIRED), with the
+    defaults filled in."""
     schema = dataclasses.make_dataclass(
-        section, [(n, _option_type(t), field(default_factory=lambda d=d: d)) for n, t, d in fields]
+        section,
+        [(n, _option_type(t), field(default_factory=lambda d=d: MISSING if d is REQUIRED else d)) for n, t, d in fields],
     )
     unknown = sorted(set(given) - {n for n, _, _ in fields})
     if unknown:
@@ -207,6 +216,9 @@ def _typed_section(section: str, fields: list[tuple[str, Any, Any]], given: dict
         merged = OmegaConf.merge(OmegaConf.structured(schema), given)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"config key '{section}.{getattr(exc, 'key', '?')}': {str(exc).splitlines()[0]}") from None
+    missing = sorted(OmegaConf.missing_keys(merged))
+    if missing:
+        raise ConfigError(f"config key '{section}.{missing[0]}' is required by {whose}: set it in the recipe or as {section}.{missing[0]}=...")
     return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
 
 
@@ -215,7 +227,12 @@ def _dataclass_fields(cls: type, every_field: bool = False) -> list[tuple[str, A
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls) if every_field else option_fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            default = REQUIRED
         out.append((f.name, hints.get(f.name, Any), default))
     return out
 
@@ -224,7 +241,7 @@ def _signature_fields(factory: Callable[..., Any]) -> list[tuple[str, Any, Any]]
     init = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
     hints = typing.get_type_hints(init)
     return [
-        (p.name, hints.get(p.name, Any), None if p.default is p.empty else p.default)
+        (p.name, hints.get(p.name, Any), REQUIRED if p.default is p.empty else p.default)
         for p in inspect.signature(factory).parameters.values()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     ]
@@ -246,8 +263,17 @@ def resolve_loss(loss: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, **resolved}
 
 
-def resolve_data(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` with the common keys and the options of its format and modalities, checked and typed."""
+# Keys every run directory of multivic 0.1 recorded, whatever its format (one flat DataConfig).
+LEGACY_DATA_KEYS = (
+    "image_size", "sample_rate", "crop_seconds", "test_fold", "meta_csv", "min_seconds", "min_word_count",
+    "max_caption_tokens", "tokenizer", "tokenizer_vocab_size",
+)
+
+
+def resolve_data(data: dict[str, Any], legacy: bool = False) -> dict[str, Any]:
+    """``data`` with the common keys and the options of its format and modalities, checked and
+    typed. ``legacy``: the config.yaml of a multivic 0.1 run directory, whose keys of other
+    formats and modalities are dropped instead of refused."""
     from multivic.formats import builtin_formats
     from multivic.registry import MODALITIES
 
@@ -264,6 +290,8 @@ def resolve_data(data: dict[str, Any]) -> dict[str, Any]:
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
         raise ConfigError(f"data.format={name}: its format and modalities both define data.{clash[0]}; rename one")
+    if legacy:
+        data = {k: v for k, v in data.items() if k in names or k not in LEGACY_DATA_KEYS}
     resolved = _typed_section("data", fields, data, f"data.format={name} with modalities {', '.join(fmt.modalities)}")
     builtins = builtin_formats()
     if resolved["root"] is None and resolved["builtin"] is not None:

@@ -76,6 +76,12 @@ class RunDir:
         """Fitted modality states (e.g. ``modalities/text/``: the tokenizer of the captions)."""
         return self.root / "modalities"
 
+    def modality_state(self, name: str) -> Path:
+        """The folder of modality ``name``'s fitted state: ``modalities/<name>/``, or
+        ``<name>/`` at the root where a multivic 0.1 run kept it (its ``text/``)."""
+        current, legacy = self.modalities / name, self.root / name
+        return legacy if legacy.is_dir() and not current.is_dir() else current
+
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.json"

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from multivic.config import load_config
 from multivic.errors import ConfigError
@@ -68,3 +69,44 @@ def test_each_side_gets_its_own_view_also_with_shared_weights(tiny_recipe):
     (_, view_a), (_, view_b) = pairs.side_a, pairs.side_b
     solarize = [[t.p for t in view.transforms if isinstance(t, v2.RandomSolarize)] for view in (view_a, view_b)]
     assert solarize == [[0.0], [1.0]]
+
+
+def test_a_multivic_0_1_run_config_still_loads(tmp_path):
+    """0.1 wrote every data key of one flat DataConfig, whatever the format; such a config.yaml
+    loads as a run directory's config (the other formats' keys dropped), not as a new recipe."""
+    old = tmp_path / "config.yaml"
+    text = open(QUICKSTART).read() + "\n"
+    old.write_text(text.replace("data:", "data:\n  sample_rate: 16000\n  crop_seconds: 2.0\n  tokenizer: word\n  test_fold: 5", 1))
+    with pytest.raises(ConfigError, match=r"unknown config key 'data.(sample_rate|crop_seconds|tokenizer|test_fold)'"):
+        load_config(old)
+    cfg = load_config(old, legacy=True)
+    assert "sample_rate" not in cfg.data and cfg.data.image_size == load_config(QUICKSTART).data.image_size
+
+
+def test_a_required_plugin_option_is_named(tmp_path):
+    from multivic.config import resolve_loss
+    from multivic.registry import OBJECTIVES
+
+    class NeedsTemperature(torch.nn.Module):
+        def __init__(self, temperature: float, scale: float = 1.0):
+            super().__init__()
+
+    OBJECTIVES.add("test_needs_temperature", NeedsTemperature)
+    try:
+        with pytest.raises(ConfigError, match=r"config key 'loss.temperature' is required by objective 'test_needs_temperature'"):
+            resolve_loss({"name": "test_needs_temperature"})
+        assert resolve_loss({"name": "test_needs_temperature", "temperature": 0.1}) == {
+            "name": "test_needs_temperature", "temperature": 0.1, "scale": 1.0}
+    finally:
+        OBJECTIVES._entries.pop("test_needs_temperature", None)
+
+
+def test_unknown_view_keys_list_the_modality_view_keys(tiny_recipe):
+    from multivic.build import build_data, build_train_dataset
+
+    cfg = load_config(tiny_recipe, ["model.branch_b.view.blurp=0.5"])
+    with pytest.raises(ConfigError, match=r"unknown model.branch_b.view key\(s\) blurp; image views take: blur_p, blur_sigma, crop_scale"):
+        build_train_dataset(cfg, build_data(cfg))
+    cfg = load_config(tiny_recipe, ["model.branch_b.view.image_size=8"])  # a data key, not a view key
+    with pytest.raises(ConfigError, match=r"unknown model.branch_b.view key\(s\) image_size"):
+        build_train_dataset(cfg, build_data(cfg))

@@ -15,7 +15,7 @@ from multivic.errors import MultivicError
 from multivic.evaluation.embed import embed_dataset
 from multivic.export import load_branch
 from multivic.modalities import Transformed
-from multivic.run_dir import atomic_replace
+from multivic.run_dir import RunDir, atomic_replace
 
 OUTPUT_FORMATS = (".npy", ".npz", ".parquet")
 
@@ -37,6 +37,21 @@ def _write(out: Path, embeddings: np.ndarray, names: list[str]) -> None:
             pd.DataFrame({"input": names, "embedding": list(embeddings)}).to_parquet(tmp, index=False)
 
 
+def _pipeline_of_run(path: Path, branch_name: str, modality: str):
+    """The input pipeline of an export made by multivic 0.1 (which did not record it), from the
+    config.yaml of the run directory around it."""
+    from multivic.build import build_modalities
+    from multivic.commands.evaluate import load_run_config, run_pipeline
+
+    run_root = path.parent if path.name == "export" else path
+    if not (run_root / "config.yaml").is_file():
+        raise MultivicError(
+            f"the export of {branch_name!r} records no input pipeline (made by multivic 0.1): embed from its run directory"
+        )
+    run_dir = RunDir(run_root)
+    return run_pipeline(branch_name, modality, build_modalities(load_run_config(run_dir)), run_dir)
+
+
 def embed_inputs(
     run_or_export_dir: Path,
     branch_name: str,
@@ -56,9 +71,7 @@ def embed_inputs(
         raise MultivicError(f"--out {out}: unknown format {out.suffix!r}; use one of {', '.join(OUTPUT_FORMATS)}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     branch = load_branch(run_or_export_dir, branch_name, device)
-    pipeline = branch.preprocess
-    if pipeline is None:
-        raise MultivicError(f"the export of {branch_name!r} records no input pipeline (made by an older multivic): re-export it with `multivic eval`")
+    pipeline = branch.preprocess or _pipeline_of_run(run_or_export_dir, branch_name, branch.modality)
     items, names = pipeline.embed_inputs(inputs)
     dataset = items if isinstance(items, torch.utils.data.Dataset) else Transformed(items, _identity, pipeline.eval_view())
     result = embed_dataset(branch, dataset, device, collate=pipeline.collate(), batch_size=batch_size, num_workers=num_workers)

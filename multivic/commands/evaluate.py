@@ -8,7 +8,8 @@ from multivic.build import build_data
 from multivic.config import RecipeConfig, load_config
 from multivic.errors import RunDirError
 from multivic.evaluation.protocols import PROTOCOLS, EvalSettings
-from multivic.export import exported_branch_names, load_branch
+from multivic.export import export_dir_of, exported_branch_names, load_branch
+from multivic.modalities import Modality
 from multivic.formats import DataSetup
 from multivic.run_dir import RunDir
 
@@ -16,7 +17,7 @@ from multivic.run_dir import RunDir
 def load_run_config(run_dir: RunDir, overrides: list[str] | None = None) -> RecipeConfig:
     if not run_dir.config.is_file():
         raise RunDirError(f"{run_dir.root} is not a multivic run directory (no config.yaml): pass the --output-dir of a training run")
-    return load_config(run_dir.config, overrides)
+    return load_config(run_dir.config, overrides, legacy=True)
 
 
 def eval_settings(cfg: RecipeConfig) -> EvalSettings:
@@ -39,10 +40,25 @@ def evaluate(
         raise RunDirError(f"{run_dir.root} has no exported branches yet: train it first (multivic train ... --output-dir {run_dir.root})")
     data = data or build_data(cfg)
     branches = {n: load_branch(run_dir.root, n, device) for n in names}
+    for name, branch in branches.items():
+        branch.preprocess = run_pipeline(name, branch.modality, data.modalities, run_dir)
     metrics = run_dir.read_metrics()
     metrics.update(PROTOCOLS[data.format.protocol](data, branches, device, eval_settings(cfg)))
     run_dir.write_metrics(metrics)
     return metrics
+
+
+def run_pipeline(name: str, modality_name: str, modalities: dict[str, Modality], run_dir: RunDir) -> Modality:
+    """The input pipeline of exported branch ``name`` as the run config defines it, so ``data.*``
+    overrides of ``multivic eval`` apply to reading and viewing alike, with the fitted state (a
+    tokenizer) of its export, or of the run directory for exports without one (multivic 0.1)."""
+    modality = modalities.get(modality_name)
+    if modality is None:
+        raise RunDirError(f"branch {name!r} reads {modality_name!r}, which the data format of {run_dir.root} does not provide")
+    if modality.needs_fitting and not modality.is_fitted():
+        exported = export_dir_of(run_dir.root) / f"{name}.state"
+        modality.load(exported if exported.is_dir() else run_dir.modality_state(modality_name))
+    return modality
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from accelerate.utils import set_seed
-from omegaconf import OmegaConf
 
 from multivic.build import (
     build_collate,
@@ -23,8 +22,8 @@ from multivic.build import (
     save_modalities,
 )
 from multivic.commands.evaluate import evaluate
-from multivic.config import RecipeConfig, to_container, to_yaml
-from multivic.errors import RunDirError
+from multivic.config import RecipeConfig, load_config, to_container, to_yaml
+from multivic.errors import MultivicError, RunDirError
 from multivic.export import export_branch
 from multivic.run_dir import RunDir, atomic_write_text
 from multivic.train import TrainSettings, fit
@@ -57,7 +56,10 @@ def check_run_dir(run_dir: RunDir, cfg: RecipeConfig) -> None:
                 f"{run_dir.root} exists, is not empty and is not a multivic run directory: choose another --output-dir"
             )
         return
-    old = _flatten(OmegaConf.to_container(OmegaConf.load(run_dir.config), resolve=True))  # type: ignore[arg-type]
+    try:  # resolved like the new one, so defaults and keys added since compare equal
+        old = _flatten(to_container(load_config(run_dir.config, legacy=True)))
+    except MultivicError as exc:
+        raise RunDirError(f"{run_dir.config} cannot be read ({exc}): choose another --output-dir") from None
     new = _flatten(to_container(cfg))
     for key in sorted(set(old) | set(new)):
         if key.startswith(RESUMABLE_CHANGES):
@@ -77,7 +79,7 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
     run_dir = RunDir(output_dir)
     check_run_dir(run_dir, cfg)
     data = build_data(cfg)
-    fit_modalities(cfg, data, run_dir.modalities)  # e.g. a vocabulary of the training captions
+    fit_modalities(cfg, data, run_dir.modality_state)  # e.g. a vocabulary of the training captions
     set_seed(cfg.seed)  # the model's initial weights depend on the seed alone
     model = build_model(cfg, data)
     train_set = build_train_dataset(cfg, data)
@@ -87,7 +89,7 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
 
     run_dir.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir.config, to_yaml(cfg))
-    save_modalities(data, run_dir.modalities)
+    save_modalities(data, run_dir.modality_state)
     t = cfg.train
     settings = TrainSettings(
         epochs=t.epochs, batch_size=t.batch_size, grad_accum_steps=t.grad_accum_steps, mixed_precision=t.mixed_precision,

@@ -48,7 +48,12 @@ class CocoFormat(DataFormat):
     protocol = "retrieval"
     builtins = {"captions": write_captions_dataset}
     year: Optional[int] = None
-    captions_per_image: int = VSEPP_CAPTIONS_PER_IMAGE
+    # null keeps every caption of each image.
+    captions_per_image: Optional[int] = VSEPP_CAPTIONS_PER_IMAGE
+
+    def __post_init__(self) -> None:
+        if self.captions_per_image is not None and self.captions_per_image < 1:
+            raise ValueError(f"captions_per_image must be >= 1 or null (every caption); got {self.captions_per_image}")
 
     def _read(self, split: str, per_image: int | None = None) -> CaptionedImages:
         return read_coco(self.root, split, self.year, per_image)

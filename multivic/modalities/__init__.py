@@ -25,7 +25,7 @@ from torch.utils.data import Dataset, default_collate
 
 from multivic.errors import DataError
 from multivic.options import option_fields
-from multivic.registry import MODALITIES
+from multivic.registry import MODALITIES, accepted_kwargs
 
 
 def files_with_suffixes(folder: Path, suffixes: Sequence[str]) -> list[Path]:
@@ -64,6 +64,11 @@ class Modality:
     def train_view(self, **view: Any) -> Callable[[Any], Any]:
         raise NotImplementedError
 
+    def view_keys(self) -> set[str] | None:
+        """The keys a branch's ``view`` may hold (None: whatever train_view accepts). Modalities
+        whose train_view forwards ``**view`` say which keys it forwards."""
+        return accepted_kwargs(self.train_view)
+
     def eval_view(self) -> Callable[[Any], Any]:
         raise NotImplementedError
 
@@ -97,6 +102,10 @@ class Modality:
 
     def load(self, folder: Path) -> None:
         """Read the state written by :meth:`save`."""
+
+    def is_fitted(self) -> bool:
+        """Whether the fitted state is there (always, for modalities without one)."""
+        return True
 
     def encoder_kwargs(self) -> dict[str, Any]:
         """Arguments the fitted state gives an encoder that accepts them (e.g. vocab_size)."""

@@ -18,7 +18,7 @@ from torchvision.transforms import v2
 
 from multivic.errors import DataError
 from multivic.modalities import Modality
-from multivic.registry import register_modality
+from multivic.registry import accepted_kwargs, register_modality
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -119,6 +119,9 @@ class ImageModality(Modality):
 
     def train_view(self, **view: Any) -> ImageTransform:
         return image_train_view(self.image_size, **view)
+
+    def view_keys(self) -> set[str]:
+        return (accepted_kwargs(image_train_view) or set()) - {"image_size"}
 
     def eval_view(self) -> ImageTransform:
         return image_eval_view(self.image_size)

@@ -91,6 +91,9 @@ class TextModality(Modality):
     def fit(self, corpus: Iterable[str]) -> None:
         self.fitted = build_tokenizer(self.tokenizer, list(corpus), self.min_word_count, self.tokenizer_vocab_size)
 
+    def is_fitted(self) -> bool:
+        return self.fitted is not None
+
     def save(self, folder: Path) -> None:
         if self.fitted is not None:
             self.fitted.save(folder)

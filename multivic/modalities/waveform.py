@@ -17,7 +17,7 @@ import torch
 from multivic.data.audio_io import crop_or_pad, load_mono
 from multivic.errors import ConfigError
 from multivic.modalities import Modality
-from multivic.registry import register_modality
+from multivic.registry import accepted_kwargs, register_modality
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
@@ -118,6 +118,9 @@ class WaveformModality(Modality):
 
     def train_view(self, **view: Any) -> AudioTransform:
         return audio_train_view(self.sample_rate, self.crop_seconds, **view)
+
+    def view_keys(self) -> set[str]:
+        return (accepted_kwargs(audio_train_view) or set()) - {"sample_rate", "crop_seconds"}
 
     def eval_view(self) -> AudioTransform:
         return audio_eval_view(self.sample_rate, self.crop_seconds)
