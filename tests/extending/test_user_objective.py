@@ -1,7 +1,6 @@
 """A user's objective, registered from their own module, trains through `multivic train`."""
 
 import csv
-import json
 import textwrap
 
 import pytest
