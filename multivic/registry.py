@@ -214,7 +214,7 @@ class Registry(Generic[F]):
         for prefix, family in self._families.items():
             if name.startswith(prefix):
                 rest = name[len(prefix):]
-                return Entry(name, _bind_first(family.factory, rest), family.source, family.description, family.meta)
+                return Entry(name, _FamilyMember(family.factory, rest), family.source, family.description, family.meta)
         if ":" in name:
             return self._import_path_entry(name)
         close = difflib.get_close_matches(name, list(self._entries), n=3)
@@ -252,7 +252,7 @@ class Registry(Generic[F]):
         return entry.factory(**kwargs)
 
 
-class _bind_first:
+class _FamilyMember:
     """``factory(first, **kw)`` as a callable whose signature omits ``first`` (for family members)."""
 
     def __init__(self, factory: Callable[..., Any], first: str) -> None:
