@@ -56,7 +56,7 @@ def build_data(cfg: RecipeConfig, root: Path | None = None) -> DataSetup:
     import_modules(list(cfg.imports))
     fmt_cls = FORMATS.get(cfg.data.format).factory
     fmt = fmt_cls(root if root is not None else resolve_data_root(cfg.data), **options_for(fmt_cls, plain(cfg.data)))
-    return DataSetup(fmt, build_modalities(cfg), int(cfg.data.num_workers))
+    return DataSetup(fmt, build_modalities(cfg))
 
 
 def build_modalities(cfg: RecipeConfig) -> dict[str, Modality]:

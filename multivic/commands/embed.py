@@ -14,14 +14,9 @@ import torch
 from multivic.errors import MultivicError
 from multivic.evaluation.embed import embed_dataset
 from multivic.export import load_branch
-from multivic.modalities import Transformed
 from multivic.run_dir import RunDir, atomic_replace
 
 OUTPUT_FORMATS = (".npy", ".npz", ".parquet")
-
-
-def _identity(x):
-    return x
 
 
 def _write(out: Path, embeddings: np.ndarray, names: list[str]) -> None:
@@ -72,8 +67,7 @@ def embed_inputs(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     branch = load_branch(run_or_export_dir, branch_name, device)
     pipeline = branch.preprocess or _pipeline_of_run(run_or_export_dir, branch_name, branch.modality)
-    items, names = pipeline.embed_inputs(inputs)
-    dataset = items if isinstance(items, torch.utils.data.Dataset) else Transformed(items, _identity, pipeline.eval_view())
+    dataset, names = pipeline.embed_inputs(inputs)
     result = embed_dataset(branch, dataset, device, collate=pipeline.collate(), batch_size=batch_size, num_workers=num_workers)
     embeddings = (result.representations if output == "representation" else result.embeddings).numpy()
     _write(out, embeddings, names)

@@ -21,7 +21,7 @@ from multivic.evaluation.classification import evaluate_classification
 from multivic.evaluation.embed import embed_dataset
 from multivic.evaluation.retrieval import retrieval_recall, retrieval_recall_folds
 from multivic.formats import DataSetup, LabelledViews
-from multivic.modalities import Transformed
+from multivic.modalities import Transformed, identity
 
 logger = logging.getLogger("multivic")
 
@@ -89,13 +89,9 @@ def classification(data: DataSetup, branches: dict[str, Branch], device: torch.d
     return metrics
 
 
-def _identity(x):
-    return x
-
-
 def _embed_items(branch: Branch, items, device: torch.device, s: EvalSettings, space: str) -> torch.Tensor:
     pipeline = branch.preprocess
-    dataset = Transformed(items, _identity, pipeline.eval_view())
+    dataset = Transformed(items, identity, pipeline.eval_view())
     out = embed_dataset(branch, dataset, device, collate=pipeline.collate(), batch_size=s.batch_size, num_workers=s.num_workers)
     return out.embeddings if space == "embedding" else out.representations
 

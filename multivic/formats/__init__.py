@@ -83,7 +83,6 @@ class DataSetup:
 
     format: DataFormat
     modalities: dict[str, Modality]
-    num_workers: int = 0
 
 
 class LabelledSamples(Dataset):

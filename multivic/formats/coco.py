@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 import torch
 from torch.utils.data import Dataset
@@ -12,12 +12,8 @@ from torch.utils.data import Dataset
 from multivic.data.builtin.captions import write_captions_dataset
 from multivic.data.coco import VSEPP_CAPTIONS_PER_IMAGE, CaptionedImages, read_coco
 from multivic.formats import DataFormat, RetrievalSet, Sample
-from multivic.modalities import Modality, Transformed
+from multivic.modalities import Modality, Transformed, identity
 from multivic.registry import register_format
-
-
-def _identity(x: Any) -> Any:
-    return x
 
 
 class CaptionedSamples(Dataset):
@@ -69,5 +65,5 @@ class CocoFormat(DataFormat):
     def retrieval_set(self, modalities: Mapping[str, Modality]) -> RetrievalSet:
         test = self._read("test", self.captions_per_image)
         texts, index = test.flat()
-        images = Transformed(test.image_paths, modalities["image"].read_file, _identity)
+        images = Transformed(test.image_paths, modalities["image"].read_file, identity)
         return RetrievalSet(("image", images), ("text", texts), index)

@@ -33,6 +33,11 @@ def files_with_suffixes(folder: Path, suffixes: Sequence[str]) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
 
 
+def identity(x: Any) -> Any:
+    """The item unchanged (a picklable view or loader, so DataLoader workers can take it)."""
+    return x
+
+
 class Transformed(Dataset):
     """``transform(load(item))`` of each item of a sequence (paths, captions, ...)."""
 
@@ -122,4 +127,4 @@ def create_modality(name: str, options: dict[str, Any] | None = None) -> Modalit
     return modality
 
 
-__all__ = ["Modality", "Transformed", "create_modality", "files_with_suffixes"]
+__all__ = ["Modality", "Transformed", "create_modality", "files_with_suffixes", "identity"]

@@ -15,13 +15,9 @@ from typing import Any, Callable, Iterable
 import torch
 
 from multivic.errors import DataError
-from multivic.modalities import Modality
+from multivic.modalities import Modality, Transformed, identity
 from multivic.registry import register_modality
 from multivic.text.tokenizers import Tokenizer, build_tokenizer, load_tokenizer
-
-
-def _identity(x: Any) -> Any:
-    return x
 
 
 class TextCollate:
@@ -68,10 +64,10 @@ class TextModality(Modality):
     needs_fitting = True
 
     def train_view(self) -> Callable[[str], str]:
-        return _identity
+        return identity
 
     def eval_view(self) -> Callable[[str], str]:
-        return _identity
+        return identity
 
     def collate(self) -> TextCollate:
         if self.fitted is None:
@@ -84,9 +80,10 @@ class TextModality(Modality):
         ids[0, -1], mask[0, -1] = 0, 0  # one padded position
         return {"input_ids": ids, "attention_mask": mask}
 
-    def embed_inputs(self, path: Path) -> tuple[list[str], list[str]]:
+    def embed_inputs(self, path: Path) -> tuple[Transformed, list[str]]:
+        """The captions of a text file (one per line) or a COCO captions JSON; named by themselves."""
         texts = read_captions(path)
-        return texts, texts
+        return Transformed(texts, identity, self.eval_view()), texts
 
     def fit(self, corpus: Iterable[str]) -> None:
         self.fitted = build_tokenizer(self.tokenizer, list(corpus), self.min_word_count, self.tokenizer_vocab_size)
