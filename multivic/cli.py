@@ -88,8 +88,10 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _cmd_encoders(args: argparse.Namespace) -> None:
-    from multivic.registry import create_encoder, encoder_spec, list_encoders, plugin_errors
+    from multivic.registry import MODALITIES, create_encoder, encoder_spec, list_encoders, plugin_errors
 
+    if args.modality is not None and args.modality not in MODALITIES.names():
+        raise MultivicError(f"--modality {args.modality!r} is not a registered modality; known: {', '.join(MODALITIES.names())}")
     names = list_encoders(args.modality)
     print(f"{'name':<14}{'modality':<12}{'out_dim':>8}  source")
     for name in names:
@@ -105,8 +107,8 @@ def _cmd_encoders(args: argparse.Namespace) -> None:
 def _cmd_plugins(args: argparse.Namespace) -> None:
     from multivic.registry import FORMATS, MODALITIES, OBJECTIVES, plugin_errors
 
-    for registry in (OBJECTIVES, MODALITIES, FORMATS):
-        print(f"{registry.kind}s:")
+    for title, registry in (("objectives", OBJECTIVES), ("modalities", MODALITIES), ("data formats", FORMATS)):
+        print(f"{title}:")
         for name in registry.names():
             entry = registry.get(name)
             extra = getattr(entry.factory, "modalities", None)

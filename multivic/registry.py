@@ -54,8 +54,10 @@ class Entry:
 
 
 def _first_doc_line(obj: Any) -> str:
-    doc = inspect.getdoc(obj) or ""
-    return doc.splitlines()[0] if doc else ""
+    """The first sentence of ``obj``'s docstring, on one line (docstrings wrap their lines)."""
+    paragraph = (inspect.getdoc(obj) or "").split("\n\n")[0]
+    text = " ".join(paragraph.split())
+    return text.split(". ")[0].rstrip(".")
 
 
 def _same_definition(a: Callable, b: Callable) -> bool:

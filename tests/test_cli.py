@@ -231,3 +231,10 @@ def test_a_copied_export_folder_embeds_alone(tiny_recipe, tiny_images, tmp_path)
     # A branch name cannot leave the export folder.
     assert main(["embed", str(copied), "--branch", "../elsewhere/tiny", "--input", str(tiny_images / "val"),
                  "--out", str(tmp_path / "x.npy")]) == 2
+
+
+def test_a_batch_larger_than_the_data_is_refused_before_the_run_dir_exists(tiny_recipe, tmp_path, capsys):
+    run = tmp_path / "too_big"
+    _expect_error(capsys, _train(tiny_recipe, run, "train.batch_size=4096"), r"fewer than train.batch_size=4096: lower the batch size")
+    assert not run.exists()
+    assert _train(tiny_recipe, run, "train.epochs=0") == 0  # the corrected command is not refused

@@ -86,16 +86,17 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
     collate = build_collate(cfg, data)
     if cfg.eval.enabled:  # fail on broken evaluation data now, not after training
         data.format.check_evaluation_data(data.modalities)
-
-    run_dir.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir.config, to_yaml(cfg))
-    save_modalities(data, run_dir.modality_state)
     t = cfg.train
     settings = TrainSettings(
         epochs=t.epochs, batch_size=t.batch_size, grad_accum_steps=t.grad_accum_steps, mixed_precision=t.mixed_precision,
         num_workers=cfg.data.num_workers, seed=cfg.seed, log_every=t.log_every, checkpoint_every=t.checkpoint_every,
         keep_checkpoints=t.keep_checkpoints, sync_batchnorm=t.sync_batchnorm, cpu=t.cpu, progress=progress,
     )
+    settings.check_data_size(len(train_set))  # type: ignore[arg-type]
+
+    run_dir.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir.config, to_yaml(cfg))
+    save_modalities(data, run_dir.modality_state)
     result = fit(model, train_set, run_dir, build_optimizer_specs(cfg, model), settings, collate)
     metrics: dict[str, float] = {}
     if result.accelerator.is_main_process:

@@ -129,11 +129,7 @@ def _check_batch(s: TrainSettings, num_samples: int, accelerator: Accelerator) -
     world = accelerator.num_processes
     if s.batch_size % world:
         raise ConfigError(f"train.batch_size={s.batch_size} must be divisible by the {world} processes")
-    if s.epochs > 0 and num_samples < s.samples_per_step:
-        accum = f" × train.grad_accum_steps={s.grad_accum_steps}" if s.grad_accum_steps > 1 else ""
-        raise ConfigError(
-            f"the training split has {num_samples} samples, fewer than train.batch_size={s.batch_size}{accum}: lower the batch size"
-        )
+    s.check_data_size(num_samples)
     if s.batch_size < MIN_RECOMMENDED_BATCH and accelerator.is_main_process:
         logger.warning(
             "the variance and covariance terms see %d rows per step (train.batch_size); "

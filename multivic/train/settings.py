@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from multivic.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -45,3 +47,12 @@ class TrainSettings:
     def samples_per_step(self) -> int:
         """Samples behind one optimiser step, over all processes and micro-batches."""
         return self.batch_size * self.grad_accum_steps
+
+    def check_data_size(self, num_samples: int) -> None:
+        """Refuse a training split too small for one optimiser step (before anything is written)."""
+        if self.epochs > 0 and num_samples < self.samples_per_step:
+            accum = f" × train.grad_accum_steps={self.grad_accum_steps}" if self.grad_accum_steps > 1 else ""
+            raise ConfigError(
+                f"the training split has {num_samples} samples, fewer than train.batch_size={self.batch_size}{accum}: "
+                "lower the batch size"
+            )
