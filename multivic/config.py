@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,10 +189,11 @@ _PLAIN_TYPES = (int, float, bool, str)
 
 
 def _option_type(hint: Any) -> Any:
+    """The type OmegaConf checks an option against: plain types and Optional of them; Any else."""
     if hint in _PLAIN_TYPES:
         return hint
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and len(args) == 1 and args[0] in _PLAIN_TYPES:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 and args[0] in _PLAIN_TYPES:
         return Optional[args[0]]
     return Any
 
