@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from torch.utils.data import Dataset
 
 from multivic.branch import Branch
 from multivic.errors import ConfigError, RunDirError
 from multivic.evaluation.classification import evaluate_classification
 from multivic.evaluation.embed import embed_dataset
 from multivic.evaluation.retrieval import retrieval_recall, retrieval_recall_folds
-from multivic.formats import DataSetup, LabelledViews
+from multivic.formats import DataFormat, DataSetup, LabelledViews
 from multivic.modalities import Transformed, identity
 
 logger = logging.getLogger("multivic")
@@ -44,11 +45,18 @@ class EvalSettings:
     retrieval_space: str = "embedding"
 
 
-def _probe(branch: Branch, data: DataSetup, device: torch.device, s: EvalSettings) -> dict[str, float]:
+Splits = tuple[Dataset, Dataset]  # train and val sample dicts of one held-out fold
+
+
+def _read_splits(data: DataSetup, fmt: DataFormat) -> Splits:
+    """The train and val samples of ``fmt``: read once, probed by every branch."""
+    return fmt.split("train", data.modalities), fmt.split("val", data.modalities)
+
+
+def _probe(branch: Branch, splits: Splits, device: torch.device, s: EvalSettings) -> dict[str, float]:
     modality, pipeline = branch.modality, branch.preprocess
     view = pipeline.eval_view()
-    train = LabelledViews(data.format.split("train", data.modalities), modality, view)
-    val = LabelledViews(data.format.split("val", data.modalities), modality, view)
+    train, val = (LabelledViews(samples, modality, view) for samples in splits)
     return evaluate_classification(
         branch, train, val, len(train.classes), device,
         batch_size=s.batch_size, num_workers=s.num_workers, knn_k=s.knn_k, knn_temperature=s.knn_temperature,
@@ -66,25 +74,23 @@ def classification(data: DataSetup, branches: dict[str, Branch], device: torch.d
     the encoder's training data. The headline numbers are the test fold's, unseen in pretraining.
     """
     fmt = data.format
-    folds = list(fmt.folds) if s.cross_validate else []
+    test_fold = getattr(fmt, "test_fold", None)
+    other_folds = [k for k in fmt.folds if k != test_fold] if s.cross_validate else []
+    main_splits = _read_splits(data, fmt)
+    fold_splits = {k: _read_splits(data, dataclasses.replace(fmt, test_fold=k)) for k in other_folds}
     metrics: dict[str, float] = {}
     for name, branch in branches.items():
-        main = _probe(branch, data, device, s)
+        main = _probe(branch, main_splits, device, s)
         metrics.update(main)
-        if not folds:
+        if not other_folds:
             continue
-        runs = []
-        for k in folds:
-            if k == getattr(fmt, "test_fold"):
-                runs.append(main)
-            else:
-                runs.append(_probe(branch, dataclasses.replace(data, format=dataclasses.replace(fmt, test_fold=k)), device, s))
+        runs = [main] + [_probe(branch, fold_splits[k], device, s) for k in other_folds]
         for metric in ("linear_top1", "knn_top1"):
             metrics[f"{name}/{metric}_cv5_seen"] = sum(r[f"{name}/{metric}"] for r in runs) / len(runs)
-    if folds:
+    if other_folds:
         logger.warning(
             "cross-validation (*_cv5_seen) probes folds the encoder was pretrained on; "
-            "only the test fold %s (the plain metrics) is unseen in pretraining", getattr(fmt, "test_fold")
+            "only the test fold %s (the plain metrics) is unseen in pretraining", test_fold
         )
     return metrics
 

@@ -80,12 +80,12 @@ def fit(
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = build_joint_optimizer(optimizers, s.samples_per_step)
     model, loader, prepared = accelerator.prepare(model, loader, optimizer)
-    total_steps = len(loader) // s.grad_accum_steps * s.epochs  # exact: the loader keeps whole steps
-    schedules = build_schedules(optimizer.parts, optimizers, len(loader) // s.grad_accum_steps, s.epochs)
+    steps_per_epoch = len(loader) // s.grad_accum_steps  # exact: the loader keeps whole steps
+    schedules = build_schedules(optimizer.parts, optimizers, steps_per_epoch, s.epochs)
     state = TrainState()
     accelerator.register_for_checkpointing(*schedules, state)
     resumed_from = resume(accelerator, run_dir, state)
-    log = StepLogger(accelerator, run_dir, state.step, total_steps, s)
+    log = StepLogger(accelerator, run_dir, state.step, steps_per_epoch * s.epochs, s)
 
     for epoch in range(state.epoch, s.epochs):
         model.train()
