@@ -6,7 +6,8 @@
     multivic plugins                                           list objectives, modalities, data formats
     multivic embed RUN_OR_EXPORT_DIR --branch B --input PATH --out FILE   embeddings of inputs
 
-User mistakes print one line ``error: ...`` and exit 2, without a traceback unless ``--debug``.
+User mistakes print one line ``error: ...`` and exit 2, without a traceback unless ``--debug``;
+a run stopped by SIGTERM or SIGUSR1 checkpoints and exits 75 (see multivic.errors.Preempted).
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {_one_line(exc)}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130

@@ -34,3 +34,13 @@ class NonFiniteLossError(MultivicError, ValueError):
     Every registered objective raises this one type, so the trainer handles divergence the same
     way whatever the loss.
     """
+
+
+class Preempted(MultivicError):
+    """Training stopped on SIGTERM or SIGUSR1 after writing a checkpoint; the same command resumes.
+
+    The CLI exits with :attr:`exit_code` (75, EX_TEMPFAIL: "try again later"), which a scheduler
+    script can tell from success (0), a user error (2) and a crash (1), and requeue the job on.
+    """
+
+    exit_code = 75
