@@ -1,7 +1,7 @@
 """The ``multivic`` command.
 
     multivic train RECIPE [--output-dir DIR] [key=value ...]   train, export, evaluate (resumes DIR)
-    multivic eval RUN_DIR [key=value ...]                      re-evaluate a run's exported branches
+    multivic eval RUN_DIR [--trust-imports] [key=value ...]    re-evaluate a run's exported branches
     multivic encoders [--modality M]                           list the encoder registry
     multivic plugins                                           list objectives, modalities, data formats
     multivic embed RUN_OR_EXPORT_DIR --branch B --input PATH --out FILE   embeddings of inputs
@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate the exported branches of a run directory")
     e.add_argument("run_dir")
+    e.add_argument("--trust-imports", action="store_true",
+                   help="import the modules the run directory's config and exports name (imports:, import paths): "
+                        "only for runs you trust, since importing runs their code")
     e.add_argument("overrides", nargs="*", help="overrides, e.g. data.root=/data/val-copy eval.knn_k=10")
 
     r = sub.add_parser("encoders", help="list the registered encoders")
@@ -63,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="encoder output (default, used downstream) or expander output")
     m.add_argument("--batch-size", type=int, default=64)
     m.add_argument("--num-workers", type=int, default=0, help="data-loading worker processes")
+    m.add_argument("--trust-imports", action="store_true",
+                   help="import the modules the export names (imports:, import paths): "
+                        "only for exports you trust, since importing runs their code")
     return p
 
 
@@ -84,8 +90,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from multivic.commands.evaluate import evaluate, format_metrics, load_run_config
 
     run_dir = RunDir(args.run_dir)
-    cfg = load_run_config(run_dir, args.overrides)
-    print(format_metrics(evaluate(cfg, run_dir)))
+    cfg = load_run_config(run_dir, args.overrides, trust_imports=args.trust_imports)
+    print(format_metrics(evaluate(cfg, run_dir, trust_imports=args.trust_imports)))
 
 
 def _cmd_encoders(args: argparse.Namespace) -> None:
@@ -136,7 +142,8 @@ def _cmd_embed(args: argparse.Namespace) -> None:
     from multivic.commands.embed import embed_inputs
 
     n, dim = embed_inputs(Path(args.run_dir), args.branch, Path(args.input), Path(args.out),
-                          output=args.output, batch_size=args.batch_size, num_workers=args.num_workers)
+                          output=args.output, batch_size=args.batch_size, num_workers=args.num_workers,
+                          trust_imports=args.trust_imports)
     print(f"wrote {n} embeddings of width {dim} to {args.out}")
 
 

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from multivic.branch import Branch, build_branch
 from multivic.errors import RunDirError
 from multivic.modalities import create_modality
-from multivic.registry import import_modules
+from multivic.registry import ENCODERS, MODALITIES, code_needed, import_modules
 from multivic.run_dir import atomic_replace, atomic_write_text
 
 
@@ -34,7 +34,7 @@ def export_branch(
     """Write ``<name>.safetensors``, ``<name>.json`` and, for a fitted modality, ``<name>.state/``.
 
     ``imports`` lists the user modules that register the encoder (or its modality), imported
-    again on loading.
+    again on loading when the loader trusts them (``load_branch(..., trust_imports=True)``).
     """
     state = {k: v.detach().cpu().contiguous() for k, v in branch.state_dict().items()}
     with atomic_replace(export_dir / f"{branch.name}.safetensors") as tmp:
@@ -76,11 +76,19 @@ def export_dir_of(path: Path) -> Path:
     return path / "export" if (path / "export").is_dir() else path
 
 
-def load_branch(run_or_export_dir: str | Path, name: str, device: str | torch.device = "cpu") -> Branch:
+def load_branch(
+    run_or_export_dir: str | Path, name: str, device: str | torch.device = "cpu", trust_imports: bool = False
+) -> Branch:
     """The trained branch ``name`` from a run directory or an export folder, in eval mode, with
     its input pipeline: ``branch.encode(x)`` gives representations, ``branch(x)`` embeddings,
     ``branch.preprocess`` reads files (``read_file``), views them (``eval_view()``) and batches
-    them (``collate()``) as the run's evaluation did."""
+    them (``collate()``) as the run's evaluation did.
+
+    An export is read as data: the modules its json lists under ``imports`` (and the module of
+    an import-path encoder) are imported only with ``trust_imports=True``, since importing runs
+    their code. Without it, a branch whose encoder and modality are already registered (built
+    in, or the user imported their module) loads; any other is a RunDirError naming the modules.
+    """
     folder = export_dir_of(Path(run_or_export_dir))
     meta_path, weights_path = folder / f"{name}.json", folder / f"{name}.safetensors"
     known = exported_branch_names(folder) if folder.is_dir() else []
@@ -92,10 +100,21 @@ def load_branch(run_or_export_dir: str | Path, name: str, device: str | torch.de
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise RunDirError(f"{meta_path} is not valid JSON ({exc}): re-export the run") from None
-    import_modules(meta.get("imports") or [])
+    imports = [str(m) for m in meta.get("imports") or []]
+    pre = meta.get("preprocess")
+    if trust_imports:
+        import_modules(imports)
+    else:
+        names = [(ENCODERS, str(meta["encoder"]))] + ([(MODALITIES, str(pre["modality"]))] if pre is not None else [])
+        needed = code_needed(names, imports)
+        if needed is not None:
+            modules, what = needed
+            raise RunDirError(
+                f"{meta_path} needs modules {modules} to build {what}; importing runs their code: "
+                "pass --trust-imports if you trust this export (or import them yourself)"
+            )
     branch = build_branch(meta["name"], meta["encoder"], meta.get("encoder_kwargs") or {}, meta["expander"])
     branch.load_state_dict(load_file(str(weights_path)))
-    pre = meta.get("preprocess")
     if pre is not None:
         branch.preprocess = create_modality(pre["modality"], pre.get("options") or {})
         if branch.preprocess.needs_fitting:

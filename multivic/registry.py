@@ -109,6 +109,7 @@ class Registry(Generic[F]):
         self._entries: dict[str, Entry] = {}
         self._families: dict[str, Entry] = {}  # prefix -> entry whose factory takes the rest of the name first
         self._plugin_errors: dict[str, str] = {}
+        self._resolved_paths: set[str] = set()  # import paths looked up in this process (see resolves_without_code)
         self._loaded = False
 
     # -- registering -----------------------------------------------------------------------
@@ -205,6 +206,20 @@ class Registry(Generic[F]):
         self._load()
         return name in self._entries
 
+    def resolves_without_code(self, name: str) -> bool:
+        """Whether looking ``name`` up runs no code it names: it is registered (a built-in, an
+        entry point, a module already imported), a family member (``timm:<model>``), or an import
+        path already looked up in this process (by the user's recipe or code). An import path
+        seen first imports its module and calls whatever it names, so a name read from a file
+        (an export, a run directory) is checked with this before it is looked up."""
+        self._load()
+        return (
+            name in self._entries
+            or name in self._plugin_errors
+            or name in self._resolved_paths
+            or any(name.startswith(prefix) for prefix in self._families)
+        )
+
     def get(self, name: str) -> Entry:
         """The entry of ``name`` (also a family member or an import path); a one-line error
         listing the known names (and close matches) otherwise."""
@@ -245,6 +260,7 @@ class Registry(Generic[F]):
         if not callable(factory):
             raise RegistryError(f"{self.kind} {name!r}: module {module_name!r} has no callable {attr!r}")
         meta = {key: getattr(factory, key, "") for key in self.required_meta}
+        self._resolved_paths.add(name)
         return Entry(name, factory, module_name, _first_doc_line(factory), meta)
 
     def create(self, name: str, **kwargs: Any) -> Any:
@@ -287,6 +303,34 @@ def import_modules(names: Sequence[str]) -> None:
             raise
         except Exception as exc:
             raise ConfigError(f"imports: cannot import {name!r} ({exc.__class__.__name__}: {exc})") from None
+
+
+def import_path_module(name: str) -> str | None:
+    """The module of an import path ``package.module:factory``; None for a plain name."""
+    return name.partition(":")[0] if ":" in name else None
+
+
+def code_needed(names: Iterable[tuple[Registry, str]], imports: Sequence[str]) -> tuple[list[str], str] | None:
+    """What building ``names`` (registry, name) read from a file would import, before any import.
+
+    None when every name resolves without running code it names (see
+    :meth:`Registry.resolves_without_code`), or when the ones that do not are unknown plain
+    names and ``imports`` is empty (looking them up gives the usual unknown-name error).
+    Otherwise (the modules: ``imports`` and the import paths' modules, "<kind> '<name>'" of the
+    first such name).
+    """
+    modules: list[str] = list(imports)
+    first = ""
+    for reg, name in names:
+        if reg.resolves_without_code(name):
+            continue
+        module = import_path_module(name)
+        if module is None and not imports:
+            continue
+        if module is not None and module not in modules:
+            modules.append(module)
+        first = first or f"{reg.kind} {name!r}"
+    return (modules, first) if first else None
 
 
 def _import_file(path: Path) -> None:

@@ -45,7 +45,7 @@ def small_sensor_root(tmp_path):
     return write(tmp_path / "data", train_per_class=16, val_per_class=4)
 
 
-def test_sensor_example_trains_exports_and_embeds(clean_registries, small_sensor_root, tmp_path):
+def test_sensor_example_trains_exports_and_embeds(clean_registries, small_sensor_root, tmp_path, capsys):
     run = tmp_path / "run"
     code = main(["train", str(EXAMPLE / "recipe.yaml"), "--output-dir", str(run), "--no-progress",
                  f"data.root={small_sensor_root}", *FAST])
@@ -67,12 +67,18 @@ def test_sensor_example_trains_exports_and_embeds(clean_registries, small_sensor
         shutil.copy(src, inputs / src.name)
     np.savetxt(inputs / "short.csv", np.random.default_rng(0).normal(size=(50, 3)), delimiter=",", fmt="%.4f")
 
-    # The export alone is enough, in a fresh registry state: it records sensors.py among its imports.
+    # The export alone is enough, in a fresh registry state: it records sensors.py among its
+    # imports, which it imports when the user trusts it.
     registry.MODALITIES._entries.pop("sensor", None)
     registry.ENCODERS._entries.pop("sensor_spectrogram", None)
     sys.modules.pop("multivic_user_sensors", None)
     out = tmp_path / "e.npy"
-    assert main(["embed", str(run / "export"), "--branch", "spectrogram", "--input", str(inputs), "--out", str(out)]) == 0
+    embed = ["embed", str(run / "export"), "--branch", "spectrogram", "--input", str(inputs), "--out", str(out)]
+    capsys.readouterr()
+    assert main(embed) == 2
+    assert "sensors.py'] to build encoder 'sensor_spectrogram'" in capsys.readouterr().err
+    assert "multivic_user_sensors" not in sys.modules
+    assert main([*embed, "--trust-imports"]) == 0
     embeddings = np.load(out)
     assert embeddings.shape == (3, 32)  # 3 files, width 8 × 4
     assert np.isfinite(embeddings).all()

@@ -19,10 +19,11 @@ def test_custom_encoder_examples_train(recipe, tiny_images, tmp_path, monkeypatc
                  f"data.root={tiny_images}", *FAST])
     assert code == 0
     assert (tmp_path / "run" / "export" / "cnn.safetensors").is_file()
-    # The exported branch loads again in a fresh registry state: the export records its imports.
+    # The exported branch loads again in a fresh registry state: the export records its imports,
+    # which it imports when trusted.
     registry.ENCODERS._entries.pop("small_cnn", None)
     for name in [m for m in sys.modules if m.startswith("multivic_user_my_encoders")]:
         del sys.modules[name]
     from multivic import load_branch
 
-    assert load_branch(tmp_path / "run", "cnn").representation_dim in (64, 128)
+    assert load_branch(tmp_path / "run", "cnn", trust_imports=True).representation_dim in (64, 128)

@@ -32,7 +32,7 @@ def _write(out: Path, embeddings: np.ndarray, names: list[str]) -> None:
             pd.DataFrame({"input": names, "embedding": list(embeddings)}).to_parquet(tmp, index=False)
 
 
-def _pipeline_of_run(path: Path, branch_name: str, modality: str):
+def _pipeline_of_run(path: Path, branch_name: str, modality: str, trust_imports: bool):
     """The input pipeline of an export made by multivic 0.1 (which did not record it), from the
     config.yaml of the run directory around it."""
     from multivic.build import build_modalities
@@ -44,7 +44,7 @@ def _pipeline_of_run(path: Path, branch_name: str, modality: str):
             f"the export of {branch_name!r} records no input pipeline (made by multivic 0.1): embed from its run directory"
         )
     run_dir = RunDir(run_root)
-    return run_pipeline(branch_name, modality, build_modalities(load_run_config(run_dir)), run_dir)
+    return run_pipeline(branch_name, modality, build_modalities(load_run_config(run_dir, trust_imports=trust_imports)), run_dir)
 
 
 def embed_inputs(
@@ -55,18 +55,20 @@ def embed_inputs(
     output: str = "representation",
     batch_size: int = 64,
     num_workers: int = 0,
+    trust_imports: bool = False,
 ) -> tuple[int, int]:
     """Embed every input under ``inputs`` with branch ``branch_name``; write ``out``.
 
     Rows follow the sorted relative paths of the files, or the order of the captions (stored
     beside the vectors in .npz and .parquet as ``inputs`` / column ``input``).
-    Returns (number of rows, width).
+    Returns (number of rows, width). ``trust_imports``: import the modules the export lists
+    (see :func:`multivic.export.load_branch`).
     """
     if out.suffix not in OUTPUT_FORMATS:
         raise MultivicError(f"--out {out}: unknown format {out.suffix!r}; use one of {', '.join(OUTPUT_FORMATS)}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    branch = load_branch(run_or_export_dir, branch_name, device)
-    pipeline = branch.preprocess or _pipeline_of_run(run_or_export_dir, branch_name, branch.modality)
+    branch = load_branch(run_or_export_dir, branch_name, device, trust_imports)
+    pipeline = branch.preprocess or _pipeline_of_run(run_or_export_dir, branch_name, branch.modality, trust_imports)
     dataset, names = pipeline.embed_inputs(inputs)
     result = embed_dataset(branch, dataset, device, collate=pipeline.collate(), batch_size=batch_size, num_workers=num_workers)
     embeddings = (result.representations if output == "representation" else result.embeddings).numpy()

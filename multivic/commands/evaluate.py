@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
+from omegaconf import OmegaConf
 
 from multivic.build import build_data
 from multivic.config import RecipeConfig, load_config
@@ -11,13 +15,69 @@ from multivic.evaluation.protocols import PROTOCOLS, EvalSettings
 from multivic.export import export_dir_of, exported_branch_names, load_branch
 from multivic.modalities import Modality
 from multivic.formats import DataSetup
+from multivic.registry import ENCODERS, FORMATS, MODALITIES, OBJECTIVES, Registry, code_needed
 from multivic.run_dir import RunDir
 
+# The names a run config gives to registries, with the schema's defaults.
+_NAMED = (
+    ("model.branch_a.encoder", ENCODERS, "resnet50"),
+    ("model.branch_b.encoder", ENCODERS, "resnet50"),
+    ("loss.name", OBJECTIVES, "vicreg"),
+    ("data.format", FORMATS, "image_folder"),
+)
 
-def load_run_config(run_dir: RunDir, overrides: list[str] | None = None) -> RecipeConfig:
+
+def load_run_config(run_dir: RunDir, overrides: list[str] | None = None, trust_imports: bool = False) -> RecipeConfig:
+    """The run's config.yaml with ``overrides`` applied.
+
+    The config's ``imports:`` are modules named by a file in the run directory: they are
+    imported only with ``trust_imports``. Without it, a config whose encoders, objective, data
+    format and modalities are all registered loads without them; any other is a RunDirError
+    naming the modules. (``multivic train`` imports a recipe's ``imports:``: the user wrote it.)
+    """
     if not run_dir.config.is_file():
         raise RunDirError(f"{run_dir.root} is not a multivic run directory (no config.yaml): pass the --output-dir of a training run")
+    overrides = list(overrides or [])
+    if not trust_imports:
+        needed = _code_needed_by_config(run_dir.config, overrides)
+        if needed is not None:
+            modules, what = needed
+            raise RunDirError(
+                f"{run_dir.config} needs modules {modules} to build {what}; importing runs their code: "
+                "pass --trust-imports if you trust this run directory (or import them yourself)"
+            )
+        overrides = ["imports=[]", *overrides]  # before the user's: an `imports=...` of theirs still wins
     return load_config(run_dir.config, overrides, legacy=True)
+
+
+def _code_needed_by_config(path: Path, overrides: list[str]) -> tuple[list[str], str] | None:
+    """What loading the config at ``path`` would import (see :func:`code_needed`); names the
+    user's overrides set are theirs and not checked."""
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception:  # load_config reports it, before it imports anything
+        return None
+    given = {item.partition("=")[0].strip() for item in overrides}
+    imports = [] if "imports" in given else [str(m) for m in _at(raw, "imports", None) or []]
+    names: list[tuple[Registry, str]] = [
+        (registry, str(_at(raw, key, default))) for key, registry, default in _NAMED if key not in given
+    ]
+    fmt = str(_at(raw, "data.format", "image_folder"))
+    if "data.format" not in given and FORMATS.resolves_without_code(fmt):
+        try:
+            names += [(MODALITIES, str(m)) for m in FORMATS.get(fmt).factory.modalities]
+        except Exception:  # a broken plug-in: load_config reports it
+            pass
+    return code_needed(names, imports)
+
+
+def _at(raw: Any, dotted: str, default: Any) -> Any:
+    """``raw[a][b]...`` for the key "a.b..."; ``default`` where a level is missing or not a mapping."""
+    for part in dotted.split("."):
+        if not isinstance(raw, dict) or raw.get(part) is None:
+            return default
+        raw = raw[part]
+    return raw
 
 
 def eval_settings(cfg: RecipeConfig) -> EvalSettings:
@@ -31,15 +91,21 @@ def eval_settings(cfg: RecipeConfig) -> EvalSettings:
 
 
 def evaluate(
-    cfg: RecipeConfig, run_dir: RunDir, device: torch.device | None = None, data: DataSetup | None = None
+    cfg: RecipeConfig,
+    run_dir: RunDir,
+    device: torch.device | None = None,
+    data: DataSetup | None = None,
+    trust_imports: bool = False,
 ) -> dict[str, float]:
-    """Evaluate every exported branch of ``run_dir`` on the recipe's data; update metrics.json."""
+    """Evaluate every exported branch of ``run_dir`` on the recipe's data; update metrics.json.
+
+    ``trust_imports``: import the modules the exports list (see :func:`load_branch`)."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     names = exported_branch_names(run_dir.root)
     if not names:
         raise RunDirError(f"{run_dir.root} has no exported branches yet: train it first (multivic train ... --output-dir {run_dir.root})")
     data = data or build_data(cfg)
-    branches = {n: load_branch(run_dir.root, n, device) for n in names}
+    branches = {n: load_branch(run_dir.root, n, device, trust_imports) for n in names}
     for name, branch in branches.items():
         branch.preprocess = run_pipeline(name, branch.modality, data.modalities, run_dir)
     metrics = run_dir.read_metrics()
