@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from PIL import Image, ImageFilter, UnidentifiedImageError
 from torchvision.transforms import v2
@@ -27,13 +28,45 @@ ImageTransform = Callable[[Image.Image], torch.Tensor]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 
+# Grayscale modes holding 16-bit values (PNG, TIFF, PGM of 16 bits); convert("RGB") clips them at 255.
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
 def load_rgb(path: Path) -> Image.Image:
-    """Open an image file as RGB; a DataError naming the file when it cannot be read."""
+    """Open an image file as 8-bit RGB; a DataError naming the file when it cannot be read.
+
+    16-bit grayscale is scaled to 8 bits (v / 257, so 65535 is 255), not clipped; a palette
+    image with a transparent colour goes through RGBA, as Pillow asks; alpha is dropped.
+    """
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            return to_rgb(img)
+    except Image.DecompressionBombError as exc:  # not an OSError: PIL refuses to decode it at all
+        raise DataError(f"cannot read image {path}: {_bomb_size(exc)}, over PIL's decompression-bomb limit; "
+                        "resize it or remove it") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit RGB, with high-bit-depth grayscale scaled rather than clipped."""
+    if img.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(img, dtype=np.float64) / 257.0
+        img = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
+    elif img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def _bomb_size(exc: Exception) -> str:
+    """"the image is W×H pixels", from the size PIL checked (the innermost frame of its error)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    size = tb.tb_frame.f_locals.get("size") if tb is not None else None
+    if isinstance(size, tuple) and len(size) == 2:
+        return f"the image is {size[0]}×{size[1]} pixels"
+    return f"the image is too large ({exc})"  # another Pillow: its own message gives the pixel count
 
 
 class RandomGaussianBlur:
