@@ -15,8 +15,9 @@ the other folds.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 from torch.utils.data import Dataset
@@ -30,6 +31,7 @@ ESC50_COLUMNS = ("filename", "fold", "target", "category")
 CSV_COLUMNS = ("file", "label")
 SOURCE_COLUMNS = ("src_file", "source")  # looked for in this order; ESC-50 calls it src_file
 N_FOLDS = 5
+FOLDS = tuple(range(1, N_FOLDS + 1))
 
 # CSVs already warned about (the train and val splits each read the CSV: warn once, not twice).
 _warned_ungrouped: set[Path] = set()
@@ -96,6 +98,36 @@ class LabelledAudio(Dataset):
         return (self.transform(wave) if self.transform else wave), label
 
 
+def _fold_number(value: Any) -> int | None:
+    """The integer a fold cell holds (3, "3", 3.0, "3.0"); None when it holds no integer."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) and number == int(number) else None
+
+
+def _check_folds(table: pd.DataFrame, allowed: Sequence[int], clip_column: str, source: Path) -> pd.DataFrame:
+    """``table`` with its ``fold`` column as integers, each one of ``allowed``; a DataError
+    naming the first row that is not (a fold outside them would silently become training data)."""
+    numbers = [_fold_number(v) for v in table["fold"]]
+    for row, (value, number) in enumerate(zip(table["fold"], numbers), start=1):
+        if number is None or number not in allowed:
+            raise DataError(
+                f"meta CSV {source}, row {row} ({table[clip_column].iloc[row - 1]}): fold {_shown(value, number)} is "
+                f"not one of the folds {', '.join(map(str, allowed))}: correct the fold column"
+            )
+    return table.assign(fold=numbers)
+
+
+def _shown(value: Any, number: int | None) -> str:
+    if pd.isna(value):
+        return "empty"
+    if number is not None:
+        return str(number)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def _split(table: pd.DataFrame, split: str, test_fold: int, source: Path) -> pd.DataFrame:
     folds = sorted(int(f) for f in table["fold"].unique())
     if test_fold not in folds:
@@ -106,10 +138,13 @@ def _split(table: pd.DataFrame, split: str, test_fold: int, source: Path) -> pd.
     return chosen
 
 
-def esc50_files(root: Path, split: str, test_fold: int) -> tuple[list[tuple[Path, int]], list[str]]:
-    """(path, label) pairs and class names of an ESC-50 folder's ``split``."""
+def esc50_files(
+    root: Path, split: str, test_fold: int, folds: Sequence[int] = FOLDS
+) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(path, label) pairs and class names of an ESC-50 folder's ``split``; every row's fold
+    must be one of ``folds`` (the format's)."""
     meta = root / "meta" / "esc50.csv"
-    table = _read_csv(meta, ESC50_COLUMNS)
+    table = _check_folds(_read_csv(meta, ESC50_COLUMNS), folds, "filename", meta)
     classes_by_target = dict(zip(table["target"].astype(int), table["category"].astype(str)))
     classes = [classes_by_target[t] for t in sorted(classes_by_target)]
     index = {t: i for i, t in enumerate(sorted(classes_by_target))}
@@ -141,17 +176,21 @@ def _folds_by_source(sources: pd.Series) -> list[int]:
     return fold_of_row
 
 
-def csv_audio_files(root: Path, csv_name: str, split: str, test_fold: int) -> tuple[list[tuple[Path, int]], list[str]]:
+def csv_audio_files(
+    root: Path, csv_name: str, split: str, test_fold: int, folds: Sequence[int] = FOLDS
+) -> tuple[list[tuple[Path, int]], list[str]]:
     """(path, label) pairs and class names of a generic folder + CSV's ``split``.
 
-    Folds come from the ``fold`` column; without it from the first source column of
-    ``SOURCE_COLUMNS`` present (whole recordings per fold, see ``_folds_by_source``); without
+    Folds come from the ``fold`` column, each one of ``folds`` (the format's); without it from
+    the first source column of ``SOURCE_COLUMNS`` present (whole recordings per fold, see ``_folds_by_source``); without
     either, rows take folds 1-5 in turn, with a warning that clips of one recording may then
     be split between train and val.
     """
     meta = root / csv_name
     table = _read_csv(meta, CSV_COLUMNS)
-    if "fold" not in table.columns:
+    if "fold" in table.columns:
+        table = _check_folds(table, folds, "file", meta)
+    else:
         source = next((c for c in SOURCE_COLUMNS if c in table.columns), None)
         if source is not None:
             # Clips cut from one recording are near-duplicates: keeping them in one fold stops

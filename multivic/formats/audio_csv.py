@@ -32,5 +32,5 @@ class AudioCsvFormat(DataFormat):
     min_seconds: float = 0.05
 
     def split(self, split: str, modalities: Mapping[str, Modality]) -> Dataset:
-        files, classes = csv_audio_files(self.root, self.meta_csv, split, self.test_fold)
+        files, classes = csv_audio_files(self.root, self.meta_csv, split, self.test_fold, self.folds)
         return LabelledSamples(_clips(files, classes, modalities, self.min_seconds), "waveform")

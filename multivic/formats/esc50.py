@@ -28,7 +28,7 @@ class ESC50Format(DataFormat):
     min_seconds: float = 0.05
 
     def split(self, split: str, modalities: Mapping[str, Modality]) -> Dataset:
-        files, classes = esc50_files(self.root, split, self.test_fold)
+        files, classes = esc50_files(self.root, split, self.test_fold, self.folds)
         return LabelledSamples(_clips(files, classes, modalities, self.min_seconds), "waveform")
 
 

@@ -1,11 +1,14 @@
 """Files that are valid but unusual, or hostile: 16-bit and transparent images, images over
-PIL's decompression-bomb limit."""
+PIL's decompression-bomb limit, meta CSVs with folds outside the format's folds."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from multivic.data.audio_folder import csv_audio_files
 from multivic.errors import DataError
+from multivic.formats.audio_csv import AudioCsvFormat
+from multivic.formats.esc50 import ESC50Format
 from multivic.modalities.image import load_rgb
 
 # -- images ---------------------------------------------------------------------------------
@@ -57,3 +60,65 @@ def test_an_image_over_the_decompression_bomb_limit_is_a_one_line_data_error(tmp
         f"cannot read image {tmp_path / 'huge.png'}: the image is 40×30 pixels, over PIL's decompression-bomb limit; "
         "resize it or remove it"
     )
+
+
+# -- folds of audio meta CSVs ------------------------------------------------------------------
+
+
+def _esc50(root, folds):
+    (root / "meta").mkdir(parents=True)
+    rows = "".join(f"clip{i}.wav,{fold},{i % 2},class{i % 2}\n" for i, fold in enumerate(folds))
+    (root / "meta" / "esc50.csv").write_text("filename,fold,target,category\n" + rows)
+    return root / "meta" / "esc50.csv"
+
+
+def _audio_csv(root, folds):
+    root.mkdir(parents=True)
+    rows = "".join(f"clips/c{i}.wav,lab{i % 2},{fold}\n" for i, fold in enumerate(folds))
+    (root / "labels.csv").write_text("file,label,fold\n" + rows)
+    return root / "labels.csv"
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_esc50_refuses_a_fold_outside_its_folds(tmp_path, split):
+    meta = _esc50(tmp_path, [1, 2, 3, 9, 5])
+    with pytest.raises(DataError) as err:
+        ESC50Format(tmp_path).split(split, {})
+    assert str(err.value) == (
+        f"meta CSV {meta}, row 4 (clip3.wav): fold 9 is not one of the folds 1, 2, 3, 4, 5: correct the fold column"
+    )
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_audio_csv_refuses_a_fold_outside_its_folds(tmp_path, split):
+    meta = _audio_csv(tmp_path / "data", [1, 0, 3, 4, 5])
+    with pytest.raises(DataError) as err:
+        AudioCsvFormat(tmp_path / "data").split(split, {})
+    assert str(err.value) == (
+        f"meta CSV {meta}, row 2 (clips/c1.wav): fold 0 is not one of the folds 1, 2, 3, 4, 5: correct the fold column"
+    )
+
+
+def test_the_allowed_folds_are_the_formats(tmp_path):
+    _audio_csv(tmp_path / "data", [1, 2, 3])
+    with pytest.raises(DataError, match=r"row 3 \(clips/c2.wav\): fold 3 is not one of the folds 1, 2:"):
+        csv_audio_files(tmp_path / "data", "labels.csv", "train", 1, folds=(1, 2))
+
+
+@pytest.mark.parametrize("bad,shown", [("two", "'two'"), ("2.5", "2.5"), ("", "empty")])
+def test_a_fold_that_is_not_an_integer_is_named(tmp_path, bad, shown):
+    meta = _audio_csv(tmp_path / "data", [1, 2, bad, 4, 5])
+    with pytest.raises(DataError) as err:
+        AudioCsvFormat(tmp_path / "data").split("train", {})
+    assert str(err.value) == (
+        f"meta CSV {meta}, row 3 (clips/c2.wav): fold {shown} is not one of the folds 1, 2, 3, 4, 5: correct the fold column"
+    )
+    _esc50(tmp_path / "esc", [1, 2, bad, 4, 5])
+    with pytest.raises(DataError, match=rf"row 3 \(clip2.wav\): fold {shown} is not one of the folds 1, 2, 3, 4, 5"):
+        ESC50Format(tmp_path / "esc").split("val", {})
+
+
+def test_integral_folds_written_as_floats_are_accepted(tmp_path):
+    _audio_csv(tmp_path / "data", ["1.0", "2", "3.0", "4", "5.0"])
+    files, classes = csv_audio_files(tmp_path / "data", "labels.csv", "val", 5, AudioCsvFormat.folds)
+    assert [p.name for p, _ in files] == ["c4.wav"] and classes == ["lab0", "lab1"]
