@@ -18,6 +18,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from multivic.errors import NonFiniteLossError
 from multivic.expander import Expander
 from multivic.registry import create_encoder
 
@@ -116,5 +117,9 @@ class JointEmbedding(nn.Module):
     def forward(self, view_a: Any, view_b: Any) -> tuple[Tensor, dict[str, Tensor]]:
         z_a = self.branch_a(view_a)
         z_b = self.branch_b(view_b)
-        out = self.loss_fn(z_a, z_b)
+        try:
+            out = self.loss_fn(z_a, z_b)
+        except NonFiniteLossError as exc:  # objectives speak of z_a and z_b; users know branch names
+            text = str(exc).replace("z_a", f"z_a (branch {self.branch_a.name!r})", 1)
+            raise NonFiniteLossError(text.replace("z_b", f"z_b (branch {self.branch_b.name!r})", 1)) from None
         return out.loss, out.metrics()

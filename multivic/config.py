@@ -32,6 +32,7 @@ from multivic.registry import FORMATS, OBJECTIVES, import_modules
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 OPTIMIZERS = ("lars", "adamw")
+NONFINITE_POLICIES = ("stop", "skip")
 
 
 @dataclass
@@ -82,6 +83,12 @@ class DataCommon:
     root: Optional[str] = None
     builtin: Optional[str] = None
     num_workers: int = 4
+    # An unreadable sample (corrupt image, empty audio file, bad caption) is replaced by the next
+    # readable one, counted in history.csv (bad_samples) and warned about with its path;
+    # strict=true stops the run on the first one instead.
+    strict: bool = False
+    # More than this fraction of the training split unreadable in one epoch stops the run.
+    max_bad_fraction: float = 0.01
 
 
 @dataclass
@@ -92,9 +99,19 @@ class TrainConfig:
     grad_accum_steps: int = 1
     mixed_precision: str = "no"
     log_every: int = 10
+    # A checkpoint every this many epochs (and after the last one) ...
     checkpoint_every: int = 1
-    # How many of the newest epoch checkpoints to keep in the run directory.
+    # ... and every this many optimiser steps (0: off); a run resumes at the exact batch.
+    checkpoint_every_steps: int = 0
+    # How many of the newest checkpoints to keep in the run directory.
     keep_checkpoints: int = 1
+    # A non-finite loss or gradient: "stop" with a message naming the term, branch and step
+    # (the last checkpoint stays), or "skip" the step, count it in history.csv and stop after
+    # max_nonfinite_in_row skipped steps in a row.
+    on_nonfinite: str = "stop"
+    max_nonfinite_in_row: int = 10
+    # Clip the global gradient norm to this value before each optimiser step (null: no clipping).
+    clip_grad_norm: Optional[float] = None
     # Batch norm over the global batch on several GPUs (as released); no effect on one process or CPU.
     sync_batchnorm: bool = True
     # Train on the CPU even when a GPU is present.
@@ -340,7 +357,16 @@ def validate(cfg: RecipeConfig) -> None:
         raise ConfigError(f"train.grad_accum_steps must be >= 1; got {t.grad_accum_steps}")
     if t.log_every < 1 or t.checkpoint_every < 1 or t.keep_checkpoints < 1:
         raise ConfigError("train.log_every, train.checkpoint_every and train.keep_checkpoints must be >= 1")
+    if t.checkpoint_every_steps < 0:
+        raise ConfigError(f"train.checkpoint_every_steps must be >= 0 (0: per epoch only); got {t.checkpoint_every_steps}")
     _choice("train.mixed_precision", t.mixed_precision, MIXED_PRECISION)
+    _choice("train.on_nonfinite", t.on_nonfinite, NONFINITE_POLICIES)
+    if t.max_nonfinite_in_row < 1:
+        raise ConfigError(f"train.max_nonfinite_in_row must be >= 1; got {t.max_nonfinite_in_row}")
+    if t.clip_grad_norm is not None and not t.clip_grad_norm > 0:
+        raise ConfigError(f"train.clip_grad_norm must be > 0 (or null for no clipping); got {t.clip_grad_norm}")
+    if not 0.0 <= cfg.data.max_bad_fraction <= 1.0:
+        raise ConfigError(f"data.max_bad_fraction must be in [0, 1]; got {cfg.data.max_bad_fraction}")
     _check_optim("optim", cfg.optim)
     if cfg.data.root is None and cfg.data.builtin is None:
         raise ConfigError(

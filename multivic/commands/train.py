@@ -32,7 +32,10 @@ logger = logging.getLogger("multivic")
 
 # Keys that may change between a run and its resumption: how long, how it is watched and
 # evaluated, and where the data is mounted, but not what is trained.
-RESUMABLE_CHANGES = ("train.epochs", "train.log_every", "train.keep_checkpoints", "data.num_workers", "data.root", "eval.")
+RESUMABLE_CHANGES = (
+    "train.epochs", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.on_nonfinite",
+    "train.max_nonfinite_in_row", "data.num_workers", "data.root", "data.strict", "data.max_bad_fraction", "eval.",
+)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -90,7 +93,10 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
     settings = TrainSettings(
         epochs=t.epochs, batch_size=t.batch_size, grad_accum_steps=t.grad_accum_steps, mixed_precision=t.mixed_precision,
         num_workers=cfg.data.num_workers, seed=cfg.seed, log_every=t.log_every, checkpoint_every=t.checkpoint_every,
-        keep_checkpoints=t.keep_checkpoints, sync_batchnorm=t.sync_batchnorm, cpu=t.cpu, progress=progress,
+        checkpoint_every_steps=t.checkpoint_every_steps, keep_checkpoints=t.keep_checkpoints,
+        on_nonfinite=t.on_nonfinite, max_nonfinite_in_row=t.max_nonfinite_in_row, clip_grad_norm=t.clip_grad_norm,
+        strict_data=cfg.data.strict, max_bad_fraction=cfg.data.max_bad_fraction,
+        sync_batchnorm=t.sync_batchnorm, cpu=t.cpu, progress=progress,
     )
     settings.check_data_size(len(train_set))  # type: ignore[arg-type]
 

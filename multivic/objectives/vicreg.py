@@ -377,7 +377,7 @@ class VICRegLoss(nn.Module):
             z_a, z_b = z_a.to(dtype), z_b.to(dtype)
             out = self._compute(z_a, z_b)
         if self.check_finite and not bool(torch.isfinite(out.loss)):
-            _raise_non_finite(z_a, z_b, out.loss)
+            _raise_non_finite(z_a, z_b, out)
         return out
 
     def _compute(self, z_a: Tensor, z_b: Tensor) -> VICRegOutput:
@@ -438,7 +438,7 @@ def _check_shapes(z_a: Tensor, z_b: Tensor) -> None:
         )
 
 
-def _raise_non_finite(z_a: Tensor, z_b: Tensor, loss: Tensor) -> None:
+def _raise_non_finite(z_a: Tensor, z_b: Tensor, out: VICRegOutput) -> None:
     for name, z in (("z_a", z_a), ("z_b", z_b)):
         bad = ~torch.isfinite(z)
         if bool(bad.any()):
@@ -447,4 +447,12 @@ def _raise_non_finite(z_a: Tensor, z_b: Tensor, loss: Tensor) -> None:
                 f"{name} holds {int(bad.sum())} non-finite values (NaN or Inf), first in rows {rows}: "
                 "the model diverged or its input is corrupt"
             )
-    raise NonFiniteLossError(f"the VICReg loss is not finite ({loss.item()}) although this process's inputs are finite: values overflow float32, or another process holds the bad rows")
+    terms = ", ".join(
+        f"{name}={float(value)}" for name, value in
+        (("invariance", out.invariance), ("variance", out.variance), ("covariance", out.covariance))
+        if not bool(torch.isfinite(value))
+    )
+    raise NonFiniteLossError(
+        f"the VICReg loss is not finite ({out.loss.item()}; {terms or 'the weighted sum overflows'}) although this "
+        "process's inputs are finite: values overflow float32, or another process holds the bad rows"
+    )

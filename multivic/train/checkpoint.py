@@ -1,71 +1,293 @@
-"""Checkpoints: written atomically by every process, pointed at by checkpoints/LATEST, resumed.
+"""Checkpoints that load without running code, are written atomically, and resume at any step.
 
-Each checkpoint is Accelerate's state folder: model, optimisers, GradScaler, the RNG states of
-every process, and the registered custom states (the schedules and :class:`TrainState`). Sample
-order and augmentations are functions of (seed, epoch, sample) (see multivic.train.data), so
-nothing about the data loader needs saving.
+A checkpoint is a folder under ``checkpoints/``::
+
+    epoch_0003/ or step_00001250/
+      model.safetensors    the unwrapped model's weights (a shared branch stored once)
+      optimizer.pt         every optimiser part's state; loaded with torch.load(weights_only=True)
+      rng_<rank>.pt        that process's torch (CPU and CUDA), Python and NumPy RNG states,
+                           as tensors and ints; loaded with weights_only=True
+      trainer.json         counters (epoch, step, steps done in the epoch, skipped steps, bad
+                           samples), the schedules' and the GradScaler's state; written last
+
+Why not Accelerate's ``save_state``: it stores the RNG states and the registered custom states
+with full pickle, so a crafted file in a run directory would run code on resume. Only what a
+DDP run needs is here (one process's weights and optimiser state, every process's RNGs).
+
+Sample order and augmentations are functions of (seed, epoch, sample) (see
+multivic.train.data), so a checkpoint taken in the middle of an epoch resumes at the exact
+batch: the sampler skips the steps already done and the remaining batches are the ones the
+uninterrupted run would have drawn.
+
+Atomicity: every process writes into ``<name>.tmp/``; the main process writes trainer.json,
+renames the folder, replaces LATEST, and only then removes older checkpoints. ``*.tmp``
+folders left by a kill are removed when the next run starts.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import random
+import re
 import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
 
+import numpy as np
+import torch
 from accelerate import Accelerator
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
+from multivic.errors import RunDirError
 from multivic.run_dir import RunDir, atomic_write_text
 
 logger = logging.getLogger("multivic")
 
+FORMAT_VERSION = 2
+TRAINER_FILE = "trainer.json"
 
+
+@dataclass
 class TrainState:
-    """Counters saved with each checkpoint (Accelerate's custom-state protocol)."""
+    """Where training stands; saved in trainer.json."""
 
-    def __init__(self) -> None:
-        self.epoch = 0  # completed epochs
-        self.step = 0  # completed optimiser steps
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "step": self.step}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+    epoch: int = 0  # the epoch in progress (= epochs completed when steps_in_epoch is 0)
+    steps_in_epoch: int = 0  # optimiser steps of ``epoch`` already done
+    step: int = 0  # optimiser steps done in all (skipped non-finite steps included)
+    skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient (train.on_nonfinite=skip)
+    skipped_in_row: int = 0
+    bad_samples: int = 0  # unreadable samples replaced so far (data faults), over all processes
+    bad_in_epoch: int = 0  # of which in ``epoch``
 
 
-def resume(accelerator: Accelerator, run_dir: RunDir, state: TrainState) -> str | None:
-    """Load the newest complete checkpoint of ``run_dir``, if any, into everything registered with
-    ``accelerator`` (``state`` included); return its name."""
-    latest = run_dir.latest_checkpoint()
-    if latest is None:
+@dataclass
+class Checkpoint:
+    """A complete checkpoint folder and its trainer.json."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["state"]["step"])
+
+
+def _read_checkpoint(folder: Path) -> Checkpoint | None:
+    """The checkpoint in ``folder``, or None when it is not a complete one of this format."""
+    try:
+        meta = json.loads((folder / TRAINER_FILE).read_text())
+        if meta.get("format") != FORMAT_VERSION:
+            return None
+        int(meta["state"]["step"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    accelerator.load_state(str(latest))
-    if accelerator.is_main_process:
-        logger.info("resumed from %s at epoch %d, step %d", latest, state.epoch, state.step)
-    return latest.name
+    return Checkpoint(folder, meta)
 
 
-def save_checkpoint(accelerator: Accelerator, run_dir: RunDir, name: str, keep: int = 1) -> None:
-    """Write a checkpoint folder atomically and point checkpoints/LATEST at it.
+def complete_checkpoints(run_dir: RunDir) -> list[Checkpoint]:
+    """Every complete checkpoint of the run, oldest (fewest steps) first."""
+    if not run_dir.checkpoints.is_dir():
+        return []
+    found = [_read_checkpoint(p) for p in run_dir.checkpoints.iterdir() if p.is_dir() and not p.name.endswith(".tmp")]
+    return sorted((c for c in found if c is not None), key=lambda c: (c.step, c.path.name))
 
-    The state goes to ``<name>.tmp`` first and is renamed when every process has written its
-    part; LATEST is replaced atomically afterwards; older checkpoints are then removed. A
-    kill at any moment leaves LATEST naming a complete checkpoint. The newest ``keep`` stay.
+
+def find_resume_point(run_dir: RunDir) -> Checkpoint | None:
+    """The checkpoint to resume from: the one LATEST names, or, when LATEST cannot be honoured,
+    the newest complete one (with a warning). None for a run with no checkpoint at all.
+
+    Raises RunDirError when the run directory holds checkpoints but none can be used (never
+    starts again from step 0 over them: that would delete them).
+    """
+    pointer = run_dir.checkpoints / "LATEST"
+    complete = complete_checkpoints(run_dir)
+    if pointer.is_file():
+        name = pointer.read_text().strip()
+        named = _read_checkpoint(run_dir.checkpoints / name) if re.fullmatch(r"[\w.-]+", name) else None
+        if named is not None:
+            return named
+        if _is_old_format(run_dir.checkpoints / name):
+            raise RunDirError(
+                f"{run_dir.checkpoints / name} was written by multivic 0.2 or older, whose checkpoints load with "
+                "pickle; multivic no longer loads them: train into a new --output-dir (the exports of that run still load)"
+            )
+        if complete:
+            logger.warning(
+                "%s names %r, which is missing or incomplete; resuming from %s, the newest complete checkpoint",
+                pointer, name, complete[-1].path.name,
+            )
+            return complete[-1]
+        raise RunDirError(
+            f"{pointer} names checkpoint {name!r}, which is missing or incomplete, and no other complete checkpoint "
+            f"is in {run_dir.checkpoints}: restore it, or delete {run_dir.checkpoints} to train from step 0"
+        )
+    if complete:  # killed after the rename, before LATEST was written
+        return complete[-1]
+    leftovers = [p for p in run_dir.checkpoints.glob("*") if p.is_dir() and not p.name.endswith(".tmp")] if run_dir.checkpoints.is_dir() else []
+    if any(_is_old_format(p) for p in leftovers):
+        raise RunDirError(
+            f"{run_dir.checkpoints} holds checkpoints of multivic 0.2 or older, which load with pickle; "
+            "train into a new --output-dir"
+        )
+    return None
+
+
+def _is_old_format(folder: Path) -> bool:
+    return (folder / "pytorch_model.bin").is_file() or any(folder.glob("random_states_*.pkl"))
+
+
+def remove_partial_checkpoints(run_dir: RunDir) -> None:
+    """Delete ``*.tmp`` folders a killed checkpoint write left behind (main process only)."""
+    if run_dir.checkpoints.is_dir():
+        for tmp in run_dir.checkpoints.glob("*.tmp"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Weights as safetensors, a shared branch stored once
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    """``model.state_dict()`` as safetensors. Entries that are views of one tensor (the two
+    sides of a shared branch) are stored once; the file's metadata maps the others to it.
+    (safetensors refuses shared tensors, and its save_model mis-handles shared 0-d buffers.)"""
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    first_of: dict[tuple, str] = {}
+    for name, t in model.state_dict().items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        if t.numel() and key in first_of:
+            aliases[name] = first_of[key]
+            continue
+        first_of[key] = name
+        tensors[name] = t.detach().cpu().contiguous()
+    save_file(tensors, str(path), metadata={"aliases": json.dumps(aliases)})
+
+
+def load_weights(model: nn.Module, path: Path, device: torch.device | str = "cpu") -> None:
+    """Load what :func:`save_weights` wrote into ``model`` (strictly: every key must match)."""
+    with safe_open(str(path), framework="pt", device=str(device)) as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+        aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
+    state.update({name: state[target] for name, target in aliases.items()})
+    model.load_state_dict(state, strict=True)
+
+
+# --------------------------------------------------------------------------------------------
+# RNG states as tensors and ints (what torch.load(weights_only=True) accepts)
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_rest": [int(np_state[2]), int(np_state[3]), float(np_state[4])],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    version, keys, gauss = state["python"]
+    random.setstate((version, tuple(keys), gauss))
+    pos, has_gauss, cached = state["numpy_rest"]
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(
+    accelerator: Accelerator,
+    run_dir: RunDir,
+    name: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedules: Sequence[LRScheduler],
+    state: TrainState,
+    keep: int = 1,
+) -> None:
+    """Write checkpoint ``name`` atomically on every process, point LATEST at it, then keep the
+    newest ``keep`` checkpoints. A kill at any moment leaves LATEST naming a complete one.
+
+    ``model``: the prepared (possibly DDP-wrapped) model; ``optimizer``: the unprepared one.
     """
     final = run_dir.checkpoints / name
     tmp = run_dir.checkpoints / f"{name}.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    # safe_serialization=False: with shared weights one tensor appears under two names, which
-    # safetensors refuses; checkpoints are for resuming only, exports use safetensors.
-    accelerator.save_state(str(tmp), safe_serialization=False)
+    torch.save(rng_state(), tmp / f"rng_{accelerator.process_index}.pt")
+    if accelerator.is_main_process:
+        save_weights(accelerator.unwrap_model(model), tmp / "model.safetensors")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
+        meta = {
+            "format": FORMAT_VERSION,
+            "world_size": accelerator.num_processes,
+            "accelerator_step": accelerator.step,
+            "state": asdict(state),
+            "schedules": [{k: v for k, v in s.state_dict().items() if k != "lr_lambdas"} for s in schedules],
+            "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+        }
+        atomic_write_text(tmp / TRAINER_FILE, json.dumps(meta, indent=2) + "\n")
+        if final.exists():  # a checkpoint of the same name from before a resume: replaced whole
+            shutil.rmtree(final)
         tmp.rename(final)
         atomic_write_text(run_dir.checkpoints / "LATEST", name + "\n")
-        done = sorted(p for p in run_dir.checkpoints.iterdir() if p.is_dir() and not p.name.endswith(".tmp"))
-        for old in done[: max(0, len(done) - keep)]:
-            if old.name != name:
-                shutil.rmtree(old, ignore_errors=True)
+        for old in complete_checkpoints(run_dir)[: -max(keep, 1)]:
+            if old.path != final:
+                shutil.rmtree(old.path, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+def load_checkpoint(
+    accelerator: Accelerator,
+    checkpoint: Checkpoint,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedules: Sequence[LRScheduler],
+) -> TrainState:
+    """Restore everything :func:`save_checkpoint` wrote into the live objects; return the counters.
+
+    Every file is read as data (safetensors, weights_only, JSON). A damaged file is a one-line
+    RunDirError naming it."""
+    meta, folder = checkpoint.meta, checkpoint.path
+    if meta.get("world_size") != accelerator.num_processes:
+        raise RunDirError(
+            f"{folder} was written by {meta.get('world_size')} processes, this run has {accelerator.num_processes}: "
+            "resume with the same number of processes (the per-process RNG states differ)"
+        )
+    if len(meta["schedules"]) != len(schedules):
+        raise RunDirError(f"{folder} holds {len(meta['schedules'])} learning-rate schedules, this run has {len(schedules)}")
+    rank_file = folder / f"rng_{accelerator.process_index}.pt"
+    try:
+        load_weights(accelerator.unwrap_model(model), folder / "model.safetensors", accelerator.device)
+        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
+        set_rng_state(torch.load(rank_file, map_location="cpu", weights_only=True))
+    except (OSError, RuntimeError, ValueError, KeyError, EOFError, SafetensorError) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise RunDirError(
+            f"checkpoint {folder} cannot be loaded ({reason}): it is damaged; delete it (and fix "
+            f"{folder.parent / 'LATEST'}) to resume from an older checkpoint, or train into a new --output-dir"
+        ) from None
+    for schedule, saved in zip(schedules, meta["schedules"]):
+        # lr_lambdas: None keeps the live functions (they are rebuilt from the recipe, not saved).
+        schedule.load_state_dict({**saved, "lr_lambdas": [None] * len(getattr(schedule, "lr_lambdas", []))})
+    if meta.get("scaler") is not None and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(meta["scaler"])
+    accelerator.step = int(meta.get("accelerator_step", 0))
+    return TrainState(**meta["state"])

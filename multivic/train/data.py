@@ -1,5 +1,5 @@
 """The training loader: an epoch's sample order, and augmentations that are a pure function of
-(seed, epoch, sample).
+(seed, epoch, sample); unreadable samples replaced and reported instead of crashing a worker.
 
 Why not the DataLoader's own seeding: each worker starts from a seed drawn once from the main
 process's RNG. Every process draws the same one (they share the seed), so the i-th sample of
@@ -8,18 +8,28 @@ epoch to epoch, so a run resumed at epoch e re-seeds them differently from the u
 run. Here the batch sampler, which runs in the main process, hands every sample a seed drawn
 from (seed, epoch) for its dataset index, and the dataset runs the sample's transforms under
 that seed. Where and when a sample is loaded (rank, worker, resumed or not) no longer matters,
-and two ranks see different samples, hence different seeds.
+and two ranks see different samples, hence different seeds. The loader draws its workers' base
+seed from a generator of its own, so starting an iterator never moves the global RNG that
+dropout uses: a run resumed in the middle of an epoch continues the uninterrupted run's stream.
+
+Data faults: a sample whose reading or view raises is replaced by the next readable sample
+(same seed), so batches keep their size on every process; the batch carries a
+:class:`SampleFault` per replaced sample, which the trainer counts, warns about or (with
+``data.strict``) stops on, in the main process, with the file's path and no worker traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
-from typing import Any, Callable, Iterator
+import signal
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
+
+from multivic.errors import DataError
 
 SampleKey = tuple[int, int]  # (index into the data set, seed of its augmentations)
 
@@ -49,8 +59,22 @@ def seeded_rng(seed: int) -> Iterator[None]:
             np.random.set_state(saved[2])
 
 
+class SampleFault(NamedTuple):
+    """A sample that could not be read or viewed: its dataset index and why (DataErrors name the file)."""
+
+    index: int
+    reason: str
+
+
+# How far past an unreadable sample to look for a readable one before giving up on the batch.
+MAX_REPLACEMENT_TRIES = 64
+
+
 class SeededSamples(Dataset):
-    """``base[index]`` computed under the RNG seed that comes with the index (see :class:`EpochBatches`)."""
+    """``(base[index], fault)`` computed under the RNG seed that comes with the index (see
+    :class:`EpochBatches`). When ``base[index]`` raises, the item is the next readable sample
+    (index + 1, + 2, ... under the same seed) and ``fault`` says what failed; otherwise ``fault``
+    is None. After :data:`MAX_REPLACEMENT_TRIES` unreadable samples in a row the item is None."""
 
     def __init__(self, base: Dataset) -> None:
         self.base = base
@@ -58,10 +82,48 @@ class SeededSamples(Dataset):
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
-    def __getitem__(self, key: SampleKey) -> Any:
+    def __getitem__(self, key: SampleKey) -> tuple[Any, SampleFault | None]:
         index, seed = key
-        with seeded_rng(seed):
-            return self.base[index]
+        fault = None
+        for offset in range(MAX_REPLACEMENT_TRIES):
+            candidate = (index + offset) % len(self)
+            try:
+                with seeded_rng(seed):
+                    return self.base[candidate], fault
+            except Exception as exc:  # noqa: BLE001 - any failure on one sample is a data fault, reported by the trainer
+                if fault is None:
+                    fault = SampleFault(index, describe_fault(exc, index))
+        return None, fault
+
+
+def describe_fault(exc: BaseException, index: int) -> str:
+    """One line: a DataError's own message (it names the file), else the sample index and the error."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, DataError):
+        return text
+    return f"sample {index}: {type(exc).__name__}: {text}"
+
+
+class FaultCollate:
+    """Collates ``(item, fault)`` pairs into ``(batch, faults)``; the batch is None when a sample
+    had no readable replacement (the trainer then stops with the faults' message)."""
+
+    def __init__(self, collate_fn: Callable | None) -> None:
+        self.collate_fn = collate_fn or default_collate
+
+    def __call__(self, pairs: list[tuple[Any, SampleFault | None]]) -> tuple[Any, list[SampleFault]]:
+        faults = [f for _, f in pairs if f is not None]
+        if any(item is None for item, _ in pairs):
+            return None, faults
+        return self.collate_fn([item for item, _ in pairs]), faults
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader worker init: SIGTERM and SIGUSR1 are for the training process, which stops at a
+    step boundary and checkpoints (a scheduler may signal the whole process group)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -81,7 +143,11 @@ class EpochBatches(Sampler[list[SampleKey]]):
     out per epoch, different ones each epoch).
 
     The epoch is set with :meth:`set_epoch` in the main process before iterating; persistent
-    workers need not know it, the seeds travel with the indices.
+    workers need not know it, the seeds travel with the indices. After ``resume_at(e, k)`` epoch
+    e starts after its first k optimiser steps (a run resumed in the middle of the epoch): the
+    batches that remain are exactly those the uninterrupted epoch drew after step k.
+    (Accelerate's loader calls ``set_epoch`` itself on every iteration, so the resume point is
+    kept here rather than passed to ``set_epoch``.)
     """
 
     drop_last = True  # read by Accelerate's BatchSamplerShard: every batch is full
@@ -89,20 +155,34 @@ class EpochBatches(Sampler[list[SampleKey]]):
     def __init__(self, num_samples: int, batch_size: int, batches_per_step: int, seed: int) -> None:
         """``batch_size`` per process; ``batches_per_step`` = world × grad_accum_steps."""
         self.num_samples, self.batch_size, self.batches_per_step, self.seed = num_samples, batch_size, batches_per_step, seed
-        self.epoch = 0
+        self.epoch, self.start_step = 0, 0
+        self.resume_point = (0, 0)
+
+    def resume_at(self, epoch: int, steps_done: int) -> None:
+        if not 0 <= steps_done <= self.steps_per_epoch:
+            raise ValueError(f"steps_done={steps_done} is outside the epoch's {self.steps_per_epoch} steps")
+        self.resume_point = (epoch, steps_done)
+        self.set_epoch(self.epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        self.start_step = self.resume_point[1] if epoch == self.resume_point[0] else 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps in a whole epoch."""
+        return self.num_samples // self.batch_size // self.batches_per_step
 
     def __len__(self) -> int:
-        whole_steps = self.num_samples // self.batch_size // self.batches_per_step
-        return whole_steps * self.batches_per_step
+        """Batches still to come in this epoch (all of them unless resumed mid-epoch)."""
+        return (self.steps_per_epoch - self.start_step) * self.batches_per_step
 
     def __iter__(self) -> Iterator[list[SampleKey]]:
         g = _epoch_generator(self.seed, self.epoch)
         order = torch.randperm(self.num_samples, generator=g)
         seeds = torch.randint(0, 2**63 - 1, (self.num_samples,), generator=g)  # by dataset index
-        for b in range(len(self)):
+        first = self.start_step * self.batches_per_step
+        for b in range(first, first + len(self)):
             rows = order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
             yield [(i, int(seeds[i])) for i in rows]
 
@@ -117,7 +197,7 @@ def build_loader(
     collate_fn: Callable | None = None,
 ) -> tuple[DataLoader, EpochBatches]:
     """The training DataLoader (before ``accelerator.prepare``) and its sampler, whose epoch the
-    loop sets. ``batch_size`` is per process."""
+    loop sets. ``batch_size`` is per process. Batches are ``(collate_fn(items), faults)``."""
     sampler = EpochBatches(len(train_set), batch_size, batches_per_step, seed)  # type: ignore[arg-type]
     loader = DataLoader(
         SeededSamples(train_set),
@@ -125,6 +205,8 @@ def build_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
-        collate_fn=collate_fn,
+        collate_fn=FaultCollate(collate_fn),
+        worker_init_fn=ignore_stop_signals if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),  # worker base seeds; keeps the global RNG untouched
     )
     return loader, sampler

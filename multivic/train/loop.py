@@ -1,13 +1,15 @@
 """The training loop: one readable function on Hugging Face Accelerate.
 
-prepare → for each epoch: for each batch: autocast forward, backward, step, log → checkpoint.
-Processes, devices, mixed precision and gradient accumulation come from Accelerate; the loader,
-the optimisers and schedules, checkpoints and logging are built by the helpers beside this
-module. The loss itself runs in float32 whatever the precision of the model.
+prepare → resume → for each epoch: for each batch: autocast forward, backward, step, log,
+checkpoint when due or asked to stop. Processes, devices, mixed precision and gradient
+accumulation come from Accelerate; the loader, the optimisers and schedules, checkpoints,
+logging, preemption, data faults and divergence are handled by the modules beside this one.
+The loss itself runs in float32 whatever the precision of the model.
 
 Resuming: calling :func:`fit` again on the same run directory continues from the newest
-checkpoint and reproduces the uninterrupted run bitwise (sample order and augmentations are
-functions of (seed, epoch, sample); the model, optimisers, schedules and RNGs are checkpointed).
+checkpoint, taken at an epoch's end or every ``checkpoint_every_steps`` steps, and reproduces the
+uninterrupted run bitwise (sample order and augmentations are functions of (seed, epoch,
+sample); the model, optimisers, schedules, RNGs and counters are checkpointed).
 """
 
 from __future__ import annotations
@@ -16,18 +18,22 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from multivic.branch import JointEmbedding
-from multivic.errors import ConfigError, MultivicError, NonFiniteLossError
+from multivic.errors import ConfigError, MultivicError, NonFiniteLossError, Preempted
 from multivic.optim import OptimizerSpec
 from multivic.run_dir import RunDir
-from multivic.train.checkpoint import TrainState, resume, save_checkpoint
+from multivic.train.checkpoint import TrainState, find_resume_point, load_checkpoint, remove_partial_checkpoints, save_checkpoint
 from multivic.train.data import build_loader
+from multivic.train.divergence import NonFiniteSteps, describe_metrics, gradient_norm, nonfinite_branches
+from multivic.train.faults import DataFaults
 from multivic.train.optimizers import build_joint_optimizer
+from multivic.train.preemption import StopRequests
 from multivic.train.progress import StepLogger
 from multivic.train.schedule import build_schedules
 from multivic.train.settings import TrainSettings
@@ -45,6 +51,8 @@ class FitResult:
     epoch: int  # completed epochs
     step: int  # completed optimiser steps
     resumed_from: str | None  # the checkpoint this call started from
+    skipped_steps: int = 0  # non-finite steps skipped (train.on_nonfinite=skip)
+    bad_samples: int = 0  # unreadable samples replaced
 
 
 def fit(
@@ -60,11 +68,15 @@ def fit(
     Args:
         model: its weights must already be the same on every process (build it after seeding).
         train_set: items ``(view_a, view_b)``; its transforms draw from the global RNGs, which
-            are seeded per sample (see multivic.train.data).
+            are seeded per sample (see multivic.train.data). An item that raises is replaced
+            by the next readable one and counted (see multivic.train.faults).
         optimizers: one spec over the whole model, or one per branch; each has its own schedule
             (linear warm-up, then cosine to final_lr_ratio × peak), with the peak at
             base_lr × batch_size × grad_accum_steps / 256.
         collate_fn: batches the pairs (needed when a side is not a tensor, e.g. captions).
+
+    Raises:
+        Preempted: after SIGTERM or SIGUSR1, once the checkpoint of the current step is written.
     """
     s = settings
     accelerator = Accelerator(mixed_precision=s.mixed_precision, gradient_accumulation_steps=s.grad_accum_steps, cpu=s.cpu)
@@ -78,49 +90,119 @@ def fit(
     )
     if s.sync_batchnorm and world > 1 and accelerator.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    fp16 = accelerator.mixed_precision == "fp16"
+    if s.on_nonfinite == "skip" and not fp16 and hasattr(model.loss_fn, "check_finite"):
+        model.loss_fn.check_finite = False  # every process must run its backward; gradients are checked instead
     optimizer = build_joint_optimizer(optimizers, s.samples_per_step)
     model, loader, prepared = accelerator.prepare(model, loader, optimizer)
-    steps_per_epoch = len(loader) // s.grad_accum_steps  # exact: the loader keeps whole steps
+    unwrapped = accelerator.unwrap_model(model)
+    steps_per_epoch = sampler.steps_per_epoch
     schedules = build_schedules(optimizer.parts, optimizers, steps_per_epoch, s.epochs)
-    state = TrainState()
-    accelerator.register_for_checkpointing(*schedules, state)
-    resumed_from = resume(accelerator, run_dir, state)
-    log = StepLogger(accelerator, run_dir, state.step, steps_per_epoch * s.epochs, s)
 
-    for epoch in range(state.epoch, s.epochs):
-        model.train()
-        loader.set_epoch(epoch)
-        sampler.set_epoch(epoch)  # Accelerate's shard wrapper does not pass the epoch on
-        for view_a, view_b in loader:
-            with accelerator.accumulate(model):
-                loss, metrics = _forward(accelerator, model, view_a, view_b, state.step, epoch)
-                accelerator.backward(loss)  # divides by grad_accum_steps: the window's mean
-                prepared.step()  # a no-op until the window's last micro-batch
-                prepared.zero_grad(set_to_none=True)
-            if accelerator.sync_gradients:
+    if accelerator.is_main_process:
+        remove_partial_checkpoints(run_dir)
+    accelerator.wait_for_everyone()
+    start = find_resume_point(run_dir)
+    state = TrainState() if start is None else load_checkpoint(accelerator, start, model, optimizer, schedules)
+    if start is not None and accelerator.is_main_process:
+        logger.info("resumed from %s at epoch %d, step %d", start.path, state.epoch, state.step)
+
+    def checkpoint(name: str) -> None:
+        save_checkpoint(accelerator, run_dir, name, model, optimizer, schedules, state, s.keep_checkpoints)
+
+    log = StepLogger(accelerator, run_dir, state.step, steps_per_epoch * s.epochs, s)
+    faults = DataFaults(len(train_set), s.strict_data, s.max_bad_fraction)  # type: ignore[arg-type]
+    nonfinite = NonFiniteSteps(s.on_nonfinite, s.max_nonfinite_in_row)
+    sampler.resume_at(state.epoch, state.steps_in_epoch)  # skips the steps a mid-epoch checkpoint already did
+    with StopRequests() as stop:
+        for epoch in range(state.epoch, s.epochs):
+            model.train()
+            loader.set_epoch(epoch)  # and so the sampler's
+            bad_window = None  # why the accumulation window in progress cannot be applied
+            for batch, batch_faults in loader:
+                faults.record(batch, batch_faults)
+                with accelerator.accumulate(model):
+                    loss, metrics = _forward(accelerator, model, *batch, state.step + 1, epoch)
+                    accelerator.backward(loss)  # divides by grad_accum_steps: the window's mean
+                    if s.on_nonfinite == "skip" and not bool(torch.isfinite(loss.detach())):
+                        bad_window = bad_window or f"non-finite loss ({describe_metrics(metrics)})"
+                    if accelerator.sync_gradients:
+                        bad_window = _clip_and_check(accelerator, model, unwrapped, s, fp16) or bad_window
+                        if bad_window is None or fp16:  # fp16: the GradScaler skips overflowing steps itself
+                            prepared.step()
+                        prepared.zero_grad(set_to_none=True)
+                if not accelerator.sync_gradients:
+                    continue
+                if bad_window is None:
+                    nonfinite.applied(state)
+                else:
+                    nonfinite.diverged(bad_window, state.step + 1, epoch, state)
+                    bad_window = None
                 lrs = {spec.label: sched.get_last_lr()[0] for spec, sched in zip(optimizers, schedules)}
                 for sched in schedules:
                     sched.step()
                 state.step += 1
-                log.step(state.step, epoch, lrs, metrics)
-        state.epoch = epoch + 1
-        if state.epoch % s.checkpoint_every == 0 or state.epoch == s.epochs:
-            save_checkpoint(accelerator, run_dir, f"epoch_{state.epoch:04d}", s.keep_checkpoints)
+                state.steps_in_epoch += 1
+                stop_now, new_faults = _exchange(accelerator, stop.requested, faults.pending)
+                faults.count(new_faults, state)
+                log.step(state.step, epoch, lrs, metrics, {"skipped_steps": state.skipped_steps, "bad_samples": state.bad_samples})
+                if stop_now:
+                    checkpoint(f"step_{state.step:09d}")
+                    log.close()
+                    raise Preempted(
+                        f"stopped by a signal after step {state.step} (epoch {epoch}) with a checkpoint in "
+                        f"{run_dir.checkpoints}: run the same command to resume"
+                    )
+                if s.checkpoint_every_steps and state.step % s.checkpoint_every_steps == 0 and state.steps_in_epoch < steps_per_epoch:
+                    checkpoint(f"step_{state.step:09d}")
+            state.epoch, state.steps_in_epoch, state.bad_in_epoch = epoch + 1, 0, 0
+            if state.epoch % s.checkpoint_every == 0 or state.epoch == s.epochs:
+                checkpoint(f"epoch_{state.epoch:04d}")
     log.close()
     accelerator.wait_for_everyone()
-    return FitResult(accelerator.unwrap_model(model), accelerator, state.epoch, state.step, resumed_from)
+    return FitResult(unwrapped, accelerator, state.epoch, state.step, start.path.name if start else None,
+                     state.skipped_steps, state.bad_samples)
 
 
 def _forward(accelerator: Accelerator, model: nn.Module, view_a: Any, view_b: Any, step: int, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
-    """The autocast forward pass; divergence becomes a one-line error naming the step."""
+    """The autocast forward pass; divergence the objective reports becomes a one-line error
+    naming the step (only under train.on_nonfinite=stop; with skip the trainer checks)."""
     with accelerator.autocast():
         try:
             return model(view_a, view_b)
         except NonFiniteLossError as exc:
             raise MultivicError(
-                f"training diverged at step {step} (epoch {epoch}): {exc}; "
-                "lower optim.base_lr or use train.mixed_precision=no, and resume from the last checkpoint"
+                f"training diverged at step {step} (epoch {epoch}): {exc}; lower optim.base_lr, set "
+                "train.clip_grad_norm or train.mixed_precision=no, or train.on_nonfinite=skip, and run the same "
+                "command to resume from the last checkpoint"
             ) from None
+
+
+def _clip_and_check(accelerator: Accelerator, model: nn.Module, unwrapped: nn.Module, s: TrainSettings, fp16: bool) -> str | None:
+    """Clip the gradients when asked; say why the step cannot be applied, or None.
+
+    The gradients are DDP's average, the same on every process, so every process decides the
+    same. Under fp16 overflowing gradients are the GradScaler's business, not divergence.
+    """
+    if s.clip_grad_norm is not None:
+        norm = accelerator.clip_grad_norm_(model.parameters(), s.clip_grad_norm)
+    elif fp16:
+        return None
+    else:
+        norm = gradient_norm(model)
+    if fp16 or bool(torch.isfinite(norm)):
+        return None
+    return f"non-finite gradients in {', '.join(nonfinite_branches(unwrapped))}"
+
+
+def _exchange(accelerator: Accelerator, stop: bool, faults: int) -> tuple[bool, int]:
+    """Whether any process was asked to stop, and the data faults of all processes since the
+    last call. One all-reduce of two numbers per step with several processes; none with one."""
+    if accelerator.num_processes == 1:
+        return stop, faults
+    both = torch.tensor([float(stop), float(faults)], device=accelerator.device)
+    both = accelerator.reduce(both, "sum")
+    return bool(both[0] > 0), int(both[1])
 
 
 def _check_batch(s: TrainSettings, num_samples: int, accelerator: Accelerator) -> int:

@@ -36,9 +36,12 @@ class StepLogger:
         )
         self.window_start, self.window_steps = time.perf_counter(), 0
 
-    def step(self, step: int, epoch: int, lrs: dict[str, float], metrics: dict[str, torch.Tensor]) -> None:
+    def step(
+        self, step: int, epoch: int, lrs: dict[str, float], metrics: dict[str, torch.Tensor], counters: dict[str, int] | None = None
+    ) -> None:
         """``lrs``: the learning rate each optimiser used for this step, by label; ``metrics``:
-        detached scalar tensors of this process's last micro-batch."""
+        detached scalar tensors of this process's last micro-batch; ``counters``: run totals
+        that are already the same on every process (skipped steps, bad samples)."""
         self.window_steps += 1
         self.bar.update(1)
         if step % self.settings.log_every and step != self.total_steps:
@@ -51,6 +54,7 @@ class StepLogger:
         if len(lrs) > 1:
             row.update({f"lr/{label}": value for label, value in lrs.items()})
         row.update({k: float(v) for k, v in zip(names, values.tolist())})
+        row.update(counters or {})
         row["samples_per_s"] = rate
         if self.history is not None:
             self.history.append(row)

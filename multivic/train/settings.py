@@ -23,7 +23,13 @@ class TrainSettings:
         seed: sample order, augmentations and dropout derive from it.
         log_every: a history.csv row every this many optimiser steps, and at the last step.
         checkpoint_every: a checkpoint every this many epochs, and after the last epoch.
+        checkpoint_every_steps: also a checkpoint every this many optimiser steps (0: off).
         keep_checkpoints: how many of the newest checkpoints stay on disk.
+        on_nonfinite: "stop" (raise, naming the term, branch and step) or "skip" the step.
+        max_nonfinite_in_row: with "skip", stop after this many skipped steps in a row.
+        clip_grad_norm: clip the global gradient norm to this before each step (None: off).
+        strict_data: stop on the first unreadable sample instead of replacing it.
+        max_bad_fraction: stop when more than this fraction of the split is unreadable in an epoch.
         sync_batchnorm: on several CUDA processes, batch norm uses the global batch's statistics,
             as the released code does (PyTorch's SyncBatchNorm runs on CUDA only).
         cpu: train on the CPU even when an accelerator is present.
@@ -38,7 +44,13 @@ class TrainSettings:
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 1
+    checkpoint_every_steps: int = 0
     keep_checkpoints: int = 1
+    on_nonfinite: str = "stop"
+    max_nonfinite_in_row: int = 10
+    clip_grad_norm: float | None = None
+    strict_data: bool = False
+    max_bad_fraction: float = 0.01
     sync_batchnorm: bool = True
     cpu: bool = False
     progress: bool = True

@@ -36,14 +36,15 @@ def test_a_sample_gets_a_new_seed_each_epoch_and_distinct_samples_distinct_seeds
 def test_views_depend_on_the_key_only_not_on_workers_or_history():
     data = SeededSamples(PairsOfVectors(16, constant=True))
     keys = [(i, 1000 + i) for i in range(16)]
-    direct = [data[k] for k in keys]
+    direct = [data[k][0] for k in keys]
     torch.manual_seed(123)  # whatever state the caller's RNG is in
-    again = [data[k] for k in reversed(keys)][::-1]
-    workers = [item for batch in DataLoader(data, batch_size=None, sampler=keys, num_workers=2) for item in [batch]]
+    again = [data[k][0] for k in reversed(keys)][::-1]
+    workers = [item for item, _ in DataLoader(data, batch_size=None, sampler=keys, num_workers=2)]
+    assert all(data[k][1] is None for k in keys)  # no faults
     for (a, b), (a2, b2), (a3, b3) in zip(direct, again, workers):
         assert torch.equal(a, a2) and torch.equal(b, b2) and torch.equal(a, a3) and torch.equal(b, b3)
     assert not torch.equal(direct[0][0], direct[1][0])  # same vector, different seeds: different views
-    assert not torch.equal(data[(0, 1)][0], data[(0, 2)][0])  # one sample, another epoch's seed
+    assert not torch.equal(data[(0, 1)][0][0], data[(0, 2)][0][0])  # one sample, another epoch's seed
 
 
 def test_seeded_rng_restores_the_global_generators():

@@ -19,7 +19,7 @@ def test_fit_logs_every_step_and_counts(tmp_path):
 
 
 def test_divergence_is_a_one_line_error_naming_the_step(tmp_path):
-    with pytest.raises(MultivicError, match=r"training diverged at step 0 \(epoch 0\): z_a holds .* non-finite"):
+    with pytest.raises(MultivicError, match=r"training diverged at step 1 \(epoch 0\): z_a \(branch 'vec'\) holds .* non-finite"):
         train(vicreg_model(poison=True), PairsOfVectors(), tmp_path / "run")
 
 

@@ -37,21 +37,22 @@ class PairsOfVectors(Dataset):
 class Linear(nn.Module):
     modality = "vector"
 
-    def __init__(self, out_dim: int = 8, poison: bool = False) -> None:
+    def __init__(self, out_dim: int = 8, poison: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
         self.lin = nn.Linear(DIM, out_dim)
+        self.drop = nn.Dropout(dropout)  # draws from the global RNG: resuming must restore it
         self.out_dim = out_dim
         self.poison = poison
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.lin(x)
+        y = self.drop(self.lin(x))
         return y * float("nan") if self.poison else y
 
 
-def vicreg_model(poison: bool = False) -> JointEmbedding:
-    """One shared branch: Linear(6, 8), expander 16-16 (with batch norm), VICReg."""
+def vicreg_model(poison: bool = False, dropout: float = 0.0) -> JointEmbedding:
+    """One shared branch: Linear(6, 8) (then dropout), expander 16-16 (with batch norm), VICReg."""
     torch.manual_seed(0)
-    branch = Branch("vec", Linear(poison=poison), Expander(8, "16-16"))
+    branch = Branch("vec", Linear(poison=poison, dropout=dropout), Expander(8, "16-16"))
     return JointEmbedding(branch, branch)
 
 
