@@ -56,12 +56,22 @@ def embed_dataset(
     was_training = branch.training
     branch.eval()
     reps, embs, labels = [], [], []
-    for batch in loader:
-        x, y = batch if labelled else (batch, None)
-        r = branch.encode(to_device(x, device))
-        reps.append(r.float().cpu())
-        embs.append(branch.expander(r).float().cpu())
-        if y is not None:
-            labels.append(y)
-    branch.train(was_training)
+    batches = iter(loader)
+    try:
+        for batch in batches:
+            x, y = batch if labelled else (batch, None)
+            r = branch.encode(to_device(x, device))
+            reps.append(r.float().cpu())
+            embs.append(branch.expander(r).float().cpu())
+            if y is not None:
+                labels.append(y)
+    finally:
+        # Stop the workers here, also when a worker's error (an unreadable file) ends the loop.
+        # That error's traceback holds the iterator, which the garbage collector then shuts
+        # down at some later moment (in a long-lived process, during the next evaluation),
+        # where its queue's feeder thread fails and prints a traceback of its own.
+        shutdown = getattr(batches, "_shutdown_workers", None)  # multi-process iterators only
+        if shutdown is not None:
+            shutdown()
+        branch.train(was_training)
     return Embedded(torch.cat(reps), torch.cat(embs), torch.cat(labels).long() if labelled else None)
