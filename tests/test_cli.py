@@ -137,13 +137,43 @@ def test_empty_class_folder(tiny_recipe, tiny_images, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_unreadable_image(tiny_recipe, tiny_images, tmp_path, capsys, workers):
+def test_a_class_of_unreadable_images_stops_the_run_naming_the_files(tiny_recipe, tiny_images, tmp_path, capsys, workers):
     data = tmp_path / "data"
     shutil.copytree(tiny_images, data)
     for f in (data / "train" / "circle").glob("*.png"):
         f.write_bytes(b"\x89PNG broken")
     code = _train(tiny_recipe, tmp_path / "r", f"data.root={data}", f"data.num_workers={workers}")
-    _expect_error(capsys, code, r"cannot read image .*circle/\d+\.png")
+    _expect_error(capsys, code, r"of the 72 training samples are unreadable this epoch, more than data.max_bad_fraction=0.01")
+
+
+def test_one_unreadable_image_is_skipped_and_counted(tiny_recipe, tiny_images, tmp_path, caplog):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_images, data)
+    broken = sorted((data / "train" / "circle").glob("*.png"))[0]
+    broken.write_bytes(b"\x89PNG broken")
+    assert _train(tiny_recipe, tmp_path / "r", f"data.root={data}", "data.num_workers=2", "data.max_bad_fraction=0.05") == 0
+    assert f"skipped an unreadable training sample (replaced by the next one): cannot read image {broken}" in caplog.text
+    assert f"evaluation left out an unreadable sample: cannot read image {broken}" in caplog.text
+    with (tmp_path / "r" / "history.csv").open() as f:
+        assert list(csv.DictReader(f))[-1]["bad_samples"] == "1"
+
+
+def test_strict_data_stops_on_the_first_unreadable_image(tiny_recipe, tiny_images, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_images, data)
+    broken = sorted((data / "train" / "circle").glob("*.png"))[0]
+    broken.write_bytes(b"\x89PNG broken")
+    code = _train(tiny_recipe, tmp_path / "r", f"data.root={data}", "data.num_workers=2", "data.strict=true")
+    _expect_error(capsys, code, rf"unreadable training sample: cannot read image {broken}.*data.strict=true")
+
+
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_an_output_dir_that_cannot_be_a_folder_is_refused_before_anything_runs(tiny_recipe, tmp_path, capsys, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    out = blocker if where == "file" else blocker / "run"
+    _expect_error(capsys, _train(tiny_recipe, out), r"--output-dir .*blocker.* (is an existing file|is a file)")
+    assert blocker.read_text() == "not a folder"
 
 
 def test_debug_shows_the_traceback(tiny_recipe, tmp_path):
@@ -170,7 +200,7 @@ def test_two_processes_train_through_accelerate_launch(tiny_recipe, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     checkpoint = run / "checkpoints" / "epoch_0001"
-    assert (checkpoint / "random_states_0.pkl").is_file() and (checkpoint / "random_states_1.pkl").is_file()
+    assert (checkpoint / "rng_0.pt").is_file() and (checkpoint / "rng_1.pt").is_file()  # each process's RNGs
     assert _history_steps(run) == [1, 2, 3, 4]  # global batch 16 = 2 × 8, as on one process
     assert "tiny/linear_top1" in json.loads((run / "metrics.json").read_text())
 

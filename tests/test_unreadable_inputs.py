@@ -62,8 +62,21 @@ def test_eval_names_an_unreadable_image_in_one_line(tiny_images, tmp_path, capsy
     (run / "config.yaml").write_text(recipe.replace("linear_epochs: 5", "linear_epochs: 1"))
     _export(run / "export")
     capsys.readouterr()
-    line = _one_error_line(capsys, main(["eval", str(run), f"data.num_workers={workers}"]))
+    line = _one_error_line(capsys, main(["eval", str(run), f"data.num_workers={workers}", "data.strict=true"]))
     assert line.startswith(f"error: cannot read image {bad}: "), line
+
+
+def test_eval_leaves_an_unreadable_image_out_of_a_classification_split_and_says_so(tiny_images, tmp_path, caplog):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_images, data)
+    bad = _corrupt(data / "val" / "square" / "zz_broken.png")
+    run = tmp_path / "run"
+    run.mkdir()
+    recipe = TINY_RECIPE.replace("root: null", f"root: {data}").replace("expander: 64-64", "expander: 8-8")
+    (run / "config.yaml").write_text(recipe.replace("linear_epochs: 5", "linear_epochs: 1"))
+    _export(run / "export")
+    assert main(["eval", str(run), "data.num_workers=2"]) == 0
+    assert f"evaluation left out an unreadable sample: cannot read image {bad}" in caplog.text
 
 
 @pytest.mark.parametrize("broken,message", [
@@ -104,6 +117,6 @@ def test_the_workers_stop_with_the_error(tiny_images, tmp_path, capsys, monkeypa
     (run / "config.yaml").write_text(TINY_RECIPE.replace("root: null", f"root: {data}").replace("expander: 64-64", "expander: 8-8"))
     _export(run / "export")
     for _ in range(3):  # as a notebook would, evaluating again in one process
-        assert main(["eval", str(run), "data.num_workers=2", "eval.linear_epochs=1"]) == 2
+        assert main(["eval", str(run), "data.num_workers=2", "eval.linear_epochs=1", "data.strict=true"]) == 2
         gc.collect()
     assert failures == []

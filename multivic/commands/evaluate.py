@@ -86,7 +86,7 @@ def eval_settings(cfg: RecipeConfig) -> EvalSettings:
         batch_size=e.batch_size, num_workers=cfg.data.num_workers, knn_k=e.knn_k, knn_temperature=e.knn_temperature,
         linear_epochs=e.linear_epochs, linear_lr=e.linear_lr, linear_weight_decay=e.linear_weight_decay,
         max_train_samples=e.max_train_samples, seed=cfg.seed, cross_validate=e.cross_validate,
-        retrieval_space=e.retrieval_space,
+        retrieval_space=e.retrieval_space, skip_unreadable=not cfg.data.strict,
     )
 
 

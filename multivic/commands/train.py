@@ -7,10 +7,13 @@ directory is touched, so a mistake never damages an existing run.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from accelerate.utils import set_seed
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from multivic.build import (
     build_collate,
@@ -49,10 +52,27 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _check_can_create(folder: Path) -> None:
+    """The nearest existing ancestor of ``folder`` must be a writable folder."""
+    parent = folder.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RunDirError(f"--output-dir {folder} cannot be created: {parent} is a file, not a folder; choose another --output-dir")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunDirError(f"--output-dir {folder} cannot be created: {parent} is not writable; choose another --output-dir")
+
+
 def check_run_dir(run_dir: RunDir, cfg: RecipeConfig) -> None:
-    """Refuse to train into a folder that is not this recipe's run directory."""
+    """Refuse to train into a folder that is not this recipe's run directory, or that cannot be
+    written; reads only, so a refused command changes nothing."""
+    if run_dir.root.exists() and not run_dir.root.is_dir():
+        raise RunDirError(f"--output-dir {run_dir.root} is an existing file, not a folder: choose another --output-dir")
     if not run_dir.root.exists():
+        _check_can_create(run_dir.root)
         return
+    if not os.access(run_dir.root, os.W_OK | os.X_OK):
+        raise RunDirError(f"--output-dir {run_dir.root} is not writable: choose another --output-dir or fix its permissions")
     if not run_dir.config.is_file():
         if any(run_dir.root.iterdir()):
             raise RunDirError(
@@ -60,8 +80,11 @@ def check_run_dir(run_dir: RunDir, cfg: RecipeConfig) -> None:
             )
         return
     try:  # resolved like the new one, so defaults and keys added since compare equal
-        old = _flatten(to_container(load_config(run_dir.config, legacy=True)))
-    except MultivicError as exc:
+        # Its `imports:` are compared, never imported: a file in a run directory runs no code.
+        # (This recipe's own imports are loaded by now, so the plug-ins a matching run names resolve.)
+        old = _flatten(to_container(load_config(run_dir.config, ["imports=[]"], legacy=True)))
+        old["imports"] = list(OmegaConf.load(run_dir.config).get("imports") or [])
+    except (MultivicError, OmegaConfBaseException) as exc:
         raise RunDirError(f"{run_dir.config} cannot be read ({exc}): choose another --output-dir") from None
     new = _flatten(to_container(cfg))
     for key in sorted(set(old) | set(new)):

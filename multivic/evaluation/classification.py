@@ -29,12 +29,13 @@ def evaluate_classification(
     max_train_samples: int | None = None,
     seed: int = 0,
     collate=None,
+    skip_unreadable: bool = False,
 ) -> dict[str, float]:
     """Metrics of ``branch`` named ``<branch>/<metric>``: linear_top1, linear_top5, knn_top1
     (percent, on val, trained on train) and std_mean, std_min, effective_rank of the expander
     output on val."""
-    tr = extract_features(branch, train, device, batch_size, num_workers, max_train_samples, seed, collate)
-    va = extract_features(branch, val, device, batch_size, num_workers, collate=collate)
+    tr = extract_features(branch, train, device, batch_size, num_workers, max_train_samples, seed, collate, skip_unreadable)
+    va = extract_features(branch, val, device, batch_size, num_workers, collate=collate, skip_unreadable=skip_unreadable)
     probe = linear_probe(
         tr.representations, tr.labels, va.representations, va.labels, num_classes,
         epochs=linear_epochs, lr=linear_lr, weight_decay=linear_weight_decay, seed=seed,

@@ -5,7 +5,8 @@ Used for the classification features, both sides of retrieval and ``multivic emb
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -13,6 +14,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from multivic.branch import Branch
+from multivic.errors import DataError
+from multivic.train.data import describe_fault
+
+logger = logging.getLogger("multivic")
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -27,6 +32,23 @@ class Embedded:
     representations: Tensor  # [N, encoder out_dim], float32 on CPU
     embeddings: Tensor  # [N, expander out_dim], float32 on CPU
     labels: Tensor | None  # [N] int64, when the items were (x, label)
+    skipped: list[str] = field(default_factory=list)  # why each left-out item could not be read
+
+
+class _ReadableOrReason(Dataset):
+    """``(item, None)``, or ``(None, reason)`` when reading the item raises."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, str | None]:
+        try:
+            return self.base[index], None
+        except Exception as exc:  # noqa: BLE001 - reported, with the file, in the main process
+            return None, describe_fault(exc, index)
 
 
 @torch.no_grad()
@@ -39,11 +61,14 @@ def embed_dataset(
     batch_size: int = 256,
     num_workers: int = 0,
     labelled: bool = False,
+    skip_unreadable: bool = False,
 ) -> Embedded:
     """Encoder and expander outputs of every item, in order, with the branch in eval mode.
 
     Items are inputs of the branch's modality after its evaluation view, or ``(input, label)``
-    pairs when ``labelled``; ``collate`` batches the inputs (default: stacking).
+    pairs when ``labelled``; ``collate`` batches the inputs (default: stacking). With
+    ``skip_unreadable`` (labelled items only: the labels stay aligned) an item whose reading
+    raises is left out and warned about, with its path; otherwise the error stops the loop.
     """
     collate = collate or torch.utils.data.default_collate
     if labelled:
@@ -51,6 +76,15 @@ def embed_dataset(
 
         def collate(items: list) -> tuple[Any, Tensor]:  # type: ignore[no-redef]
             return inner([x for x, _ in items]), torch.as_tensor([int(y) for _, y in items])
+    skipped: list[str] = []
+    if skip_unreadable:
+        if not labelled:
+            raise ValueError("skip_unreadable needs labelled items (unlabelled outputs are aligned by position)")
+        dataset, readable_collate = _ReadableOrReason(dataset), collate
+
+        def collate(pairs: list) -> tuple[Any, list[str]]:  # type: ignore[no-redef]
+            items = [item for item, _ in pairs if item is not None]
+            return (readable_collate(items) if items else None), [r for _, r in pairs if r is not None]
 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
     was_training = branch.training
@@ -59,6 +93,13 @@ def embed_dataset(
     batches = iter(loader)
     try:
         for batch in batches:
+            if skip_unreadable:
+                batch, reasons = batch
+                for reason in reasons:
+                    logger.warning("evaluation left out an unreadable sample: %s", reason)
+                skipped += reasons
+                if batch is None:
+                    continue
             x, y = batch if labelled else (batch, None)
             r = branch.encode(to_device(x, device))
             reps.append(r.float().cpu())
@@ -74,4 +115,6 @@ def embed_dataset(
         if shutdown is not None:
             shutdown()
         branch.train(was_training)
-    return Embedded(torch.cat(reps), torch.cat(embs), torch.cat(labels).long() if labelled else None)
+    if not reps:
+        raise DataError(f"none of the {len(dataset)} samples could be read, first: {skipped[0] if skipped else '?'}")  # type: ignore[arg-type]
+    return Embedded(torch.cat(reps), torch.cat(embs), torch.cat(labels).long() if labelled else None, skipped)

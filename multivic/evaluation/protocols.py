@@ -43,6 +43,9 @@ class EvalSettings:
     seed: int = 0
     cross_validate: bool = False
     retrieval_space: str = "embedding"
+    # Classification splits: drop an unreadable sample (warned about with its path) instead of
+    # stopping; off under data.strict. Retrieval sets need every item and always stop.
+    skip_unreadable: bool = True
 
 
 Splits = tuple[Dataset, Dataset]  # train and val sample dicts of one held-out fold
@@ -61,7 +64,7 @@ def _probe(branch: Branch, splits: Splits, device: torch.device, s: EvalSettings
         branch, train, val, len(train.classes), device,
         batch_size=s.batch_size, num_workers=s.num_workers, knn_k=s.knn_k, knn_temperature=s.knn_temperature,
         linear_epochs=s.linear_epochs, linear_lr=s.linear_lr, linear_weight_decay=s.linear_weight_decay,
-        max_train_samples=s.max_train_samples, seed=s.seed, collate=pipeline.collate(),
+        max_train_samples=s.max_train_samples, seed=s.seed, collate=pipeline.collate(), skip_unreadable=s.skip_unreadable,
     )
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle  # only for its error type: nothing here unpickles beyond weights_only
 import random
 import re
 import shutil
@@ -278,7 +279,7 @@ def load_checkpoint(
         load_weights(accelerator.unwrap_model(model), folder / "model.safetensors", accelerator.device)
         optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
         set_rng_state(torch.load(rank_file, map_location="cpu", weights_only=True))
-    except (OSError, RuntimeError, ValueError, KeyError, EOFError, SafetensorError) as exc:
+    except (OSError, RuntimeError, ValueError, KeyError, EOFError, SafetensorError, pickle.UnpicklingError) as exc:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise RunDirError(
             f"checkpoint {folder} cannot be loaded ({reason}): it is damaged; delete it (and fix "

@@ -187,6 +187,18 @@ class EpochBatches(Sampler[list[SampleKey]]):
             yield [(i, int(seeds[i])) for i in rows]
 
 
+def stop_workers(loader: DataLoader) -> None:
+    """Shut down a loader's persistent workers now. Left to the garbage collector after an
+    exception (the traceback keeps the iterator alive), they made the interpreter hang at exit."""
+    loader = getattr(loader, "base_dataloader", loader)  # Accelerate's wrapper holds the real loader
+    iterator = getattr(loader, "_iterator", None)
+    shutdown = getattr(iterator, "_shutdown_workers", None)  # private, hence looked up defensively
+    if shutdown is not None:
+        shutdown()
+    if iterator is not None:
+        loader._iterator = None
+
+
 def build_loader(
     train_set: Dataset,
     batch_size: int,

@@ -29,7 +29,7 @@ from multivic.errors import ConfigError, MultivicError, NonFiniteLossError, Pree
 from multivic.optim import OptimizerSpec
 from multivic.run_dir import RunDir
 from multivic.train.checkpoint import TrainState, find_resume_point, load_checkpoint, remove_partial_checkpoints, save_checkpoint
-from multivic.train.data import build_loader
+from multivic.train.data import build_loader, stop_workers
 from multivic.train.divergence import NonFiniteSteps, describe_metrics, gradient_norm, nonfinite_branches
 from multivic.train.faults import DataFaults
 from multivic.train.optimizers import build_joint_optimizer
@@ -114,50 +114,53 @@ def fit(
     faults = DataFaults(len(train_set), s.strict_data, s.max_bad_fraction)  # type: ignore[arg-type]
     nonfinite = NonFiniteSteps(s.on_nonfinite, s.max_nonfinite_in_row)
     sampler.resume_at(state.epoch, state.steps_in_epoch)  # skips the steps a mid-epoch checkpoint already did
-    with StopRequests() as stop:
-        for epoch in range(state.epoch, s.epochs):
-            model.train()
-            loader.set_epoch(epoch)  # and so the sampler's
-            bad_window = None  # why the accumulation window in progress cannot be applied
-            for batch, batch_faults in loader:
-                faults.record(batch, batch_faults)
-                with accelerator.accumulate(model):
-                    loss, metrics = _forward(accelerator, model, *batch, state.step + 1, epoch)
-                    accelerator.backward(loss)  # divides by grad_accum_steps: the window's mean
-                    if s.on_nonfinite == "skip" and not bool(torch.isfinite(loss.detach())):
-                        bad_window = bad_window or f"non-finite loss ({describe_metrics(metrics)})"
-                    if accelerator.sync_gradients:
-                        bad_window = _clip_and_check(accelerator, model, unwrapped, s, fp16) or bad_window
-                        if bad_window is None or fp16:  # fp16: the GradScaler skips overflowing steps itself
-                            prepared.step()
-                        prepared.zero_grad(set_to_none=True)
-                if not accelerator.sync_gradients:
-                    continue
-                if bad_window is None:
-                    nonfinite.applied(state)
-                else:
-                    nonfinite.diverged(bad_window, state.step + 1, epoch, state)
-                    bad_window = None
-                lrs = {spec.label: sched.get_last_lr()[0] for spec, sched in zip(optimizers, schedules)}
-                for sched in schedules:
-                    sched.step()
-                state.step += 1
-                state.steps_in_epoch += 1
-                stop_now, new_faults = _exchange(accelerator, stop.requested, faults.pending)
-                faults.count(new_faults, state)
-                log.step(state.step, epoch, lrs, metrics, {"skipped_steps": state.skipped_steps, "bad_samples": state.bad_samples})
-                if stop_now:
-                    checkpoint(f"step_{state.step:09d}")
-                    log.close()
-                    raise Preempted(
-                        f"stopped by a signal after step {state.step} (epoch {epoch}) with a checkpoint in "
-                        f"{run_dir.checkpoints}: run the same command to resume"
-                    )
-                if s.checkpoint_every_steps and state.step % s.checkpoint_every_steps == 0 and state.steps_in_epoch < steps_per_epoch:
-                    checkpoint(f"step_{state.step:09d}")
-            state.epoch, state.steps_in_epoch, state.bad_in_epoch = epoch + 1, 0, 0
-            if state.epoch % s.checkpoint_every == 0 or state.epoch == s.epochs:
-                checkpoint(f"epoch_{state.epoch:04d}")
+    try:
+        with StopRequests() as stop:
+            for epoch in range(state.epoch, s.epochs):
+                model.train()
+                loader.set_epoch(epoch)  # and so the sampler's
+                bad_window = None  # why the accumulation window in progress cannot be applied
+                for batch, batch_faults in loader:
+                    faults.record(batch, batch_faults)
+                    with accelerator.accumulate(model):
+                        loss, metrics = _forward(accelerator, model, *batch, state.step + 1, epoch)
+                        accelerator.backward(loss)  # divides by grad_accum_steps: the window's mean
+                        if s.on_nonfinite == "skip" and not bool(torch.isfinite(loss.detach())):
+                            bad_window = bad_window or f"non-finite loss ({describe_metrics(metrics)})"
+                        if accelerator.sync_gradients:
+                            bad_window = _clip_and_check(accelerator, model, unwrapped, s, fp16) or bad_window
+                            if bad_window is None or fp16:  # fp16: the GradScaler skips overflowing steps itself
+                                prepared.step()
+                            prepared.zero_grad(set_to_none=True)
+                    if not accelerator.sync_gradients:
+                        continue
+                    if bad_window is None:
+                        nonfinite.applied(state)
+                    else:
+                        nonfinite.diverged(bad_window, state.step + 1, epoch, state)
+                        bad_window = None
+                    lrs = {spec.label: sched.get_last_lr()[0] for spec, sched in zip(optimizers, schedules)}
+                    for sched in schedules:
+                        sched.step()
+                    state.step += 1
+                    state.steps_in_epoch += 1
+                    stop_now, new_faults = _exchange(accelerator, stop.requested, faults.pending)
+                    faults.count(new_faults, state)
+                    log.step(state.step, epoch, lrs, metrics, {"skipped_steps": state.skipped_steps, "bad_samples": state.bad_samples})
+                    if stop_now:
+                        checkpoint(f"step_{state.step:09d}")
+                        log.close()
+                        raise Preempted(
+                            f"stopped by a signal after step {state.step} (epoch {epoch}) with a checkpoint in "
+                            f"{run_dir.checkpoints}: run the same command to resume"
+                        )
+                    if s.checkpoint_every_steps and state.step % s.checkpoint_every_steps == 0 and state.steps_in_epoch < steps_per_epoch:
+                        checkpoint(f"step_{state.step:09d}")
+                state.epoch, state.steps_in_epoch, state.bad_in_epoch = epoch + 1, 0, 0
+                if state.epoch % s.checkpoint_every == 0 or state.epoch == s.epochs:
+                    checkpoint(f"epoch_{state.epoch:04d}")
+    finally:
+        stop_workers(loader)
     log.close()
     accelerator.wait_for_everyone()
     return FitResult(unwrapped, accelerator, state.epoch, state.step, start.path.name if start else None,

@@ -1,0 +1,107 @@
+"""Checkpoints survive what a kill, a full disk or a careless user does to a run directory."""
+
+import logging
+import shutil
+
+import pytest
+
+from multivic.errors import RunDirError
+from multivic.train import checkpoint as checkpoint_module
+from tests.train.test_resume import assert_bitwise_equal, checkpoint_state
+from tests.train.toy import PairsOfVectors, train, vicreg_model
+
+
+def names(run):
+    return sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir())
+
+
+def test_a_latest_naming_a_missing_checkpoint_falls_back_to_the_newest_complete_one(tmp_path, caplog):
+    run = tmp_path / "run"
+    train(vicreg_model(), PairsOfVectors(64), run, epochs=2, keep_checkpoints=2)
+    shutil.rmtree(run / "checkpoints" / "epoch_0002")  # LATEST still names it
+    with caplog.at_level(logging.WARNING, logger="multivic"):
+        result = train(vicreg_model(), PairsOfVectors(64), run, epochs=2, keep_checkpoints=2)
+    assert result.resumed_from == "epoch_0001" and result.step == 8
+    assert "names 'epoch_0002', which is missing or incomplete; resuming from epoch_0001" in caplog.text
+    assert names(run) == ["epoch_0001", "epoch_0002"]
+
+
+def test_a_latest_that_cannot_be_honoured_and_no_other_checkpoint_stops_and_deletes_nothing(tmp_path):
+    run = tmp_path / "run"
+    train(vicreg_model(), PairsOfVectors(64), run, epochs=1)
+    (run / "checkpoints" / "LATEST").write_text("epoch_0009\n")
+    (run / "checkpoints" / "epoch_0001" / "trainer.json").unlink()  # incomplete
+    before = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
+    with pytest.raises(RunDirError, match=r"LATEST names checkpoint 'epoch_0009', which is missing or incomplete"):
+        train(vicreg_model(), PairsOfVectors(64), run, epochs=2)
+    assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == before
+
+
+def test_a_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(tmp_path, monkeypatch):
+    run, data = tmp_path / "run", PairsOfVectors(64)
+    whole = train(vicreg_model(), data, tmp_path / "whole", epochs=2)
+    save_weights = checkpoint_module.save_weights
+
+    def killed(model, path):  # the weights of epoch 2 half written, then the process dies
+        if path.parent.name == "epoch_0002.tmp":
+            path.write_bytes(b"\0" * 10)
+            raise KeyboardInterrupt
+        save_weights(model, path)
+
+    monkeypatch.setattr(checkpoint_module, "save_weights", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(vicreg_model(), data, run, epochs=2)
+    assert names(run) == ["epoch_0001", "epoch_0002.tmp"] and (run / "checkpoints" / "LATEST").read_text() == "epoch_0001\n"
+    monkeypatch.undo()
+    resumed = train(vicreg_model(), data, run, epochs=2)
+    assert resumed.resumed_from == "epoch_0001" and names(run) == ["epoch_0002"]  # the .tmp is cleaned up
+    assert_bitwise_equal(checkpoint_state(run), checkpoint_state(tmp_path / "whole"))
+    assert_bitwise_equal(resumed.model.state_dict(), whole.model.state_dict())
+
+
+@pytest.mark.parametrize("damaged", ["model.safetensors", "optimizer.pt", "rng_0.pt"])
+def test_a_truncated_checkpoint_file_is_a_one_line_error_naming_it(tmp_path, damaged):
+    run = tmp_path / "run"
+    train(vicreg_model(), PairsOfVectors(64), run, epochs=1)
+    path = run / "checkpoints" / "epoch_0001" / damaged
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(RunDirError, match=r"checkpoint .*epoch_0001 cannot be loaded .*damaged; delete it") as err:
+        train(vicreg_model(), PairsOfVectors(64), run, epochs=2)
+    assert "\n" not in str(err.value)
+
+
+def test_a_pickled_file_in_a_checkpoint_is_never_unpickled(tmp_path):
+    """A crafted optimizer.pt that would run code is refused by weights_only loading."""
+    import pickle
+
+    run = tmp_path / "run"
+    train(vicreg_model(), PairsOfVectors(64), run, epochs=1)
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (run / "checkpoints" / "epoch_0001" / "optimizer.pt").write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(RunDirError, match="cannot be loaded"):
+        train(vicreg_model(), PairsOfVectors(64), run, epochs=2)
+    assert not marker.exists()
+
+
+def test_checkpoints_of_the_pickle_format_are_refused_with_the_fix(tmp_path):
+    run = tmp_path / "run"
+    old = run / "checkpoints" / "epoch_0001"
+    old.mkdir(parents=True)
+    (old / "pytorch_model.bin").write_bytes(b"x")
+    (old / "random_states_0.pkl").write_bytes(b"x")
+    (run / "checkpoints" / "LATEST").write_text("epoch_0001\n")
+    with pytest.raises(RunDirError, match="load with pickle.*new --output-dir"):
+        train(vicreg_model(), PairsOfVectors(64), run, epochs=2)
+    assert (old / "pytorch_model.bin").exists()
+
+
+def test_only_the_newest_checkpoints_are_kept_and_only_after_a_new_one_is_complete(tmp_path):
+    run = tmp_path / "run"
+    train(vicreg_model(), PairsOfVectors(64), run, epochs=3, checkpoint_every_steps=3, keep_checkpoints=2)
+    assert names(run) == ["epoch_0003", "step_000000009"]
+    assert (run / "checkpoints" / "LATEST").read_text() == "epoch_0003\n"
