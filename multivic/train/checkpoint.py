@@ -170,9 +170,11 @@ def save_weights(model: nn.Module, path: Path) -> None:
     save_file(tensors, str(path), metadata={"aliases": json.dumps(aliases)})
 
 
-def load_weights(model: nn.Module, path: Path, device: torch.device | str = "cpu") -> None:
-    """Load what :func:`save_weights` wrote into ``model`` (strictly: every key must match)."""
-    with safe_open(str(path), framework="pt", device=str(device)) as f:
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load what :func:`save_weights` wrote into ``model`` (strictly: every key must match).
+    Read on the CPU; load_state_dict copies onto the parameters' devices (safetensors takes no
+    "cpu:1", the device name of a second CPU process)."""
+    with safe_open(str(path), framework="pt", device="cpu") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
         aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
     state.update({name: state[target] for name, target in aliases.items()})
@@ -276,7 +278,7 @@ def load_checkpoint(
         raise RunDirError(f"{folder} holds {len(meta['schedules'])} learning-rate schedules, this run has {len(schedules)}")
     rank_file = folder / f"rng_{accelerator.process_index}.pt"
     try:
-        load_weights(accelerator.unwrap_model(model), folder / "model.safetensors", accelerator.device)
+        load_weights(accelerator.unwrap_model(model), folder / "model.safetensors")
         optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
         set_rng_state(torch.load(rank_file, map_location="cpu", weights_only=True))
     except (OSError, RuntimeError, ValueError, KeyError, EOFError, SafetensorError, pickle.UnpicklingError) as exc:

@@ -118,7 +118,8 @@ def fit(
         with StopRequests() as stop:
             for epoch in range(state.epoch, s.epochs):
                 model.train()
-                loader.set_epoch(epoch)  # and so the sampler's
+                loader.set_epoch(epoch)
+                sampler.set_epoch(epoch)  # Accelerate's multi-process shard wrapper does not pass it on
                 bad_window = None  # why the accumulation window in progress cannot be applied
                 for batch, batch_faults in loader:
                     faults.record(batch, batch_faults)
