@@ -126,15 +126,15 @@ def fit(
                     with accelerator.accumulate(model):
                         loss, metrics = _forward(accelerator, model, *batch, state.step + 1, epoch)
                         accelerator.backward(loss)  # divides by grad_accum_steps: the window's mean
-                        if s.on_nonfinite == "skip" and not bool(torch.isfinite(loss.detach())):
-                            bad_window = bad_window or f"non-finite loss ({describe_metrics(metrics)})"
-                        if accelerator.sync_gradients:
+                        bad_window = bad_window or _nonfinite_loss(s, loss, metrics)
+                        if accelerator.sync_gradients:  # the window's last micro-batch: step
                             bad_window = _clip_and_check(accelerator, model, unwrapped, s, fp16) or bad_window
                             if bad_window is None or fp16:  # fp16: the GradScaler skips overflowing steps itself
                                 prepared.step()
                             prepared.zero_grad(set_to_none=True)
                     if not accelerator.sync_gradients:
                         continue
+                    # One optimiser step done (or skipped): count, log, checkpoint or stop.
                     if bad_window is None:
                         nonfinite.applied(state)
                     else:
@@ -180,6 +180,13 @@ def _forward(accelerator: Accelerator, model: nn.Module, view_a: Any, view_b: An
                 "train.clip_grad_norm or train.mixed_precision=no, or train.on_nonfinite=skip, and run the same "
                 "command to resume from the last checkpoint"
             ) from None
+
+
+def _nonfinite_loss(s: TrainSettings, loss: Tensor, metrics: dict[str, Tensor]) -> str | None:
+    """Under on_nonfinite=skip (the objective's own check is off), why this loss cannot be used."""
+    if s.on_nonfinite == "skip" and not bool(torch.isfinite(loss.detach())):
+        return f"non-finite loss ({describe_metrics(metrics)})"
+    return None
 
 
 def _clip_and_check(accelerator: Accelerator, model: nn.Module, unwrapped: nn.Module, s: TrainSettings, fp16: bool) -> str | None:
