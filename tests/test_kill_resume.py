@@ -57,33 +57,43 @@ def _assert_same_exports(a, b):
             assert torch.equal(x[k], y[k]), f"{f.name}:{k} differs from the uninterrupted run"
 
 
-@pytest.fixture
-def uninterrupted(tiny_recipe, tmp_path):
-    out = tmp_path / "whole"
-    _run(tiny_recipe, out)
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory, tiny_images):
+    from tests.conftest import TINY_RECIPE
+
+    path = tmp_path_factory.mktemp("recipe") / "tiny.yaml"
+    path.write_text(TINY_RECIPE.replace("root: null", f"root: {tiny_images}"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(recipe, tmp_path_factory):
+    """One uninterrupted run for both tests."""
+    out = tmp_path_factory.mktemp("whole") / "run"
+    _run(recipe, out)
     return out
 
 
-def test_sigkill_in_the_middle_of_an_epoch_with_workers_then_the_same_command(tiny_recipe, tmp_path, uninterrupted):
+def test_sigkill_in_the_middle_of_an_epoch_with_workers_then_the_same_command(recipe, tmp_path, uninterrupted):
     out = tmp_path / "killed"
-    proc = _start(tiny_recipe, out)
+    proc = _start(recipe, out)
     _wait_for(lambda: _latest(out) == "step_000000006", proc)  # step 6: the middle of epoch 2
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert not (out / "export").exists()
-    resumed = _run(tiny_recipe, out)
+    resumed = _run(recipe, out)
     assert "resumed from" in resumed.stderr
     _assert_same_exports(uninterrupted, out)
 
 
-def test_sigterm_to_the_process_group_checkpoints_exits_75_and_resumes_exactly(tiny_recipe, tmp_path, uninterrupted):
+def test_sigterm_to_the_process_group_checkpoints_exits_75_and_resumes_exactly(recipe, tmp_path, uninterrupted):
     out = tmp_path / "terminated"
-    proc = _start(tiny_recipe, out)
+    proc = _start(recipe, out)
     _wait_for(lambda: (out / "history.csv").is_file() and len((out / "history.csv").read_text().splitlines()) >= 6, proc)
     os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 75, err[-2000:]
     assert "stopped by a signal after step" in err and "Traceback" not in err
     assert _latest(out).startswith("step_")
-    _run(tiny_recipe, out)
+    _run(recipe, out)
     _assert_same_exports(uninterrupted, out)
