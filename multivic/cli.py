@@ -5,6 +5,7 @@
     multivic encoders [--modality M]                           list the encoder registry
     multivic plugins                                           list objectives, modalities, data formats
     multivic embed RUN_OR_EXPORT_DIR --branch B --input PATH --out FILE   embeddings of inputs
+    multivic compare RUN_DIR RUN_DIR [...] [--csv OUT.csv]     settings that differ and final metrics
 
 User mistakes print one line ``error: ...`` and exit 2, without a traceback unless ``--debug``;
 a run stopped by SIGTERM or SIGUSR1 checkpoints and exits 75 (see multivic.errors.Preempted).
@@ -69,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--trust-imports", action="store_true",
                    help="import the modules the export names (imports:, import paths): "
                         "only for exports you trust, since importing runs their code")
+
+    c = sub.add_parser("compare", help="one table of several runs: the config keys that differ and the final metrics")
+    c.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="two or more run directories")
+    c.add_argument("--csv", default="compare.csv", help="where to save the table as CSV (default: compare.csv)")
     return p
 
 
@@ -147,6 +152,15 @@ def _cmd_embed(args: argparse.Namespace) -> None:
     print(f"wrote {n} embeddings of width {dim} to {args.out}")
 
 
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from multivic.commands.compare import compare_runs, to_markdown, write_csv
+
+    table = compare_runs(args.run_dirs)
+    write_csv(table, Path(args.csv))
+    print(to_markdown(table))
+    print(f"saved as {args.csv}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     # Overrides may come before or after options (argparse stops a positional list at the
@@ -161,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("multivic").setLevel(logging.INFO)
-    commands = {"train": _cmd_train, "eval": _cmd_eval, "encoders": _cmd_encoders, "plugins": _cmd_plugins, "embed": _cmd_embed}
+    commands = {"train": _cmd_train, "eval": _cmd_eval, "encoders": _cmd_encoders, "plugins": _cmd_plugins, "embed": _cmd_embed,
+                "compare": _cmd_compare}
     try:
         commands[args.command](args)
     except MultivicError as exc:

@@ -1,0 +1,157 @@
+"""``multivic compare``: one table of several runs, the settings that differ and the final metrics.
+
+One row per run (indexed by the run directory's name), one column per flattened config key
+whose value is not the same in every run (``loss.std_coeff``, ``model.branch_a.encoder``, ...),
+then every metric of the runs' metrics.json (the union; a run without one is left empty).
+
+config.yaml and metrics.json are read as data (``yaml.safe_load``, ``json``): nothing a run
+directory names is imported, so comparing runs from elsewhere is safe.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from multivic.errors import MultivicError, RunDirError
+from multivic.run_dir import RunDir, atomic_replace
+
+_MISSING = object()  # a key one run lacks: differs from every value, None included
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one flat dict with dotted keys; lists become their JSON text.
+
+    ``{"loss": {"gamma": 1.0}, "crop": [0.4, 1.0]}`` gives ``{"loss.gamma": 1.0, "crop": "[0.4, 1.0]"}``.
+    An empty mapping keeps its key, as ``"{}"``, so a run that sets nothing there still has it.
+    """
+    if not isinstance(tree, dict):
+        return {prefix: _scalar(tree)} if prefix else {}
+    if not tree and prefix:
+        return {prefix: "{}"}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return json.dumps(value)
+    return value
+
+
+def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The flattened config and the flattened final metrics of the run directory ``path``."""
+    run = RunDir(path)
+    if not run.config.is_file():
+        raise RunDirError(f"{path} is not a multivic run directory (no config.yaml): pass the --output-dir of training runs")
+    try:
+        config = yaml.safe_load(run.config.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{run.config} is not readable YAML ({exc.__class__.__name__}): is it a multivic config?") from None
+    if not isinstance(config, dict):
+        raise RunDirError(f"{run.config} does not hold a mapping of settings: is it a multivic config?")
+    metrics: Any = {}
+    if run.metrics.is_file():
+        try:
+            metrics = json.loads(run.metrics.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RunDirError(f"{run.metrics} is not valid JSON ({exc.__class__.__name__}): "
+                              f"re-evaluate the run with `multivic eval {path}`") from None
+        if not isinstance(metrics, dict):
+            raise RunDirError(f"{run.metrics} does not hold a mapping of metric names to numbers")
+    return flatten(config), flatten(metrics)
+
+
+def _row_names(paths: list[Path]) -> list[str]:
+    """The run directories' names, or the paths as given where two names are the same."""
+    names = [p.name or p.resolve().name for p in paths]
+    return names if len(set(names)) == len(names) else [str(p) for p in paths]
+
+
+def compare_runs(paths: list[str | Path]) -> pd.DataFrame:
+    """The comparison table of at least two run directories (see the module's docstring)."""
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise MultivicError(f"compare needs at least two run directories, got {len(paths)}")
+    resolved = [p.resolve() for p in paths]
+    for i, p in enumerate(resolved):
+        if p in resolved[:i]:
+            raise RunDirError(f"{paths[i]} is given twice: pass each run directory once")
+    runs = [read_run(p) for p in paths]
+    configs, metrics = [c for c, _ in runs], [m for _, m in runs]
+
+    keys: list[str] = []
+    for config in configs:
+        keys += [k for k in config if k not in keys]
+    differing = [k for k in keys if len({_key_of(c.get(k, _MISSING)) for c in configs}) > 1]
+    metric_keys = sorted({k for m in metrics for k in m}, key=_metric_order)
+
+    rows = []
+    for config, metric in zip(configs, metrics):
+        row = {k: config.get(k) for k in differing}
+        row.update({k: metric.get(k) for k in metric_keys if k not in row})
+        rows.append(row)
+    columns = differing + [k for k in metric_keys if k not in differing]
+    table = pd.DataFrame(rows, index=pd.Index(_row_names(paths), name="run"), columns=columns)
+    table.attrs["config_columns"] = differing
+    return table
+
+
+# Within a branch, the metrics a paper's table leads with come first; the others follow by name.
+_LEADING = ("linear_top1", "linear_top5", "knn_top1", "i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10",
+            "rsum", "i2t_medr", "t2i_medr")
+
+
+def _metric_order(key: str) -> tuple[str, int, str]:
+    """Sort key of a metric ``<branch>/<name>``: by branch, then the leading metrics, then by name."""
+    branch, _, name = key.rpartition("/")
+    return (branch, _LEADING.index(name) if name in _LEADING else len(_LEADING), name)
+
+
+def _key_of(value: Any) -> Any:
+    """A hashable identity of a config value that tells 1 from 1.0 from True from "1"."""
+    return value if value is _MISSING else (type(value).__name__, repr(value))
+
+
+def _cell(value: Any, metric: bool) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        if metric:
+            return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4g}"
+        return f"{value:.6g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """The table as a GitHub Markdown table: numbers right-aligned, metrics rounded to 2 decimals
+    (4 significant digits under 1), config values as written; empty where a run has no value."""
+    config_columns = set(table.attrs.get("config_columns", []))
+    header = [table.index.name or "run", *map(str, table.columns)]
+    body = []
+    for name, row in table.iterrows():
+        body.append([str(name)] + [_cell(row[c], c not in config_columns) for c in table.columns])
+    numeric = [False] + [pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
+                         for c in table.columns]
+    widths = [max(3, len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric)) + "|"
+    return "\n".join([line(header), rule, *(line(r) for r in body)])
+
+
+def write_csv(table: pd.DataFrame, path: Path) -> None:
+    """The table as CSV (full precision, first column ``run``), replaced atomically."""
+    with atomic_replace(path) as tmp:
+        table.to_csv(tmp)
