@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from multivic.errors import NonFiniteLossError
@@ -77,7 +78,8 @@ class JointEmbedding(nn.Module):
 
     ``forward(view_a, view_b)`` returns ``(loss, metrics)``: the scalar float32 loss with its
     graph, and a dict of detached scalar tensors (the loss terms and per-side collapse
-    statistics, keys such as "invariance", "a/std_mean"). No host synchronisation happens
+    statistics, keys such as "invariance", "a/std_mean"; "a/rankme" and "a/rankme_repr" too
+    when ``record_rankme`` is set). No host synchronisation happens
     unless the loss's ``check_finite`` is on.
 
     ``branch_b`` may be ``branch_a`` itself (shared weights), another instance of the same
@@ -102,6 +104,9 @@ class JointEmbedding(nn.Module):
 
             loss = VICRegLoss()
         self.loss_fn = loss
+        # When set, forward adds the RankMe (multivic.evaluation.collapse) of each side's
+        # embeddings and representations, on this batch, to the metrics.
+        self.record_rankme = False
 
     @property
     def shared(self) -> bool:
@@ -115,11 +120,19 @@ class JointEmbedding(nn.Module):
         return out
 
     def forward(self, view_a: Any, view_b: Any) -> tuple[Tensor, dict[str, Tensor]]:
-        z_a = self.branch_a(view_a)
-        z_b = self.branch_b(view_b)
+        y_a = self.branch_a.encode(view_a)
+        y_b = self.branch_b.encode(view_b)
+        z_a, z_b = self.branch_a.expander(y_a), self.branch_b.expander(y_b)
         try:
             out = self.loss_fn(z_a, z_b)
         except NonFiniteLossError as exc:  # objectives speak of z_a and z_b; users know branch names
             text = str(exc).replace("z_a", f"z_a (branch {self.branch_a.name!r})", 1)
             raise NonFiniteLossError(text.replace("z_b", f"z_b (branch {self.branch_b.name!r})", 1)) from None
-        return out.loss, out.metrics()
+        metrics = out.metrics()
+        if self.record_rankme:  # an SVD per side: only on the steps the trainer logs
+            from multivic.evaluation.collapse import rankme
+
+            for side, y, z in (("a", y_a, z_a), ("b", y_b, z_b)):
+                metrics[f"{side}/rankme"] = torch.tensor(rankme(z))
+                metrics[f"{side}/rankme_repr"] = torch.tensor(rankme(y))
+        return out.loss, metrics

@@ -16,12 +16,19 @@ def _run(recipe, out, *overrides):
     metrics = json.loads((out / "metrics.json").read_text())
     with (out / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
-    return metrics["tiny/std_mean"], [float(r["a/std_mean"]) for r in rows]
+    return metrics, rows
 
 
-def test_invariance_only_collapses_and_the_full_loss_does_not(tiny_recipe, tmp_path):
-    inv_val, inv_train = _run(tiny_recipe, tmp_path / "inv", "loss.std_coeff=0", "loss.cov_coeff=0")
-    full_val, full_train = _run(tiny_recipe, tmp_path / "full")
+def test_invariance_only_collapses_and_the_full_loss_does_not(tiny_recipe, tmp_path, caplog):
+    inv, inv_rows = _run(tiny_recipe, tmp_path / "inv", "loss.std_coeff=0", "loss.cov_coeff=0")
+    inv_log, _ = caplog.text, caplog.clear()
+    full, full_rows = _run(tiny_recipe, tmp_path / "full")
+    # The collapse alarm: in the log and history of the invariance-only run, never in the full run's.
+    assert "collapse alarm at step" in inv_log and "collapse alarm" not in caplog.text
+    assert inv_rows[-1]["collapse_alarm"].startswith("tiny (a): std ")
+    assert all(r["collapse_alarm"] == "" for r in full_rows)
+    inv_val, full_val = inv["tiny/std_mean"], full["tiny/std_mean"]
+    inv_train, full_train = [float(r["a/std_mean"]) for r in inv_rows], [float(r["a/std_mean"]) for r in full_rows]
     # Per-dimension std of the expander output on the val split (what metrics.json reports).
     assert inv_val < 0.1, inv_val
     assert full_val > 0.25, full_val

@@ -87,6 +87,7 @@ def eval_settings(cfg: RecipeConfig) -> EvalSettings:
         linear_epochs=e.linear_epochs, linear_lr=e.linear_lr, linear_weight_decay=e.linear_weight_decay,
         max_train_samples=e.max_train_samples, seed=cfg.seed, cross_validate=e.cross_validate,
         retrieval_space=e.retrieval_space, skip_unreadable=not cfg.data.strict,
+        gamma=float(cfg.loss.get("gamma", 1.0)),
     )
 
 
@@ -133,7 +134,7 @@ def format_metrics(metrics: dict[str, float]) -> str:
     for key, value in metrics.items():
         branch, _, metric = key.rpartition("/")
         rows.setdefault(branch or "both", {})[metric] = value
-    columns = ["linear_top1", "linear_top5", "knn_top1", "linear_top1_cv5_seen", "knn_top1_cv5_seen", "std_mean", "effective_rank"]
+    columns = ["linear_top1", "linear_top5", "knn_top1", "linear_top1_cv5_seen", "knn_top1_cv5_seen", "std_mean", "rankme"]
     columns += sorted({m for r in rows.values() for m in r} - set(columns))
     columns = [c for c in columns if any(c in r for r in rows.values())]
     width = max([6] + [len(b) for b in rows])

@@ -1,24 +1,56 @@
-"""Collapse statistics of a batch of embeddings."""
+"""Collapse statistics of a batch of embeddings: the numbers that say whether a run collapses.
+
+- RankMe (Garrido et al., 2023, "RankMe: assessing the downstream performance of pretrained
+  self-supervised representations by their rank"): exp of the entropy of the normalised singular
+  values of the *uncentred* matrix, p_k = σ_k / ‖σ‖₁ + ε. Uncentred on purpose: a collapsed
+  batch (every row ≈ one vector c plus tiny noise) has one dominant singular value, so RankMe is
+  about 1; centring would remove c and leave the noise, whose spectrum is flat, so an
+  "effective rank" of centred embeddings reports a collapsed run as nearly full rank.
+- Per-dimension standard deviation: mean, min, and the fraction of dimensions under γ (what the
+  variance term pushes up).
+- The RMS off-diagonal correlation: how much the dimensions still share (what the covariance
+  term pushes down), on the correlation rather than the covariance so it is scale-free.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+RANKME_EPS = 1e-7  # the ε of RankMe's p_k
+
 
 @torch.no_grad()
-def embedding_std_stats(z: Tensor) -> dict[str, float]:
-    """Per-dimension standard deviation of ``z`` [N, D] (unbiased, over rows) and effective rank.
+def rankme(z: Tensor, eps: float = RANKME_EPS) -> float:
+    """RankMe of ``z`` [N, D]: between 1 (rank one) and min(N, D) (flat spectrum). Not centred.
+    NaN when ``z`` holds NaN or Inf (a diverged step)."""
+    z = z.detach().double()
+    if not bool(torch.isfinite(z).all()):
+        return float("nan")
+    s = torch.linalg.svdvals(z)
+    p = s / s.sum().clamp_min(1e-300) + eps
+    return float(torch.exp(-(p * p.log()).sum()))
 
-    Returns ``std_mean``, ``std_min`` and ``effective_rank``: exp of the entropy of the
-    normalised singular values of the centred embeddings (Roy & Vetterli, 2007); D for
-    perfectly spread embeddings, near 1 for a collapse onto a line.
+
+@torch.no_grad()
+def collapse_stats(z: Tensor, gamma: float = 1.0) -> dict[str, float]:
+    """``rankme``, ``std_mean``, ``std_min``, ``std_below_gamma`` and ``corr_offdiag_rms`` of ``z`` [N, D].
+
+    The std is per dimension over rows (unbiased); a dimension with zero variance counts as
+    correlation 0 (it shares nothing).
     """
-    z = z.double()
+    z = z.detach().double()
+    n, d = z.shape
     std = z.std(dim=0, unbiased=True)
     zc = z - z.mean(dim=0)
-    s = torch.linalg.svdvals(zc)
-    p = s / s.sum().clamp_min(1e-12)
-    p = p[p > 0]
-    erank = float(torch.exp(-(p * p.log()).sum())) if p.numel() else 0.0
-    return {"std_mean": float(std.mean()), "std_min": float(std.min()), "effective_rank": erank}
+    scale = torch.where(std > 0, std, torch.ones_like(std))
+    corr = (zc / scale).T @ (zc / scale) / max(n - 1, 1)
+    off = corr - torch.diag(torch.diagonal(corr))
+    rms = float(torch.sqrt((off**2).sum() / max(d * (d - 1), 1)))
+    return {
+        "rankme": rankme(z),
+        "std_mean": float(std.mean()),
+        "std_min": float(std.min()),
+        "std_below_gamma": float((std < gamma).double().mean()),
+        "corr_offdiag_rms": rms,
+    }

@@ -46,6 +46,7 @@ class EvalSettings:
     # Classification splits: drop an unreadable sample (warned about with its path) instead of
     # stopping; off under data.strict. Retrieval sets need every item and always stop.
     skip_unreadable: bool = True
+    gamma: float = 1.0  # the variance term's target std, for std_below_gamma
 
 
 Splits = tuple[Dataset, Dataset]  # train and val sample dicts of one held-out fold
@@ -64,7 +65,7 @@ def _probe(branch: Branch, splits: Splits, device: torch.device, s: EvalSettings
         branch, train, val, len(train.classes), device,
         batch_size=s.batch_size, num_workers=s.num_workers, knn_k=s.knn_k, knn_temperature=s.knn_temperature,
         linear_epochs=s.linear_epochs, linear_lr=s.linear_lr, linear_weight_decay=s.linear_weight_decay,
-        max_train_samples=s.max_train_samples, seed=s.seed, collate=pipeline.collate(), skip_unreadable=s.skip_unreadable,
+        max_train_samples=s.max_train_samples, seed=s.seed, collate=pipeline.collate(), skip_unreadable=s.skip_unreadable, gamma=s.gamma,
     )
 
 

@@ -10,6 +10,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from multivic.run_dir import HistoryWriter, RunDir
+from multivic.train.collapse_alarm import CollapseAlarm
 from multivic.train.settings import TrainSettings
 
 
@@ -20,8 +21,11 @@ class StepLogger:
     are several), the metrics, and samples per second since the previous row.
     """
 
-    def __init__(self, accelerator: Accelerator, run_dir: RunDir, start_step: int, total_steps: int, settings: TrainSettings) -> None:
-        self.accelerator, self.settings, self.total_steps = accelerator, settings, total_steps
+    def __init__(
+        self, accelerator: Accelerator, run_dir: RunDir, start_step: int, total_steps: int, settings: TrainSettings,
+        alarm: CollapseAlarm | None = None,
+    ) -> None:
+        self.accelerator, self.settings, self.total_steps, self.alarm = accelerator, settings, total_steps, alarm
         self.history = None
         if accelerator.is_main_process:
             run_dir.root.mkdir(parents=True, exist_ok=True)
@@ -44,7 +48,7 @@ class StepLogger:
         that are already the same on every process (skipped steps, bad samples)."""
         self.window_steps += 1
         self.bar.update(1)
-        if step % self.settings.log_every and step != self.total_steps:
+        if not self.due(step):
             return
         names = sorted(metrics)
         values = self.accelerator.reduce(torch.stack([metrics[k].float() for k in names]), "mean")
@@ -56,10 +60,16 @@ class StepLogger:
         row.update({k: float(v) for k, v in zip(names, values.tolist())})
         row.update(counters or {})
         row["samples_per_s"] = rate
+        if self.alarm is not None:
+            row["collapse_alarm"] = self.alarm.check(step, row) if self.accelerator.is_main_process else ""
         if self.history is not None:
             self.history.append(row)
         self.bar.set_postfix(loss=f"{row['loss']:.3f}", samples_s=f"{rate:.0f}")
         self.window_start, self.window_steps = time.perf_counter(), 0
+
+    def due(self, step: int) -> bool:
+        """Whether step ``step`` (1-based) gets a history row."""
+        return step % self.settings.log_every == 0 or step == self.total_steps
 
     def close(self) -> None:
         self.bar.close()

@@ -30,6 +30,9 @@ class TrainSettings:
         clip_grad_norm: clip the global gradient norm to this before each step (None: off).
         strict_data: stop on the first unreadable sample instead of replacing it.
         max_bad_fraction: stop when more than this fraction of the split is unreadable in an epoch.
+        alarm_min_std, alarm_min_rankme_fraction: the collapse alarm's thresholds (see
+            multivic.train.collapse_alarm): a logged step's per-dimension std (mean) under the
+            first, or its RankMe under the second × min(rows, width), is flagged.
         sync_batchnorm: on several CUDA processes, batch norm uses the global batch's statistics,
             as the released code does (PyTorch's SyncBatchNorm runs on CUDA only).
         cpu: train on the CPU even when an accelerator is present.
@@ -51,6 +54,8 @@ class TrainSettings:
     clip_grad_norm: float | None = None
     strict_data: bool = False
     max_bad_fraction: float = 0.01
+    alarm_min_std: float = 0.1
+    alarm_min_rankme_fraction: float = 0.01
     sync_batchnorm: bool = True
     cpu: bool = False
     progress: bool = True
