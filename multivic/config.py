@@ -112,6 +112,10 @@ class TrainConfig:
     max_nonfinite_in_row: int = 10
     # Clip the global gradient norm to this value before each optimiser step (null: no clipping).
     clip_grad_norm: Optional[float] = None
+    # Collapse alarm on logged steps: a side's per-dimension std (mean) under alarm_min_std, or
+    # its RankMe under alarm_min_rankme_fraction × min(rows, width) of the batch, is flagged.
+    alarm_min_std: float = 0.1
+    alarm_min_rankme_fraction: float = 0.01
     # Batch norm over the global batch on several GPUs (as released); no effect on one process or CPU.
     sync_batchnorm: bool = True
     # Train on the CPU even when a GPU is present.

@@ -37,7 +37,7 @@ logger = logging.getLogger("multivic")
 # evaluated, and where the data is mounted, but not what is trained.
 RESUMABLE_CHANGES = (
     "train.epochs", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.on_nonfinite",
-    "train.max_nonfinite_in_row", "data.num_workers", "data.root", "data.strict", "data.max_bad_fraction", "eval.",
+    "train.max_nonfinite_in_row", "train.alarm_", "data.num_workers", "data.root", "data.strict", "data.max_bad_fraction", "eval.",
 )
 
 
@@ -119,6 +119,7 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
         checkpoint_every_steps=t.checkpoint_every_steps, keep_checkpoints=t.keep_checkpoints,
         on_nonfinite=t.on_nonfinite, max_nonfinite_in_row=t.max_nonfinite_in_row, clip_grad_norm=t.clip_grad_norm,
         strict_data=cfg.data.strict, max_bad_fraction=cfg.data.max_bad_fraction,
+        alarm_min_std=t.alarm_min_std, alarm_min_rankme_fraction=t.alarm_min_rankme_fraction,
         sync_batchnorm=t.sync_batchnorm, cpu=t.cpu, progress=progress,
     )
     settings.check_data_size(len(train_set))  # type: ignore[arg-type]
