@@ -6,6 +6,7 @@
     multivic plugins                                           list objectives, modalities, data formats
     multivic embed RUN_OR_EXPORT_DIR --branch B --input PATH --out FILE   embeddings of inputs
     multivic compare RUN_DIR RUN_DIR [...] [--csv OUT.csv]     settings that differ and final metrics
+    multivic report RUN_DIR [--out DIR]                        figures and an HTML page of a run
 
 User mistakes print one line ``error: ...`` and exit 2, without a traceback unless ``--debug``;
 a run stopped by SIGTERM or SIGUSR1 checkpoints and exits 75 (see multivic.errors.Preempted).
@@ -74,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="one table of several runs: the config keys that differ and the final metrics")
     c.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="two or more run directories")
     c.add_argument("--csv", default="compare.csv", help="where to save the table as CSV (default: compare.csv)")
+
+    rp = sub.add_parser("report", help="figures (PNG) and a self-contained HTML page of a run's training and evaluation")
+    rp.add_argument("run_dir")
+    rp.add_argument("--out", default=None, help="folder of the report (default: RUN_DIR/report)")
     return p
 
 
@@ -161,6 +166,13 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     print(f"saved as {args.csv}", file=sys.stderr)
 
 
+def _cmd_report(args: argparse.Namespace) -> None:
+    from multivic.report import write_report
+
+    report = write_report(args.run_dir, args.out)
+    print(f"wrote {len(report.figures)} figures and {report.html} ({report.markdown.name} beside it)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     # Overrides may come before or after options (argparse stops a positional list at the
@@ -176,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("multivic").setLevel(logging.INFO)
     commands = {"train": _cmd_train, "eval": _cmd_eval, "encoders": _cmd_encoders, "plugins": _cmd_plugins, "embed": _cmd_embed,
-                "compare": _cmd_compare}
+                "compare": _cmd_compare, "report": _cmd_report}
     try:
         commands[args.command](args)
     except MultivicError as exc:

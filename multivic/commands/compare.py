@@ -91,7 +91,7 @@ def compare_runs(paths: list[str | Path]) -> pd.DataFrame:
     for config in configs:
         keys += [k for k in config if k not in keys]
     differing = [k for k in keys if len({_key_of(c.get(k, _MISSING)) for c in configs}) > 1]
-    metric_keys = sorted({k for m in metrics for k in m}, key=_metric_order)
+    metric_keys = sorted({k for m in metrics for k in m}, key=metric_sort_key)
 
     rows = []
     for config, metric in zip(configs, metrics):
@@ -109,7 +109,7 @@ _LEADING = ("linear_top1", "linear_top5", "knn_top1", "i2t_r1", "i2t_r5", "i2t_r
             "rsum", "i2t_medr", "t2i_medr")
 
 
-def _metric_order(key: str) -> tuple[str, int, str]:
+def metric_sort_key(key: str) -> tuple[str, int, str]:
     """Sort key of a metric ``<branch>/<name>``: by branch, then the leading metrics, then by name."""
     branch, _, name = key.rpartition("/")
     return (branch, _LEADING.index(name) if name in _LEADING else len(_LEADING), name)

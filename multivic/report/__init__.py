@@ -1,0 +1,60 @@
+"""``multivic report RUN_DIR``: figures of a run's training and a page that shows them.
+
+    RUN_DIR/report/loss.png, lr.png, std.png, covariance.png, rankme.png, throughput.png
+    RUN_DIR/report/report.html   self-contained (figures embedded): settings, training summary,
+                                 evaluation table, collapse alarms, figures
+    RUN_DIR/report/report.md     the same page in Markdown, figures referenced beside it
+
+- :mod:`~multivic.report.run`: a run directory read as data (config, history, metrics);
+- :mod:`~multivic.report.figures`: the PNG figures (matplotlib, no pyplot);
+- :mod:`~multivic.report.page`: the HTML and Markdown pages.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from multivic.report.figures import FigureFile, draw_figures
+from multivic.report.page import render_html, render_markdown
+from multivic.report.run import RunRecord, read_run
+from multivic.run_dir import atomic_write_text
+
+logger = logging.getLogger("multivic")
+
+__all__ = ["Report", "RunRecord", "read_run", "write_report"]
+
+
+@dataclass(frozen=True)
+class Report:
+    """What :func:`write_report` wrote: the folder, the figures and the two pages."""
+
+    out_dir: Path
+    figures: list[FigureFile]
+    html: Path
+    markdown: Path
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Report:
+    """Write the report of ``run_dir`` into ``out_dir`` (default ``RUN_DIR/report/``).
+
+    Without matplotlib the pages are still written, without figures, and a warning says how to
+    get them.
+    """
+    run = read_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else run.root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    note = ""
+    try:
+        figures = draw_figures(run, out)
+    except ImportError as exc:
+        if getattr(exc, "name", "") != "matplotlib" and "matplotlib" not in str(exc):
+            raise
+        note = "No figures: matplotlib is not installed (pip install matplotlib, then run multivic report again)."
+        logger.warning(note)
+        figures = []
+    html_path, md_path = out / "report.html", out / "report.md"
+    atomic_write_text(html_path, render_html(run, figures, out, note))
+    atomic_write_text(md_path, render_markdown(run, figures, note))
+    return Report(out, figures, html_path, md_path)

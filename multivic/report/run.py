@@ -1,0 +1,108 @@
+"""What a report shows of one run directory, read as data: config, history and final metrics.
+
+config.yaml is read with ``yaml.safe_load``: nothing the run names is imported, so a report of
+a run from elsewhere is safe to make.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from multivic.errors import RunDirError
+from multivic.run_dir import RunDir
+
+SIDES = ("a", "b")
+TEXT_COLUMNS = ("collapse_alarm",)
+
+
+@dataclass
+class RunRecord:
+    """One run directory's contents, as the report's figures and page use them."""
+
+    root: Path
+    config: dict[str, Any]
+    history: pd.DataFrame  # numeric columns as floats (inf as NaN), collapse_alarm as text ("" when none)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.root.resolve().name
+
+    def setting(self, dotted: str, default: Any = None) -> Any:
+        """``config[a][b]...`` for ``"a.b..."``; ``default`` where a level is missing or null."""
+        node: Any = self.config
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or node.get(part) is None:
+                return default
+            node = node[part]
+        return node
+
+    @property
+    def gamma(self) -> float:
+        """The variance term's target std γ (``loss.gamma``, 1.0 by default)."""
+        return float(self.setting("loss.gamma", 1.0))
+
+    def side_label(self, side: str) -> str:
+        """``"a (resnet18)"``: the side and its branch's name."""
+        branch = self.setting(f"model.branch_{side}.name") or self.setting(f"model.branch_{side}.encoder")
+        return f"{side} ({branch})" if branch else side
+
+    def has(self, column: str) -> bool:
+        """Whether history.csv has ``column`` with at least one finite value."""
+        return column in self.history and bool(np.isfinite(self.history[column].to_numpy(dtype=float)).any())
+
+    def alarms(self) -> pd.DataFrame:
+        """The history rows whose ``collapse_alarm`` is not empty: step, epoch, alarm."""
+        if "collapse_alarm" not in self.history:
+            return pd.DataFrame(columns=["step", "epoch", "collapse_alarm"])
+        rows = self.history[self.history["collapse_alarm"].str.strip() != ""]
+        return rows[["step", "epoch", "collapse_alarm"]]
+
+
+def read_run(path: str | Path) -> RunRecord:
+    """The :class:`RunRecord` of the run directory ``path``; a one-line RunDirError when it is not
+    one or has no logged step yet."""
+    run = RunDir(path)
+    if not run.config.is_file():
+        raise RunDirError(f"{path} is not a multivic run directory (no config.yaml): pass the --output-dir of a training run")
+    try:
+        config = yaml.safe_load(run.config.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{run.config} is not readable YAML ({exc.__class__.__name__}): is it a multivic config?") from None
+    if not isinstance(config, dict):
+        raise RunDirError(f"{run.config} does not hold a mapping of settings: is it a multivic config?")
+    if not run.history.is_file():
+        raise RunDirError(f"{path} has no history.csv yet: the run has not logged a step (train it first)")
+    history = _read_history(run.history)
+    metrics: Any = {}
+    if run.metrics.is_file():
+        try:
+            metrics = json.loads(run.metrics.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RunDirError(f"{run.metrics} is not valid JSON ({exc.__class__.__name__}): re-evaluate with `multivic eval {path}`") from None
+        if not isinstance(metrics, dict):
+            raise RunDirError(f"{run.metrics} does not hold a mapping of metric names to numbers")
+    return RunRecord(Path(path), config, history, metrics)
+
+
+def _read_history(path: Path) -> pd.DataFrame:
+    try:
+        history = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path} is not a readable history ({exc.__class__.__name__}): is the run still writing its first row?") from None
+    if history.empty or "step" not in history:
+        raise RunDirError(f"{path} has no logged step yet: wait for the first train.log_every steps")
+    for column in history.columns:
+        if column in TEXT_COLUMNS:
+            history[column] = history[column].fillna("").astype(str)
+        else:
+            values = pd.to_numeric(history[column], errors="coerce").astype(float)
+            history[column] = values.replace([np.inf, -np.inf], np.nan)
+    return history.sort_values("step", kind="stable").reset_index(drop=True)

@@ -1,0 +1,137 @@
+"""`multivic report`: every figure and both pages from a hand-made run directory (no training)."""
+
+import csv
+import importlib.util
+import json
+import math
+import sys
+
+import pytest
+import yaml
+
+from multivic.cli import main
+from multivic.errors import RunDirError
+from multivic.report import read_run, write_report
+
+from PIL import Image
+
+needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
+                                      reason="multivic report draws its figures with matplotlib, which is not installed")
+
+FIGURES = ["loss.png", "lr.png", "std.png", "covariance.png", "rankme.png", "throughput.png"]
+METRICS = {"img/linear_top1": 41.25, "img/knn_top1": 38.5, "img/std_mean": 0.4146, "txt/knn_top1": 12.0,
+           "i2t_r1": 7.5, "rsum": 61.0}
+
+
+def _history_rows(steps=24, per_epoch=8, collapse_from=None, rankme=True, alarm=True):
+    rows = []
+    for step in range(1, steps + 1):
+        std = 0.05 if collapse_from and step >= collapse_from else 0.3 + 0.02 * step
+        row = {"step": step, "epoch": (step - 1) // per_epoch, "lr": 1e-3 * step / steps, "lr/head": 1e-4 * step / steps,
+               "loss": 20 - 0.3 * step, "invariance": 0.2 / step, "variance": 0.7 - 0.01 * step, "covariance": 0.05 * step}
+        for side in ("a", "b"):
+            row |= {f"{side}/std_mean": std, f"{side}/std_min": std / 2, f"{side}/std_below_gamma": 1.0 if std < 1 else 0.5,
+                    f"{side}/cov_offdiag_rms": 0.01 * math.sqrt(step)}
+            if rankme:
+                row[f"{side}/rankme"] = 2.0 if collapse_from and step >= collapse_from else 40.0 + step
+        row |= {"skipped_steps": 0, "bad_samples": 1, "samples_per_s": 200.0 + step}
+        if alarm:
+            row["collapse_alarm"] = "img (a): std 0.05 < 0.1; txt (b): std 0.05 < 0.1" if collapse_from and step >= collapse_from else ""
+        rows.append(row)
+    return rows
+
+
+def _make_run(root, rows, metrics=METRICS, config=None):
+    root.mkdir(parents=True)
+    config = config or {
+        "model": {"shared": False, "branch_a": {"name": "img", "encoder": "resnet18", "expander": "512-512-128"},
+                  "branch_b": {"name": "txt", "encoder": "text_cnn", "expander": "512-512-128"}},
+        "loss": {"name": "vicreg", "sim_coeff": 25.0, "std_coeff": 25.0, "cov_coeff": 1.0, "gamma": 0.8},
+        "optim": {"name": "adamw", "base_lr": 0.002}, "train": {"epochs": 3, "batch_size": 64, "alarm_min_std": 0.1},
+        "data": {"format": "image_folder", "builtin": "shapes"},
+    }
+    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    with (root / "history.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    if metrics is not None:
+        (root / "metrics.json").write_text(json.dumps(metrics))
+    return root
+
+
+@needs_matplotlib
+def test_report_writes_every_figure_and_a_page_that_shows_them(tmp_path, capsys):
+    run = _make_run(tmp_path / "run", _history_rows(collapse_from=20))
+    assert main(["report", str(run)]) == 0
+    assert "report.html" in capsys.readouterr().out
+    out = run / "report"
+    for name in FIGURES:
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and image.size[0] > 500 and image.size[1] > 300
+            image.verify()
+    page = (out / "report.html").read_text()
+    markdown = (out / "report.md").read_text()
+    for name in FIGURES:
+        assert f'href="{name}"' in page and f"]({name})" in markdown
+    assert page.count("data:image/png;base64,") == len(FIGURES)  # self-contained: the page alone shows them
+    # the evaluation table, grouped by branch: one row per prefix, metrics without one in their own row
+    for text in ("<td>img</td>", "<td>txt</td>", "(all branches)", "linear_top1", "41.25", "38.50", "0.4146", "i2t_r1", "61"):
+        assert text in page, text
+    assert "| img | 41.25 |" in markdown
+    # settings, and the collapse alarms of the history
+    assert "resnet18" in page and "text_cnn" in page and "γ = 0.8" in page and "batch size" in page
+    assert page.count("img (a): std 0.05 &lt; 0.1") == 5  # steps 20..24
+    assert "| 20 | 2 | img (a): std 0.05 < 0.1; txt (b): std 0.05 < 0.1 |" in markdown
+
+
+@needs_matplotlib
+def test_optional_columns_are_skipped_when_absent_and_out_dir_is_honoured(tmp_path):
+    rows = _history_rows(rankme=False, alarm=False)
+    for row in rows:
+        del row["lr/head"]
+    run = _make_run(tmp_path / "old_run", rows, metrics=None)
+    report = write_report(run, tmp_path / "elsewhere")
+    written = sorted(p.name for p in (tmp_path / "elsewhere").iterdir())
+    assert written == sorted([*(f for f in FIGURES if f != "rankme.png"), "report.html", "report.md"])
+    assert [f.name for f in report.figures] == [f for f in FIGURES if f != "rankme.png"]
+    page = report.html.read_text()
+    assert "rankme.png" not in page and "not been evaluated" in page and "no <code>collapse_alarm</code>" in page
+    assert not (run / "report").exists()
+
+
+def test_a_run_directory_is_read_as_data(tmp_path):
+    run = _make_run(tmp_path / "run", _history_rows(collapse_from=20))
+    record = read_run(run)
+    assert record.gamma == 0.8 and record.side_label("b") == "b (txt)"
+    assert list(record.alarms()["step"]) == [20, 21, 22, 23, 24]
+    assert record.has("a/rankme") and not record.has("c/rankme")
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(empty) in err and "config.yaml" in err and "\n" not in err
+    (empty / "config.yaml").write_text("seed: 0\n")
+    assert main(["report", str(empty)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no history.csv yet" in err and "\n" not in err
+    (empty / "history.csv").write_text("step,epoch,lr,loss\n")
+    with pytest.raises(RunDirError, match="no logged step"):
+        read_run(empty)
+    (empty / "history.csv").write_text("")
+    with pytest.raises(RunDirError, match="history"):
+        read_run(empty)
+    assert not (empty / "report").exists()
+
+
+def test_without_matplotlib_the_pages_are_written_and_say_why_there_are_no_figures(tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails, as where it is not installed
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    run = _make_run(tmp_path / "run", _history_rows())
+    report = write_report(run)
+    assert report.figures == [] and sorted(p.name for p in report.out_dir.iterdir()) == ["report.html", "report.md"]
+    assert "matplotlib is not installed" in report.html.read_text() and "41.25" in report.html.read_text()
+    assert "matplotlib is not installed" in caplog.text
