@@ -60,12 +60,19 @@ def _loss(run: RunRecord, out_dir: Path) -> FigureFile | None:
     fig, axes = _figure(1 + bool(terms))
     steps = run.history["step"]
     ax = axes[0]
-    _line(ax, steps, run.history["loss"], "loss (total)", color="black", lw=2)
+    # the total as a wide grey band behind the terms: visible also where one term is all of it
+    _line(ax, steps, run.history["loss"], "loss (total)", color="black", lw=5, alpha=0.3, zorder=1, marker=None)
     if weighted:
+        unused = []
         for (column, key, default, symbol, label), color in zip(terms, _TERM_COLORS):
             coeff = float(run.setting(f"loss.{key}", default))
-            _line(ax, steps, coeff * run.history[column], f"{symbol}·{label.split()[1]} = {coeff:g} × {label.split()[0]}", color=color)
-        ax.set_title("total loss and its weighted terms (they add up to the total)")
+            if coeff == 0:
+                unused.append(f"{symbol} = 0")
+                continue
+            _line(ax, steps, coeff * run.history[column], f"{symbol}·{label.split()[1]} = {coeff:g} × {label.split()[0]}",
+                  color=color, zorder=2)
+        title = "total loss and its weighted terms (they add up to the total)"
+        ax.set_title(title + (f"\n{', '.join(unused)}: not part of this loss" if unused else ""))
     else:
         ax.set_title("total loss")
     _finish(ax, run, "loss (unitless)")
@@ -102,7 +109,7 @@ def _std(run: RunRecord, out_dir: Path) -> FigureFile | None:
     if not sides:
         return None
     below = any(run.has(f"{s}/std_below_gamma") for s in sides)
-    fig, axes = _figure(len(sides), rows=1 + below, sharey="row", height_ratios=[2, 1] if below else None,
+    fig, axes = _figure(len(sides), rows=1 + below, sharex=True, sharey="row", height_ratios=[2, 1] if below else None,
                         extra_height=1.6)
     axes = np.asarray(axes).reshape(1 + below, len(sides))
     gamma, steps = run.gamma, run.history["step"]
@@ -119,6 +126,7 @@ def _std(run: RunRecord, out_dir: Path) -> FigureFile | None:
         ax.set_ylim(bottom=0, top=max(gamma * 1.15, ax.get_ylim()[1]))
         ax.set_title(f"side {run.side_label(side)}: per-dimension std of the embeddings")
         _finish(ax, run, "std of an embedding dimension" if i == 0 else None, log=False)
+        ax.tick_params(labelbottom=True)  # shared x: keep the step numbers above the legend too
         if below:
             ax = axes[1, i]
             if run.has(f"{side}/std_below_gamma"):
@@ -147,18 +155,25 @@ def _covariance(run: RunRecord, out_dir: Path) -> FigureFile | None:
 
 
 def _rankme(run: RunRecord, out_dir: Path) -> FigureFile | None:
-    sides = [s for s in SIDES if run.has(f"{s}/rankme")]
-    if not sides:
+    """RankMe of each side's embeddings (``<side>/rankme``, solid) and, where logged, of its
+    representations (``<side>/rankme_repr``, dashed)."""
+    series = [(side, column, kind) for side in SIDES
+              for column, kind in ((f"{side}/rankme", "embedding"), (f"{side}/rankme_repr", "representation"))
+              if run.has(column)]
+    if not series:
         return None
     fig, (ax,) = _figure(1, width=7.5)
-    for side, color in zip(sides, ("tab:blue", "tab:orange")):
-        _line(ax, run.history["step"], run.history[f"{side}/rankme"], f"side {run.side_label(side)}", color=color)
-    _mark_alarms(ax, run, sides)
+    colors = {"a": "tab:blue", "b": "tab:orange"}
+    for side, column, kind in series:
+        _line(ax, run.history["step"], run.history[column], f"side {run.side_label(side)}: {kind}",
+              color=colors[side], ls="-" if kind == "embedding" else "--")
+    _mark_alarms(ax, run, sorted({side for side, _, _ in series}))
     ax.set_ylim(bottom=0)
-    ax.set_title(f"{run.name}: RankMe of the batch embeddings")
-    _finish(ax, run, "RankMe (effective dimensions)", log=False)
+    ax.set_title(f"{run.name}: RankMe of the batch (effective dimensions used)")
+    _finish(ax, run, "RankMe (effective number of dimensions)", log=False)
     return _save(fig, out_dir, "rankme.png", "RankMe",
-                 "exp of the entropy of the normalised singular values of the uncentred batch embeddings; low means collapsed.")
+                 "exp of the entropy of the normalised singular values of the uncentred batch (embeddings: expander "
+                 "outputs; representations: encoder outputs); it cannot exceed min(batch rows, width), and near 1 is collapse.")
 
 
 def _throughput(run: RunRecord, out_dir: Path) -> FigureFile | None:
@@ -175,14 +190,14 @@ def _throughput(run: RunRecord, out_dir: Path) -> FigureFile | None:
 # --- shared drawing helpers ------------------------------------------------------------------------
 
 
-def _figure(cols: int, rows: int = 1, width: float | None = None, sharey: str | bool = False,
+def _figure(cols: int, rows: int = 1, width: float | None = None, sharex: bool = False, sharey: str | bool = False,
             height_ratios: list[float] | None = None, extra_height: float = 0.0):
     from matplotlib.figure import Figure
 
     width = width or (6.4 * cols)
     height = 4.3 * (sum(height_ratios) / max(height_ratios) if height_ratios else rows) + 0.4 + extra_height
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False, sharey=sharey, height_ratios=height_ratios)
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=sharex, sharey=sharey, height_ratios=height_ratios)
     return fig, list(axes.flat)
 
 
@@ -255,7 +270,7 @@ def _mark_alarms(ax, run: RunRecord, sides: tuple[str, ...] | list[str]) -> None
         return
     steps = run.history["step"].to_numpy(dtype=float)
     half = float(np.median(np.diff(steps))) / 2 if len(steps) > 1 else 0.5
-    half = max(half, 0.004 * (steps.max() - min(steps.min(), 0)))  # a single flagged row stays visible
+    min_width = 0.008 * steps.max()  # a single flagged row stays visible
     label = "collapse alarm" if len(sides) == 1 else "collapse alarm (either side)"
     start = None
     for i, step in enumerate(steps):
@@ -264,7 +279,10 @@ def _mark_alarms(ax, run: RunRecord, sides: tuple[str, ...] | list[str]) -> None
             start = step
         last = i == len(steps) - 1 or int(steps[i + 1]) not in flagged
         if on and last:
-            ax.axvspan(start - half, step + half, color="tab:red", alpha=0.12, lw=0, zorder=0, label=label)
+            lo, hi = max(start - half, 0.0), min(step + half, steps.max())  # not past the last logged step
+            if hi - lo < min_width:
+                lo, hi = max(0.0, (lo + hi) / 2 - min_width / 2), (lo + hi) / 2 + min_width / 2
+            ax.axvspan(lo, hi, color="tab:red", alpha=0.12, lw=0, zorder=0, label=label)
             label, start = None, None
 
 
