@@ -127,6 +127,21 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert not (empty / "report").exists()
 
 
+def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, capsys):
+    run = _make_run(tmp_path / "run", _history_rows())
+    (tmp_path / "a_file").write_text("")
+    assert main(["report", str(run), "--out", str(tmp_path / "a_file")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot write the report into") and "\n" not in err
+
+
+@needs_matplotlib
+def test_dollar_signs_in_names_are_text_not_tex(tmp_path):
+    rows = _history_rows(steps=6, per_epoch=3)
+    report = write_report(_make_run(tmp_path / "run $\\nope_1$", rows))
+    assert len(report.figures) == len(FIGURES)
+
+
 def test_without_matplotlib_the_pages_are_written_and_say_why_there_are_no_figures(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails, as where it is not installed
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)

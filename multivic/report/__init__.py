@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from multivic.errors import MultivicError
 from multivic.report.figures import FigureFile, draw_figures
 from multivic.report.page import render_html, render_markdown
 from multivic.report.run import RunRecord, read_run
@@ -44,7 +45,10 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
     """
     run = read_run(run_dir)
     out = Path(out_dir) if out_dir is not None else run.root / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MultivicError(f"cannot write the report into {out}: {exc.strerror or exc}; pass another folder with --out") from None
     note = ""
     try:
         figures = draw_figures(run, out)

@@ -33,16 +33,18 @@ class FigureFile:
 
 def draw_figures(run: RunRecord, out_dir: Path) -> list[FigureFile]:
     """Write every figure the run's history allows into ``out_dir``; the ones written, in order."""
-    from matplotlib.figure import Figure  # noqa: F401  (fails here, early, when matplotlib is missing)
+    import matplotlib  # fails here, early, when matplotlib is missing
 
     drawers: list[Callable[[RunRecord, Path], FigureFile | None]] = [
         _loss, _learning_rate, _std, _covariance, _rankme, _throughput,
     ]
     written = []
-    for draw in drawers:
-        figure = draw(run, out_dir)
-        if figure is not None:
-            written.append(figure)
+    # Run and branch names are text, not TeX: a "$" in a folder name must not start mathtext.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        for draw in drawers:
+            figure = draw(run, out_dir)
+            if figure is not None:
+                written.append(figure)
     return written
 
 
