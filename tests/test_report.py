@@ -1,7 +1,6 @@
 """`multivic report`: every figure and both pages from a hand-made run directory (no training)."""
 
 import csv
-import importlib.util
 import json
 import math
 import sys
@@ -15,8 +14,6 @@ from multivic.report import read_run, write_report
 
 from PIL import Image
 
-needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
-                                      reason="multivic report draws its figures with matplotlib, which is not installed")
 
 FIGURES = ["loss.png", "lr.png", "std.png", "covariance.png", "rankme.png", "throughput.png"]
 METRICS = {"img/linear_top1": 41.25, "img/knn_top1": 38.5, "img/std_mean": 0.4146, "txt/knn_top1": 12.0,
@@ -60,7 +57,6 @@ def _make_run(root, rows, metrics=METRICS, config=None):
     return root
 
 
-@needs_matplotlib
 def test_report_writes_every_figure_and_a_page_that_shows_them(tmp_path, capsys):
     run = _make_run(tmp_path / "run", _history_rows(collapse_from=20))
     assert main(["report", str(run)]) == 0
@@ -82,10 +78,10 @@ def test_report_writes_every_figure_and_a_page_that_shows_them(tmp_path, capsys)
     # settings, and the collapse alarms of the history
     assert "resnet18" in page and "text_cnn" in page and "γ = 0.8" in page and "batch size" in page
     assert page.count("img (a): std 0.05 &lt; 0.1") == 5  # steps 20..24
-    assert "| 20 | 2 | img (a): std 0.05 < 0.1; txt (b): std 0.05 < 0.1 |" in markdown
+    assert "| 20 | 3 | img (a): std 0.05 < 0.1; txt (b): std 0.05 < 0.1 |" in markdown  # epochs from 1, as in the figures
+    assert "step 24, epoch 3 of 3" in markdown
 
 
-@needs_matplotlib
 def test_optional_columns_are_skipped_when_absent_and_out_dir_is_honoured(tmp_path):
     rows = _history_rows(rankme=False, alarm=False)
     for row in rows:
@@ -105,6 +101,15 @@ def test_a_run_directory_is_read_as_data(tmp_path):
     record = read_run(run)
     assert record.gamma == 0.8 and record.side_label("b") == "b (txt)"
     assert list(record.alarms()["step"]) == [20, 21, 22, 23, 24]
+
+
+def test_a_long_collapse_lists_its_first_alarms_and_counts_the_rest(tmp_path):
+    from multivic.report.page import MAX_ALARM_ROWS, alarm_rows
+
+    record = read_run(_make_run(tmp_path / "run", _history_rows(steps=200, per_epoch=50, collapse_from=101)))
+    header, rows, more = alarm_rows(record)
+    assert len(rows) == MAX_ALARM_ROWS and rows[0][:2] == ["101", "3"]
+    assert more.startswith(f"... and {100 - MAX_ALARM_ROWS} more") and "step 200" in more
     assert record.has("a/rankme") and not record.has("c/rankme")
 
 
@@ -135,7 +140,6 @@ def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, capsys)
     assert err.startswith("error: cannot write the report into") and "\n" not in err
 
 
-@needs_matplotlib
 def test_dollar_signs_in_names_are_text_not_tex(tmp_path):
     rows = _history_rows(steps=6, per_epoch=3)
     report = write_report(_make_run(tmp_path / "run $\\nope_1$", rows))

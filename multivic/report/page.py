@@ -59,7 +59,7 @@ def training_summary(run: RunRecord) -> list[tuple[str, str]]:
     h = run.history
     last = h.iloc[-1]
     rows = [("logged steps", f"{len(h)} (last: step {int(last['step'])}"
-                             + (f", epoch {int(last['epoch'])})" if run.has("epoch") else ")"))]
+                             + (f", epoch {int(last['epoch']) + 1} of {run.setting('train.epochs', '?')})" if run.has("epoch") else ")"))]
     if run.has("loss"):
         rows.append(("loss", f"{_number(h['loss'].dropna().iloc[0])} at the first logged step, {_number(h['loss'].dropna().iloc[-1])} at the last"))
     for side in SIDES:
@@ -73,6 +73,21 @@ def training_summary(run: RunRecord) -> list[tuple[str, str]]:
             rows.append((what, str(int(h[column].dropna().iloc[-1]))))
     rows.append(("collapse alarms", str(len(run.alarms())) if "collapse_alarm" in h else "not recorded by this run"))
     return rows
+
+
+MAX_ALARM_ROWS = 50
+
+
+def alarm_rows(run: RunRecord) -> tuple[list[str], list[list[str]], str]:
+    """The collapse-alarm table (step, epoch counted from 1 as in the figures, alarm text), at most
+    :data:`MAX_ALARM_ROWS` rows, and a line saying how many more history.csv holds ("" when none)."""
+    alarms = run.alarms()
+    rows = [[_number(step), _number(epoch + 1) if np.isfinite(epoch) else "", text]
+            for step, epoch, text in alarms.head(MAX_ALARM_ROWS).itertuples(index=False)]
+    more = len(alarms) - len(rows)
+    note = (f"... and {more} more flagged steps, the last at step {_number(alarms['step'].iloc[-1])} "
+            "(history.csv's collapse_alarm column)") if more > 0 else ""
+    return ["step", "epoch", "alarm"], rows, note
 
 
 def metrics_table(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -133,8 +148,10 @@ def render_html(run: RunRecord, figures: list[FigureFile], out_dir: Path, note: 
     elif alarms.empty:
         parts.append("<p>None: no logged step was flagged.</p>")
     else:
-        parts.append(_html_table(["step", "epoch", "alarm"],
-                                 [[_number(s), _number(ep), a] for s, ep, a in alarms.itertuples(index=False)], css="alarm"))
+        header, rows, more = alarm_rows(run)
+        parts.append(_html_table(header, rows, css="alarm"))
+        if more:
+            parts.append(f"<p>{html.escape(more)}</p>")
     parts.append("<h2>Figures</h2>")
     if note:
         parts.append(f"<p>{e(note)}</p>")
@@ -187,7 +204,10 @@ def render_markdown(run: RunRecord, figures: list[FigureFile], note: str = "") -
     elif alarms.empty:
         lines.append("None: no logged step was flagged.")
     else:
-        lines += _md_table(["step", "epoch", "alarm"], [[_number(s), _number(ep), a] for s, ep, a in alarms.itertuples(index=False)])
+        header, rows, more = alarm_rows(run)
+        lines += _md_table(header, rows)
+        if more:
+            lines += ["", more]
     lines += ["", "## Figures", ""]
     if note:
         lines += [note, ""]
