@@ -63,7 +63,7 @@ def _loss(run: RunRecord, out_dir: Path) -> FigureFile | None:
     steps = run.history["step"]
     ax = axes[0]
     # the total as a wide grey band behind the terms: visible also where one term is all of it
-    _line(ax, steps, run.history["loss"], "loss (total)", color="black", lw=5, alpha=0.3, zorder=1, marker=None)
+    _line(ax, steps, run.history["loss"], "loss (total)", color="black", lw=4, alpha=0.45, zorder=1, marker=None)
     if weighted:
         unused = []
         for (column, key, default, symbol, label), color in zip(terms, _TERM_COLORS):
