@@ -43,6 +43,7 @@ def test_train_writes_a_complete_run_directory(tiny_recipe, tmp_path, capsys):
     meta = json.loads((run / "export" / "tiny.json").read_text())
     assert meta["encoder"] == "resnet18" and meta["expander"] == "64-64" and meta["modality"] == "image"
     assert load_file(str(run / "export" / "tiny.safetensors"))
+    assert {"report.html", "report.md", "loss.png", "std.png", "rankme.png"} <= {p.name for p in (run / "report").iterdir()}
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("tiny/linear_top1", "tiny/linear_top5", "tiny/knn_top1", "tiny/std_mean"):
         assert 0 <= metrics[key] <= 100

@@ -97,6 +97,18 @@ def check_run_dir(run_dir: RunDir, cfg: RecipeConfig) -> None:
             )
 
 
+def _write_report(run_dir: RunDir) -> None:
+    """RUN_DIR/report/: figures and pages of the finished run (multivic report); a failure there
+    is a warning, never a lost run."""
+    from multivic.report import write_report
+
+    try:
+        report = write_report(run_dir.root)
+        logger.info("report: %s", report.html)
+    except Exception as exc:  # noqa: BLE001 - the run itself is complete and exported
+        logger.warning("the report could not be written (%s); run `multivic report %s` to retry", exc, run_dir.root)
+
+
 def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> dict[str, float]:
     """Train (or resume) the recipe into ``output_dir``, export the branches, evaluate.
 
@@ -134,5 +146,7 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
             export_branch(branch, run_dir.export, branch.encoder_name, branch.encoder_kwargs, imports=list(cfg.imports))
         if cfg.eval.enabled:
             metrics = evaluate(cfg, run_dir, result.accelerator.device, data)
+        if result.step > 0:
+            _write_report(run_dir)
     result.accelerator.wait_for_everyone()
     return metrics
