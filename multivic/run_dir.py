@@ -117,9 +117,14 @@ class HistoryWriter:
         if path.is_file():
             with path.open(newline="") as f:
                 reader = csv.DictReader(f)
-                self.columns = list(reader.fieldnames or [])
-                rows = [r for r in reader if int(r["step"]) <= resume_step]
-            with path.open("w", newline="") as f:
+                columns = list(reader.fieldnames or [])
+                rows = [r for r in reader if r.get("step") not in (None, "") and int(r["step"]) <= resume_step]
+            if "step" not in columns:  # empty or headerless (a kill while it was first written): start afresh
+                path.unlink()
+                return
+            self.columns = columns
+            # Rewritten atomically: a kill here leaves the old file, never an empty one.
+            with atomic_replace(path) as tmp, tmp.open("w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=self.columns)
                 writer.writeheader()
                 writer.writerows(rows)

@@ -105,3 +105,14 @@ def test_only_the_newest_checkpoints_are_kept_and_only_after_a_new_one_is_comple
     train(vicreg_model(), PairsOfVectors(64), run, epochs=3, checkpoint_every_steps=3, keep_checkpoints=2)
     assert names(run) == ["epoch_0003", "step_000000009"]
     assert (run / "checkpoints" / "LATEST").read_text() == "epoch_0003\n"
+
+
+def test_an_empty_history_left_by_a_kill_is_started_afresh_not_blanked(tmp_path):
+    from tests.train.toy import history
+
+    run = tmp_path / "run"
+    train(vicreg_model(), PairsOfVectors(64), run, epochs=1)
+    (run / "history.csv").write_text("")  # a kill between creating the file and writing its header
+    train(vicreg_model(), PairsOfVectors(64), run, epochs=2)
+    rows = history(run)
+    assert [int(r["step"]) for r in rows] == [5, 6, 7, 8] and all(r["loss"] for r in rows)
