@@ -64,8 +64,20 @@ class StepLogger:
             row["collapse_alarm"] = self.alarm.check(step, row) if self.accelerator.is_main_process else ""
         if self.history is not None:
             self.history.append(row)
-        self.bar.set_postfix(loss=f"{row['loss']:.3f}", samples_s=f"{rate:.0f}")
+        self.bar.set_postfix(self._postfix(epoch, row), refresh=False)
         self.window_start, self.window_steps = time.perf_counter(), 0
+
+    @staticmethod
+    def _postfix(epoch: int, row: dict[str, float | int | str]) -> dict[str, str]:
+        """What the bar shows after a logged step: epoch, loss, the objective's terms that are
+        in the row (VICReg's three), lr and samples/s."""
+        shown = {"epoch": str(epoch + 1), "loss": f"{row['loss']:.3f}"}
+        for key, label in (("invariance", "inv"), ("variance", "var"), ("covariance", "cov")):
+            if isinstance(row.get(key), float):
+                shown[label] = f"{row[key]:.3g}"
+        shown["lr"] = f"{row['lr']:.2e}"
+        shown["samples/s"] = f"{row['samples_per_s']:.0f}"
+        return shown
 
     def due(self, step: int) -> bool:
         """Whether step ``step`` (1-based) gets a history row."""

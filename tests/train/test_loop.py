@@ -75,3 +75,12 @@ def test_resume_truncates_history_to_the_checkpoint(tmp_path):
     result = train(vicreg_model(), PairsOfVectors(), run, epochs=2)
     assert (result.resumed_from, result.step) == ("epoch_0001", 8)
     assert [int(r["step"]) for r in history(run)] == list(range(1, 9))
+
+
+def test_the_progress_bar_shows_epoch_loss_terms_lr_and_rate():
+    from multivic.train.progress import StepLogger
+
+    row = {"loss": 22.5, "invariance": 0.01, "variance": 0.7, "covariance": 0.12, "lr": 0.001, "samples_per_s": 263.4}
+    assert StepLogger._postfix(2, row) == {
+        "epoch": "3", "loss": "22.500", "inv": "0.01", "var": "0.7", "cov": "0.12", "lr": "1.00e-03", "samples/s": "263",
+    }
