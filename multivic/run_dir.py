@@ -4,7 +4,8 @@
       config.yaml              the resolved recipe
       history.csv              one row per logged step: step, epoch, lr, loss and its terms, ...
       checkpoints/LATEST       name of the newest complete checkpoint folder
-      checkpoints/epoch_NNNN/  model, optimiser, schedule, RNG and counters (Accelerate state)
+      checkpoints/epoch_NNNN/  model, optimisers, schedules, RNGs and counters (see multivic.train.checkpoint;
+      checkpoints/step_N/      step_N every train.checkpoint_every_steps)
       export/<branch>.safetensors, export/<branch>.json   trained branches and their configs
       modalities/<modality>/   a fitted modality state (the text tokenizer), as data files
       metrics.json             flat final evaluation numbers
@@ -22,6 +23,10 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+import yaml
+
+from multivic.errors import RunDirError
 
 
 @contextlib.contextmanager
@@ -93,19 +98,34 @@ class RunDir:
     def metrics(self) -> Path:
         return self.root / "metrics.json"
 
-    def latest_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint folder, or None."""
-        pointer = self.checkpoints / "LATEST"
-        if not pointer.is_file():
-            return None
-        folder = self.checkpoints / pointer.read_text().strip()
-        return folder if folder.is_dir() else None
-
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         atomic_write_text(self.metrics, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
+    def read_config_data(self) -> dict[str, Any]:
+        """config.yaml as plain data (yaml.safe_load: nothing is imported or resolved); a
+        one-line RunDirError when this is not a run directory or the file is not a mapping."""
+        if not self.config.is_file():
+            raise RunDirError(f"{self.root} is not a multivic run directory (no config.yaml): pass the --output-dir of a training run")
+        try:
+            config = yaml.safe_load(self.config.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise RunDirError(f"{self.config} is not readable YAML ({exc.__class__.__name__}): is it a multivic config?") from None
+        if not isinstance(config, dict):
+            raise RunDirError(f"{self.config} does not hold a mapping of settings: is it a multivic config?")
+        return config
+
     def read_metrics(self) -> dict[str, Any]:
-        return json.loads(self.metrics.read_text()) if self.metrics.is_file() else {}
+        """metrics.json ({} before the first evaluation); a one-line RunDirError when damaged."""
+        if not self.metrics.is_file():
+            return {}
+        try:
+            metrics = json.loads(self.metrics.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RunDirError(f"{self.metrics} is not valid JSON ({exc.__class__.__name__}): "
+                              f"re-evaluate the run with `multivic eval {self.root}`") from None
+        if not isinstance(metrics, dict):
+            raise RunDirError(f"{self.metrics} does not hold a mapping of metric names to numbers")
+        return metrics
 
 
 class HistoryWriter:

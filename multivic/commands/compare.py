@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from multivic.errors import MultivicError, RunDirError
 from multivic.run_dir import RunDir, atomic_replace
@@ -49,23 +48,7 @@ def _scalar(value: Any) -> Any:
 def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The flattened config and the flattened final metrics of the run directory ``path``."""
     run = RunDir(path)
-    if not run.config.is_file():
-        raise RunDirError(f"{path} is not a multivic run directory (no config.yaml): pass the --output-dir of training runs")
-    try:
-        config = yaml.safe_load(run.config.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{run.config} is not readable YAML ({exc.__class__.__name__}): is it a multivic config?") from None
-    if not isinstance(config, dict):
-        raise RunDirError(f"{run.config} does not hold a mapping of settings: is it a multivic config?")
-    metrics: Any = {}
-    if run.metrics.is_file():
-        try:
-            metrics = json.loads(run.metrics.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RunDirError(f"{run.metrics} is not valid JSON ({exc.__class__.__name__}): "
-                              f"re-evaluate the run with `multivic eval {path}`") from None
-        if not isinstance(metrics, dict):
-            raise RunDirError(f"{run.metrics} does not hold a mapping of metric names to numbers")
+    config, metrics = run.read_config_data(), run.read_metrics()
     return flatten(config), flatten(metrics)
 
 

@@ -6,14 +6,12 @@ a run from elsewhere is safe to make.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from multivic.errors import RunDirError
 from multivic.run_dir import RunDir
@@ -70,25 +68,11 @@ def read_run(path: str | Path) -> RunRecord:
     """The :class:`RunRecord` of the run directory ``path``; a one-line RunDirError when it is not
     one or has no logged step yet."""
     run = RunDir(path)
-    if not run.config.is_file():
-        raise RunDirError(f"{path} is not a multivic run directory (no config.yaml): pass the --output-dir of a training run")
-    try:
-        config = yaml.safe_load(run.config.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{run.config} is not readable YAML ({exc.__class__.__name__}): is it a multivic config?") from None
-    if not isinstance(config, dict):
-        raise RunDirError(f"{run.config} does not hold a mapping of settings: is it a multivic config?")
+    config = run.read_config_data()
     if not run.history.is_file():
         raise RunDirError(f"{path} has no history.csv yet: the run has not logged a step (train it first)")
     history = _read_history(run.history)
-    metrics: Any = {}
-    if run.metrics.is_file():
-        try:
-            metrics = json.loads(run.metrics.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RunDirError(f"{run.metrics} is not valid JSON ({exc.__class__.__name__}): re-evaluate with `multivic eval {path}`") from None
-        if not isinstance(metrics, dict):
-            raise RunDirError(f"{run.metrics} does not hold a mapping of metric names to numbers")
+    metrics = run.read_metrics()
     return RunRecord(Path(path), config, history, metrics)
 
 
