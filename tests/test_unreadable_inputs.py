@@ -51,8 +51,10 @@ def test_embed_names_an_unreadable_image_in_one_line(tiny_images, tmp_path, caps
     assert not (tmp_path / "e.npy").exists()
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_eval_names_an_unreadable_image_in_one_line(tiny_images, tmp_path, capsys, workers):
+@pytest.fixture
+def broken_val_run(tiny_images, tmp_path):
+    """A run directory (config + export, no training) over a copy of the tiny images whose val
+    split holds one corrupt file; returns the run and that file."""
     data = tmp_path / "data"
     shutil.copytree(tiny_images, data)
     bad = _corrupt(data / "val" / "square" / "zz_broken.png")
@@ -61,20 +63,19 @@ def test_eval_names_an_unreadable_image_in_one_line(tiny_images, tmp_path, capsy
     recipe = TINY_RECIPE.replace("root: null", f"root: {data}").replace("expander: 64-64", "expander: 8-8")
     (run / "config.yaml").write_text(recipe.replace("linear_epochs: 5", "linear_epochs: 1"))
     _export(run / "export")
+    return run, bad
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_eval_names_an_unreadable_image_in_one_line(broken_val_run, capsys, workers):
+    run, bad = broken_val_run
     capsys.readouterr()
     line = _one_error_line(capsys, main(["eval", str(run), f"data.num_workers={workers}", "data.strict=true"]))
     assert line.startswith(f"error: cannot read image {bad}: "), line
 
 
-def test_eval_leaves_an_unreadable_image_out_of_a_classification_split_and_says_so(tiny_images, tmp_path, caplog):
-    data = tmp_path / "data"
-    shutil.copytree(tiny_images, data)
-    bad = _corrupt(data / "val" / "square" / "zz_broken.png")
-    run = tmp_path / "run"
-    run.mkdir()
-    recipe = TINY_RECIPE.replace("root: null", f"root: {data}").replace("expander: 64-64", "expander: 8-8")
-    (run / "config.yaml").write_text(recipe.replace("linear_epochs: 5", "linear_epochs: 1"))
-    _export(run / "export")
+def test_eval_leaves_an_unreadable_image_out_of_a_classification_split_and_says_so(broken_val_run, caplog):
+    run, bad = broken_val_run
     assert main(["eval", str(run), "data.num_workers=2"]) == 0
     assert f"evaluation left out an unreadable sample: cannot read image {bad}" in caplog.text
 
@@ -100,7 +101,7 @@ def test_embed_names_an_unreadable_audio_file_in_one_line(tmp_path, capsys, brok
     assert line.startswith("error: " + message.format(bad)), line
 
 
-def test_the_workers_stop_with_the_error(tiny_images, tmp_path, capsys, monkeypatch):
+def test_the_workers_stop_with_the_error(broken_val_run, monkeypatch):
     """The failed loop shuts its workers down itself: left to the garbage collector (the error's
     traceback holds the DataLoader iterator), they were stopped during a later evaluation of the
     same process, where a queue thread failed and printed a traceback of its own."""
@@ -109,13 +110,7 @@ def test_the_workers_stop_with_the_error(tiny_images, tmp_path, capsys, monkeypa
 
     failures = []
     monkeypatch.setattr(threading, "excepthook", lambda args: failures.append(f"{args.thread.name}: {args.exc_value!r}"))
-    data = tmp_path / "data"
-    shutil.copytree(tiny_images, data)
-    _corrupt(data / "val" / "square" / "zz_broken.png")
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.yaml").write_text(TINY_RECIPE.replace("root: null", f"root: {data}").replace("expander: 64-64", "expander: 8-8"))
-    _export(run / "export")
+    run, _ = broken_val_run
     for _ in range(3):  # as a notebook would, evaluating again in one process
         assert main(["eval", str(run), "data.num_workers=2", "eval.linear_epochs=1", "data.strict=true"]) == 2
         gc.collect()
