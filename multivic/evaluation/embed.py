@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from multivic.branch import Branch
 from multivic.errors import DataError
-from multivic.train.data import describe_fault
+from multivic.train.data import describe_fault, shutdown_workers
 
 logger = logging.getLogger("multivic")
 
@@ -111,9 +111,7 @@ def embed_dataset(
         # That error's traceback holds the iterator, which the garbage collector then shuts
         # down at some later moment (in a long-lived process, during the next evaluation),
         # where its queue's feeder thread fails and prints a traceback of its own.
-        shutdown = getattr(batches, "_shutdown_workers", None)  # multi-process iterators only
-        if shutdown is not None:
-            shutdown()
+        shutdown_workers(batches)
         branch.train(was_training)
     if not reps:
         raise DataError(f"none of the {len(dataset)} samples could be read, first: {skipped[0] if skipped else '?'}")  # type: ignore[arg-type]

@@ -187,15 +187,22 @@ class EpochBatches(Sampler[list[SampleKey]]):
             yield [(i, int(seeds[i])) for i in rows]
 
 
-def stop_workers(loader: DataLoader) -> None:
-    """Shut down a loader's persistent workers now. Left to the garbage collector after an
-    exception (the traceback keeps the iterator alive), they made the interpreter hang at exit."""
-    loader = getattr(loader, "base_dataloader", loader)  # Accelerate's wrapper holds the real loader
-    iterator = getattr(loader, "_iterator", None)
+def shutdown_workers(iterator: Any) -> None:
+    """Stop a DataLoader iterator's worker processes now (a no-op without workers). Left to the
+    garbage collector after an exception, whose traceback keeps the iterator alive, they are
+    stopped at some later moment: the interpreter hung at exit, or a queue thread printed a
+    traceback during a later evaluation in the same process."""
     shutdown = getattr(iterator, "_shutdown_workers", None)  # private, hence looked up defensively
     if shutdown is not None:
         shutdown()
+
+
+def stop_workers(loader: DataLoader) -> None:
+    """Shut down a loader's persistent workers (see :func:`shutdown_workers`)."""
+    loader = getattr(loader, "base_dataloader", loader)  # Accelerate's wrapper holds the real loader
+    iterator = getattr(loader, "_iterator", None)
     if iterator is not None:
+        shutdown_workers(iterator)
         loader._iterator = None
 
 

@@ -111,12 +111,10 @@ def fit(
     def checkpoint(name: str) -> None:
         save_checkpoint(accelerator, run_dir, name, model, optimizer, schedules, state, s.keep_checkpoints)
 
-    alarm = None
-    if hasattr(unwrapped, "branch_a"):
-        alarm = CollapseAlarm(
-            {"a": unwrapped.branch_a.name, "b": unwrapped.branch_b.name}, s.alarm_min_std, s.alarm_min_rankme_fraction,
-            s.batch_size // world, unwrapped.branch_a.embedding_dim,
-        )
+    alarm = CollapseAlarm(
+        {"a": unwrapped.branch_a.name, "b": unwrapped.branch_b.name}, s.alarm_min_std, s.alarm_min_rankme_fraction,
+        s.batch_size // world, unwrapped.branch_a.embedding_dim,
+    )
     log = StepLogger(accelerator, run_dir, state.step, steps_per_epoch * s.epochs, s, alarm)
     faults = DataFaults(len(train_set), s.strict_data, s.max_bad_fraction)  # type: ignore[arg-type]
     nonfinite = NonFiniteSteps(s.on_nonfinite, s.max_nonfinite_in_row)
@@ -131,8 +129,8 @@ def fit(
                 for batch, batch_faults in loader:
                     faults.record(batch, batch_faults)
                     with accelerator.accumulate(model):
-                        if hasattr(unwrapped, "record_rankme"):  # RankMe on the micro-batch a history row reports
-                            unwrapped.record_rankme = accelerator.sync_gradients and log.due(state.step + 1)
+                        # RankMe on the micro-batch whose statistics a history row reports.
+                        unwrapped.record_rankme = accelerator.sync_gradients and log.due(state.step + 1)
                         loss, metrics = _forward(accelerator, model, *batch, state.step + 1, epoch)
                         accelerator.backward(loss)  # divides by grad_accum_steps: the window's mean
                         bad_window = bad_window or _nonfinite_loss(s, loss, metrics)
