@@ -120,6 +120,10 @@ class TrainConfig:
     sync_batchnorm: bool = True
     # Train on the CPU even when a GPU is present.
     cpu: bool = False
+    # Accelerate trackers that also receive the history rows and final metrics: tensorboard,
+    # wandb, mlflow, aim, comet_ml, clearml, dvclive, ... (their package must be installed).
+    # Empty: history.csv only, and nothing is sent anywhere.
+    trackers: list[str] = field(default_factory=list)
 
 
 @dataclass

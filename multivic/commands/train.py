@@ -30,6 +30,7 @@ from multivic.errors import MultivicError, RunDirError
 from multivic.export import export_branch
 from multivic.run_dir import RunDir, atomic_write_text
 from multivic.train import TrainSettings, fit
+from multivic.train.trackers import check_trackers, finish_trackers, log_row
 
 logger = logging.getLogger("multivic")
 
@@ -37,7 +38,7 @@ logger = logging.getLogger("multivic")
 # evaluated, and where the data is mounted, but not what is trained.
 RESUMABLE_CHANGES = (
     "train.epochs", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.on_nonfinite",
-    "train.max_nonfinite_in_row", "train.alarm_", "data.num_workers", "data.root", "data.strict", "data.max_bad_fraction", "eval.",
+    "train.max_nonfinite_in_row", "train.alarm_", "train.trackers", "data.num_workers", "data.root", "data.strict", "data.max_bad_fraction", "eval.",
 )
 
 
@@ -132,21 +133,26 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
         on_nonfinite=t.on_nonfinite, max_nonfinite_in_row=t.max_nonfinite_in_row, clip_grad_norm=t.clip_grad_norm,
         strict_data=cfg.data.strict, max_bad_fraction=cfg.data.max_bad_fraction,
         alarm_min_std=t.alarm_min_std, alarm_min_rankme_fraction=t.alarm_min_rankme_fraction,
-        sync_batchnorm=t.sync_batchnorm, cpu=t.cpu, progress=progress,
+        sync_batchnorm=t.sync_batchnorm, cpu=t.cpu, progress=progress, trackers=check_trackers(t.trackers),
     )
     settings.check_data_size(len(train_set))  # type: ignore[arg-type]
 
     run_dir.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir.config, to_yaml(cfg))
     save_modalities(data, run_dir.modality_state)
-    result = fit(model, train_set, run_dir, build_optimizer_specs(cfg, model), settings, collate)
+    hparams = _flatten(to_container(cfg))
+    result = fit(model, train_set, run_dir, build_optimizer_specs(cfg, model), settings, collate, hparams)
     metrics: dict[str, float] = {}
-    if result.accelerator.is_main_process:
-        for branch in result.model.branches().values():
-            export_branch(branch, run_dir.export, branch.encoder_name, branch.encoder_kwargs, imports=list(cfg.imports))
-        if cfg.eval.enabled:
-            metrics = evaluate(cfg, run_dir, result.accelerator.device, data)
-        if result.step > 0:
-            _write_report(run_dir)
+    try:
+        if result.accelerator.is_main_process:
+            for branch in result.model.branches().values():
+                export_branch(branch, run_dir.export, branch.encoder_name, branch.encoder_kwargs, imports=list(cfg.imports))
+            if cfg.eval.enabled:
+                metrics = evaluate(cfg, run_dir, result.accelerator.device, data)
+                log_row(result.accelerator, {f"eval/{k}": v for k, v in metrics.items()}, result.step)
+            if result.step > 0:
+                _write_report(run_dir)
+    finally:
+        finish_trackers(result.accelerator)
     result.accelerator.wait_for_everyone()
     return metrics

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from accelerate import Accelerator
@@ -38,6 +38,7 @@ from multivic.train.preemption import StopRequests
 from multivic.train.progress import StepLogger
 from multivic.train.schedule import build_schedules
 from multivic.train.settings import TrainSettings
+from multivic.train.trackers import finish_trackers, start_trackers, tracker_dir
 
 logger = logging.getLogger("multivic")
 
@@ -63,6 +64,7 @@ def fit(
     optimizers: Sequence[OptimizerSpec],
     settings: TrainSettings,
     collate_fn: Callable | None = None,
+    hparams: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Train ``model`` on pairs of views from ``train_set`` and checkpoint into ``run_dir``.
 
@@ -75,12 +77,18 @@ def fit(
             (linear warm-up, then cosine to final_lr_ratio × peak), with the peak at
             base_lr × batch_size × grad_accum_steps / 256.
         collate_fn: batches the pairs (needed when a side is not a tensor, e.g. captions).
+        hparams: the run's settings as flat scalars, for ``settings.trackers``. The trackers
+            stay open after a normal return (the caller logs its evaluation, then calls
+            :func:`multivic.train.trackers.finish_trackers`); an exception closes them.
 
     Raises:
         Preempted: after SIGTERM or SIGUSR1, once the checkpoint of the current step is written.
     """
     s = settings
-    accelerator = Accelerator(mixed_precision=s.mixed_precision, gradient_accumulation_steps=s.grad_accum_steps, cpu=s.cpu)
+    accelerator = Accelerator(
+        mixed_precision=s.mixed_precision, gradient_accumulation_steps=s.grad_accum_steps, cpu=s.cpu,
+        log_with=list(s.trackers) or None, project_dir=tracker_dir(run_dir) if s.trackers else None,
+    )
     # Per process: dropout masks differ between ranks. The weights were made before, and DDP
     # starts every rank from rank 0's anyway.
     set_seed(s.seed, device_specific=True)
@@ -115,6 +123,7 @@ def fit(
         {"a": unwrapped.branch_a.name, "b": unwrapped.branch_b.name}, s.alarm_min_std, s.alarm_min_rankme_fraction,
         s.batch_size // world, unwrapped.branch_a.embedding_dim,
     )
+    start_trackers(accelerator, run_dir, hparams or {})
     log = StepLogger(accelerator, run_dir, state.step, steps_per_epoch * s.epochs, s, alarm)
     faults = DataFaults(len(train_set), s.strict_data, s.max_bad_fraction)  # type: ignore[arg-type]
     nonfinite = NonFiniteSteps(s.on_nonfinite, s.max_nonfinite_in_row)
@@ -167,6 +176,9 @@ def fit(
                 state.epoch, state.steps_in_epoch, state.bad_in_epoch = epoch + 1, 0, 0
                 if state.epoch % s.checkpoint_every == 0 or state.epoch == s.epochs:
                     checkpoint(f"epoch_{state.epoch:04d}")
+    except BaseException:
+        finish_trackers(accelerator)
+        raise
     finally:
         stop_workers(loader)
     log.close()

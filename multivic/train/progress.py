@@ -12,6 +12,10 @@ from tqdm.auto import tqdm
 from multivic.run_dir import HistoryWriter, RunDir
 from multivic.train.collapse_alarm import CollapseAlarm
 from multivic.train.settings import TrainSettings
+from multivic.train.trackers import log_row
+
+
+_SHORT_TERMS = {"invariance": "inv", "variance": "var", "covariance": "cov"}
 
 
 class StepLogger:
@@ -64,17 +68,19 @@ class StepLogger:
             row["collapse_alarm"] = self.alarm.check(step, row) if self.accelerator.is_main_process else ""
         if self.history is not None:
             self.history.append(row)
-        self.bar.set_postfix(self._postfix(epoch, row), refresh=False)
+            log_row(self.accelerator, row, step)
+        terms = [k for k in names if k != "loss" and "/" not in k]  # per-branch statistics are "a/..."
+        self.bar.set_postfix(self._postfix(epoch, row, terms), refresh=False)
         self.window_start, self.window_steps = time.perf_counter(), 0
 
     @staticmethod
-    def _postfix(epoch: int, row: dict[str, float | int | str]) -> dict[str, str]:
-        """What the bar shows after a logged step: epoch, loss, the objective's terms that are
-        in the row (VICReg's three), lr and samples/s."""
+    def _postfix(epoch: int, row: dict[str, float | int | str], terms: list[str]) -> dict[str, str]:
+        """What the bar shows after a logged step: epoch, loss, the objective's unweighted
+        ``terms`` (VICReg's three as inv/var/cov, another objective's by name), lr and samples/s."""
         shown = {"epoch": str(epoch + 1), "loss": f"{row['loss']:.3f}"}
-        for key, label in (("invariance", "inv"), ("variance", "var"), ("covariance", "cov")):
+        for key in terms:
             if isinstance(row.get(key), float):
-                shown[label] = f"{row[key]:.3g}"
+                shown[_SHORT_TERMS.get(key, key)] = f"{row[key]:.3g}"
         shown["lr"] = f"{row['lr']:.2e}"
         shown["samples/s"] = f"{row['samples_per_s']:.0f}"
         return shown

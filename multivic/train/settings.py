@@ -37,6 +37,8 @@ class TrainSettings:
             as the released code does (PyTorch's SyncBatchNorm runs on CUDA only).
         cpu: train on the CPU even when an accelerator is present.
         progress: show a progress bar (main process only).
+        trackers: Accelerate tracker names (tensorboard, wandb, mlflow, ...) that also receive
+            the history rows; empty: history.csv only (see multivic.train.trackers).
     """
 
     epochs: int
@@ -59,6 +61,7 @@ class TrainSettings:
     sync_batchnorm: bool = True
     cpu: bool = False
     progress: bool = True
+    trackers: tuple[str, ...] = ()
 
     @property
     def samples_per_step(self) -> int:

@@ -81,6 +81,10 @@ def test_the_progress_bar_shows_epoch_loss_terms_lr_and_rate():
     from multivic.train.progress import StepLogger
 
     row = {"loss": 22.5, "invariance": 0.01, "variance": 0.7, "covariance": 0.12, "lr": 0.001, "samples_per_s": 263.4}
-    assert StepLogger._postfix(2, row) == {
-        "epoch": "3", "loss": "22.500", "inv": "0.01", "var": "0.7", "cov": "0.12", "lr": "1.00e-03", "samples/s": "263",
+    assert StepLogger._postfix(2, row, ["covariance", "invariance", "variance"]) == {
+        "epoch": "3", "loss": "22.500", "cov": "0.12", "inv": "0.01", "var": "0.7", "lr": "1.00e-03", "samples/s": "263",
     }
+    # another objective's terms by their own names
+    row = {"loss": 3.5, "on_diagonal": 1.25, "off_diagonal": 0.5, "lr": 0.001, "samples_per_s": 10.0}
+    shown = StepLogger._postfix(0, row, ["off_diagonal", "on_diagonal"])
+    assert (shown["on_diagonal"], shown["off_diagonal"]) == ("1.25", "0.5")
