@@ -15,6 +15,9 @@ from typing import Mapping, Protocol, runtime_checkable
 from torch import Tensor
 
 from multivic.errors import NonFiniteLossError
+from multivic.objectives._common import ObjectiveResult, variance_regulariser
+from multivic.objectives.barlow_twins import BarlowTwinsLoss
+from multivic.objectives.infonce import InfoNCELoss
 from multivic.objectives.vicreg import (
     VARIANCE_CONVENTIONS,
     VICRegLoss,
@@ -23,6 +26,7 @@ from multivic.objectives.vicreg import (
     invariance_loss,
     variance_loss,
 )
+from multivic.objectives.vsepp import VSEPPLoss
 
 
 @runtime_checkable
@@ -39,11 +43,16 @@ class ObjectiveOutput(Protocol):
 
 __all__ = [
     "VARIANCE_CONVENTIONS",
+    "BarlowTwinsLoss",
+    "InfoNCELoss",
     "NonFiniteLossError",
     "ObjectiveOutput",
+    "ObjectiveResult",
     "VICRegLoss",
     "VICRegOutput",
+    "VSEPPLoss",
     "covariance_loss",
     "invariance_loss",
     "variance_loss",
+    "variance_regulariser",
 ]

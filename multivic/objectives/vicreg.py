@@ -312,8 +312,10 @@ class VICRegLoss(nn.Module):
 
     Args:
         sim_coeff: λ, weight of the invariance term (25 in the paper).
-        std_coeff: μ, weight of the variance term (25).
-        cov_coeff: ν, weight of the covariance term (1).
+        std_coeff: μ, weight of the variance term (25); or a 2-item list [μ_a, μ_b], one per
+            branch: the variance term is then (μ_a·v(Z) + μ_b·v(Z'))/2 ("released") or
+            μ_a·v(Z) + μ_b·v(Z') ("paper"). The paper's COCO run weighs the two sides apart.
+        cov_coeff: ν, weight of the covariance term (1); or [ν_a, ν_b]: ν_a·c(Z) + ν_b·c(Z').
         gamma: γ, the target standard deviation of each dimension (1).
         eps: ε inside the square root of the variance (1e-4).
         variance_convention: "released" halves the sum of the two branches' variance terms,
@@ -335,8 +337,8 @@ class VICRegLoss(nn.Module):
     def __init__(
         self,
         sim_coeff: float = 25.0,
-        std_coeff: float = 25.0,
-        cov_coeff: float = 1.0,
+        std_coeff: float | list[float] = 25.0,
+        cov_coeff: float | list[float] = 1.0,
         gamma: float = 1.0,
         eps: float = 1e-4,
         variance_convention: VarianceConvention = "released",
@@ -353,8 +355,8 @@ class VICRegLoss(nn.Module):
         if eps <= 0:
             raise ValueError(f"eps must be > 0 (it keeps sqrt differentiable at 0); got {eps}")
         self.sim_coeff = sim_coeff
-        self.std_coeff = std_coeff
-        self.cov_coeff = cov_coeff
+        self.std_coeff = _coefficient("std_coeff", std_coeff)
+        self.cov_coeff = _coefficient("cov_coeff", cov_coeff)
         self.gamma = gamma
         self.eps = eps
         self.variance_convention = variance_convention
@@ -416,8 +418,34 @@ class VICRegLoss(nn.Module):
         if self.variance_convention == "released":
             variance = variance / 2
         covariance = c_terms[0] + c_terms[1]
-        loss = self.sim_coeff * invariance + self.std_coeff * variance + self.cov_coeff * covariance
+        if isinstance(self.std_coeff, tuple) or isinstance(self.cov_coeff, tuple):
+            loss = self.sim_coeff * invariance + self._per_branch(v_terms, c_terms, stats)
+        else:
+            loss = self.sim_coeff * invariance + self.std_coeff * variance + self.cov_coeff * covariance
         return VICRegOutput(loss, invariance, variance, covariance, stats)
+
+    def _per_branch(self, v_terms: list[Tensor], c_terms: list[Tensor], stats: dict[str, Tensor]) -> Tensor:
+        """μ_a·v(Z) + μ_b·v(Z') (halved, "released") + ν_a·c(Z) + ν_b·c(Z'), with each branch's
+        unweighted terms added to ``stats`` as "a/variance", "a/covariance", ..."""
+        mu = self.std_coeff if isinstance(self.std_coeff, tuple) else (self.std_coeff,) * 2
+        nu = self.cov_coeff if isinstance(self.cov_coeff, tuple) else (self.cov_coeff,) * 2
+        variance = mu[0] * v_terms[0] + mu[1] * v_terms[1]
+        if self.variance_convention == "released":
+            variance = variance / 2
+        for side, v, c in zip("ab", v_terms, c_terms):
+            stats[f"{side}/variance"], stats[f"{side}/covariance"] = v.detach(), c.detach()
+        return variance + nu[0] * c_terms[0] + nu[1] * c_terms[1]
+
+
+def _coefficient(name: str, value: float | list[float]) -> float | tuple[float, float]:
+    """A coefficient as given (a number), or a 2-item list of numbers as a tuple (one per branch)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
+        return (float(value[0]), float(value[1]))
+    raise ValueError(f"{name} must be a number or a 2-item list [a_side, b_side] of numbers; got {value!r}")
 
 
 def _check_shapes(z_a: Tensor, z_b: Tensor) -> None:

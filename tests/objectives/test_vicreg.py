@@ -225,3 +225,73 @@ def test_bad_options_rejected():
         VICRegLoss(variance_convention="sum")
     with pytest.raises(ValueError, match="covariance_form"):
         VICRegLoss(covariance_form="fast")
+
+
+# --- per-branch coefficients ------------------------------------------------------------------
+
+
+def _reference_per_branch(a, b, mu, nu, paper=False):
+    """μ_a·v(a) + μ_b·v(b) (halved unless paper) + ν_a·c(a) + ν_b·c(b) + 25·s, from the
+    reference's one-branch terms (its variance and covariance of (a, a) are 2·v(a) and 2·c(a))."""
+    _, s, _, _ = reference_vicreg(a, b)
+    v_a, c_a = (t / 2 for t in reference_vicreg(a, a, paper=True)[2:])
+    v_b, c_b = (t / 2 for t in reference_vicreg(b, b, paper=True)[2:])
+    variance = mu[0] * v_a + mu[1] * v_b
+    if not paper:
+        variance = variance / 2
+    return 25.0 * s + variance + nu[0] * c_a + nu[1] * c_b
+
+
+@pytest.mark.parametrize("convention", ["released", "paper"])
+@pytest.mark.parametrize("form", ["gram", "covariance"])
+def test_per_branch_coefficients_match_reference(convention, form):
+    a, b = _pair(12, 20, seed=8)
+    out = VICRegLoss(std_coeff=[25, 10], cov_coeff=[1.0, 4.0], variance_convention=convention, covariance_form=form)(a, b)
+    ref = _reference_per_branch(a, b, (25.0, 10.0), (1.0, 4.0), paper=convention == "paper")
+    assert abs(out.loss.item() - ref.item()) <= 1e-10 * ref.item()
+    for x, y in zip(torch.autograd.grad(out.loss, (a, b)), torch.autograd.grad(ref, (a, b))):
+        assert torch.allclose(x, y, rtol=1e-10, atol=1e-13)
+    # The unweighted terms are the same as without per-branch weights; each side's are in stats.
+    plain = VICRegLoss(covariance_form=form, variance_convention=convention)(a, b)
+    assert torch.allclose(out.variance, plain.variance, rtol=1e-14)
+    assert torch.allclose(out.stats["a/covariance"] + out.stats["b/covariance"], plain.covariance, rtol=1e-12)
+
+
+def test_per_branch_with_one_list_and_one_number():
+    a, b = _pair(12, 20, seed=9)
+    out = VICRegLoss(std_coeff=25.0, cov_coeff=(2.0, 0.5))(a, b)
+    ref = _reference_per_branch(a, b, (25.0, 25.0), (2.0, 0.5))
+    assert abs(out.loss.item() - ref.item()) <= 1e-10 * ref.item()
+
+
+def test_equal_per_branch_coefficients_equal_the_scalar():
+    a, b = _pair(16, 8, seed=10)
+    assert torch.allclose(VICRegLoss(std_coeff=[25, 25], cov_coeff=[1, 1])(a, b).loss, VICRegLoss()(a, b).loss, rtol=1e-14)
+
+
+def test_default_coefficients_stay_bitwise_the_expression_of_before():
+    # The default path is λ·s + μ·variance + ν·covariance, in that order, untouched.
+    a, b = _pair(16, 32, seed=11, dtype=torch.float32)
+    out = VICRegLoss()(a, b)
+    assert torch.equal(out.loss, 25.0 * out.invariance + 25.0 * out.variance + 1.0 * out.covariance)
+    assert "a/variance" not in out.stats
+
+
+@pytest.mark.parametrize("value", [[1.0], [1.0, 2.0, 3.0], "25", [1.0, "x"], True])
+def test_bad_per_branch_coefficients_rejected(value):
+    with pytest.raises(ValueError, match="^std_coeff must be a number or a 2-item list"):
+        VICRegLoss(std_coeff=value)
+
+
+def test_per_branch_coefficients_from_a_command_line_override():
+    # The override parser load_config uses (OmegaConf's dotlist) and the loss section's typing.
+    from omegaconf import OmegaConf
+
+    from multivic.config import resolve_loss
+    from multivic.registry import OBJECTIVES
+
+    given = OmegaConf.to_container(OmegaConf.from_dotlist(["loss.std_coeff=[25,10]", "loss.cov_coeff=[1,2]"]).loss)
+    loss = resolve_loss(given)
+    assert loss["std_coeff"] == [25, 10]
+    loss_fn = OBJECTIVES.create(loss.pop("name"), **loss)
+    assert loss_fn.std_coeff == (25.0, 10.0) and loss_fn.cov_coeff == (1.0, 2.0)

@@ -1,0 +1,141 @@
+"""The VSE++ hinge loss (Faghri, Fleet, Kiros & Fidler, BMVC 2018), as the official code computes it.
+
+With Z, Z' ∈ R^{n×d} the expander outputs of the whole batch (all processes) and
+S_ij = cos(Z_i, Z'_j)::
+
+    a_to_b:  for each row i of side a, the negatives j ≠ i of side b:  [α + S_ij - S_ii]_+
+    b_to_a:  for each row j of side b, the negatives i ≠ j of side a:  [α + S_ij - S_jj]_+
+    per row: the largest violation (max_violation, "VSE++") or the sum over negatives ("VSE0")
+    loss = Σ_rows a_to_b + Σ_rows b_to_a  [+ μ·(v(Z) + v(Z'))/2]          margin α = 0.2
+
+The official code (``ContrastiveLoss`` in fartashf/vsepp) *sums* over the rows of the batch and
+adds the two directions; ``reduction="sum"`` (default) keeps that, so its learning rates
+(Adam, 2e-4 at batch 128) carry over; ``reduction="mean"`` divides by n instead, which keeps
+the loss's scale independent of the batch size. The optional last term is VICReg's variance
+hinge on the raw embeddings (``variance_coeff`` μ, 0 by default).
+
+Across processes, as InfoNCE: the embeddings are gathered with gradient and each process
+computes only its own rows of the two similarity matrices against all columns. Process r
+returns W·Σ_{its rows} (sum) or the mean over its rows (mean), so the W losses average to the
+whole batch's loss and after DDP's averaging the gradients equal one process on the whole
+batch. The reported loss and terms are this process's.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from multivic.distributed import gather_with_grad, world_size
+from multivic.objectives._common import (
+    ObjectiveResult,
+    add_variance,
+    check_pair,
+    check_rows,
+    check_variance_options,
+    finish,
+    in_float32,
+    std_stats,
+)
+from multivic.objectives.infonce import cosine_rows, local_rows
+from multivic.registry import register_objective
+
+Reduction = Literal["sum", "mean"]
+REDUCTIONS: tuple[str, ...] = ("sum", "mean")
+
+
+def hinge_rows(sim: Tensor, positives: Tensor, margin: float, max_violation: bool) -> Tensor:
+    """Each row's hinge cost: ``sim`` [r, n] holds r rows' similarities to all n candidates,
+    ``positives`` [r] the column of each row's pair. Returns [r]: the largest (max_violation)
+    or the summed [margin + S_ij - S_ii]_+ over the negatives j."""
+    at = torch.arange(sim.shape[0], device=sim.device)
+    positive = sim[at, positives]
+    cost = F.relu(margin + sim - positive[:, None])
+    cost = cost.masked_fill(F.one_hot(positives, sim.shape[1]).bool(), 0.0)
+    return cost.amax(dim=1) if max_violation else cost.sum(dim=1)
+
+
+def vsepp_terms(z_a: Tensor, z_b: Tensor, margin: float = 0.2, max_violation: bool = True) -> tuple[Tensor, Tensor]:
+    """(a_to_b, b_to_a) summed over the rows of the whole batch [n, d] on one process."""
+    rows, labels = local_rows(z_a.shape[0], z_a.device, 1)
+    sim_ab, sim_ba = cosine_rows(z_a, z_b, rows)
+    return hinge_rows(sim_ab, labels, margin, max_violation).sum(), hinge_rows(sim_ba, labels, margin, max_violation).sum()
+
+
+@register_objective("vsepp")
+class VSEPPLoss(nn.Module):
+    """VSE++ hinge on cosine similarities, both directions, hardest negatives or all of them.
+
+    Args:
+        margin: α, the margin of the hinge (0.2, the paper's).
+        max_violation: only each row's hardest negative (VSE++, the paper's); false sums over
+            all negatives (VSE0).
+        reduction: "sum" over the rows of the batch, as the official code (default), or "mean".
+        variance_coeff: μ of VICReg's variance term added as a regulariser, (v(Z) + v(Z'))/2
+            on the raw embeddings of the whole batch (0: off).
+        gamma, eps: γ and ε of that variance term (1 and 1e-4); γ also sets ``std_below_gamma``.
+        gather: with several processes, contrast against the rows of all (gathered with gradient).
+        check_finite: raise a clear error when the loss holds NaN or Inf (one host read).
+
+    ``forward(z_a, z_b)`` returns an :class:`ObjectiveResult` with terms ``a_to_b`` and
+    ``b_to_a`` (this process's share, reduced as the loss is; ``variance`` too when μ > 0) and
+    per-branch std statistics of the raw embeddings.
+    """
+
+    def __init__(
+        self,
+        margin: float = 0.2,
+        max_violation: bool = True,
+        reduction: Reduction = "sum",
+        variance_coeff: float = 0.0,
+        gamma: float = 1.0,
+        eps: float = 1e-4,
+        gather: bool = True,
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__()
+        if not margin >= 0:
+            raise ValueError(f"margin must be >= 0 (the paper's is 0.2); got {margin}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
+        check_variance_options(variance_coeff, gamma, eps)
+        self.margin = margin
+        self.max_violation = max_violation
+        self.reduction = reduction
+        self.variance_coeff = variance_coeff
+        self.gamma = gamma
+        self.eps = eps
+        self.gather = gather
+        self.check_finite = check_finite
+
+    def extra_repr(self) -> str:
+        return (
+            f"margin={self.margin}, max_violation={self.max_violation}, reduction={self.reduction!r}, "
+            f"variance_coeff={self.variance_coeff}"
+        )
+
+    def forward(self, z_a: Tensor, z_b: Tensor) -> ObjectiveResult:
+        check_pair(z_a, z_b, "VSEPPLoss")
+        if world_size() == 1:
+            check_rows(z_a.shape[0], "VSE++", "(a pair needs a negative)")
+        z_a, z_b, out = in_float32(z_a, z_b, self._compute)
+        return finish(z_a, z_b, out, self.check_finite, "VSE++")
+
+    def _compute(self, z_a: Tensor, z_b: Tensor) -> ObjectiveResult:
+        n_local = z_a.shape[0]
+        shards = world_size() if self.gather else 1
+        if shards > 1:
+            z_a, z_b = gather_with_grad(z_a), gather_with_grad(z_b)
+        check_rows(z_a.shape[0], "VSE++", "(a pair needs a negative)")
+        rows, labels = local_rows(n_local, z_a.device, shards)
+        sim_ab, sim_ba = cosine_rows(z_a, z_b, rows)
+        # Mean over processes of this factor times the local sum is the whole batch's sum / mean.
+        factor = shards if self.reduction == "sum" else 1.0 / n_local
+        a_to_b = factor * hinge_rows(sim_ab, labels, self.margin, self.max_violation).sum()
+        b_to_a = factor * hinge_rows(sim_ba, labels, self.margin, self.max_violation).sum()
+        loss, terms = add_variance(a_to_b + b_to_a, {"a_to_b": a_to_b, "b_to_a": b_to_a}, z_a, z_b,
+                                   self.variance_coeff, self.gamma, self.eps)
+        return ObjectiveResult(loss, terms, std_stats(z_a, z_b, self.gamma, self.eps))
