@@ -101,6 +101,35 @@ class RunDir:
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         atomic_write_text(self.metrics, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
+    @property
+    def eval_arrays(self) -> Path:
+        """Each branch's spectra and per-dimension std on the evaluation split (safetensors)."""
+        return self.root / "eval_arrays.safetensors"
+
+    @property
+    def eval_examples(self) -> Path:
+        """A few retrieval queries with their top items and thumbnails (retrieval runs)."""
+        return self.root / "eval_examples"
+
+    def write_eval_arrays(self, arrays: dict[str, Any]) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_replace(self.eval_arrays) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in arrays.items()}, str(tmp))
+
+    def read_eval_arrays(self) -> dict[str, Any]:
+        """eval_arrays.safetensors as tensors ({} when the run has none: evaluated before
+        multivic 0.3, or not yet); a one-line RunDirError when damaged. Data only, no pickle."""
+        if not self.eval_arrays.is_file():
+            return {}
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(self.eval_arrays))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise RunDirError(f"{self.eval_arrays} is damaged ({exc}): re-evaluate the run with `multivic eval {self.root}`") from None
+
     def read_config_data(self) -> dict[str, Any]:
         """config.yaml as plain data (yaml.safe_load: nothing is imported or resolved); a
         one-line RunDirError when this is not a run directory or the file is not a mapping."""

@@ -37,6 +37,13 @@ def test_image_text_run_reports_retrieval(captioned, tmp_path):
     vocab = json.loads((run / "modalities" / "text" / "vocabulary.json").read_text())["words"]  # the default word tokenizer
     exported = json.loads((run / "export" / "text.json").read_text())
     assert exported["encoder_kwargs"]["vocab_size"] == len(vocab) and exported["modality"] == "text"
+    # Each branch's collapse statistics on its side of the retrieval set, and the report's end figures.
+    for branch in ("image", "text"):
+        assert metrics[f"{branch}/rankme"] >= 1 and metrics[f"{branch}/std_mean"] > 0
+    for name in ("spectrum.png", "std_histogram.png", "retrieval_examples.png"):
+        assert (run / "report" / name).is_file(), name
+    examples = json.loads((run / "eval_examples" / "examples.json").read_text())["directions"]
+    assert [(d["query_kind"], d["item_kind"]) for d in examples] == [("image", "text"), ("text", "image")]
     # Evaluation again from the run directory alone.
     assert main(["eval", str(run)]) == 0
     assert json.loads((run / "metrics.json").read_text())["rsum"] == pytest.approx(metrics["rsum"])

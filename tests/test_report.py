@@ -154,3 +154,45 @@ def test_without_matplotlib_the_pages_are_written_and_say_why_there_are_no_figur
     assert report.figures == [] and sorted(p.name for p in report.out_dir.iterdir()) == ["report.html", "report.md"]
     assert "matplotlib is not installed" in report.html.read_text() and "41.25" in report.html.read_text()
     assert "matplotlib is not installed" in caplog.text
+
+
+def test_end_of_run_figures_come_from_the_evaluation_arrays_and_examples(tmp_path):
+    import torch
+
+    from multivic.evaluation.examples import retrieval_examples, write_examples
+    from multivic.run_dir import RunDir
+
+    run = _make_run(tmp_path / "run", _history_rows())
+    g = torch.Generator().manual_seed(0)
+    collapsed = torch.randn(50, 1, generator=g) @ torch.randn(1, 128, generator=g) + 1e-3 * torch.randn(50, 128, generator=g)
+    arrays = {}
+    for name, emb in (("img", torch.randn(50, 128, generator=g)), ("txt", collapsed)):
+        arrays |= {f"{name}/embedding_singular_values": torch.linalg.svdvals(emb.double()),
+                   f"{name}/representation_singular_values": torch.linalg.svdvals(torch.randn(50, 64, generator=g).double()),
+                   f"{name}/embedding_std": emb.double().std(0)}
+    RunDir(run).write_eval_arrays(arrays)
+    pictures = [Image.new("RGB", (40, 40), (30 * i, 90, 0)) for i in range(6)]
+    index = torch.arange(6).repeat_interleave(2)
+    texts = [f"caption {j}" for j in range(12)]
+    emb_i, emb_t = torch.randn(6, 8, generator=g), torch.randn(12, 8, generator=g)
+    write_examples(retrieval_examples(emb_i, emb_t, index, ("image", pictures), ("text", texts)), RunDir(run).eval_examples)
+
+    report = write_report(run)
+    names = [f.name for f in report.figures]
+    assert names[-3:] == ["spectrum.png", "std_histogram.png", "retrieval_examples.png"]
+    for name in names[-3:]:
+        with Image.open(report.out_dir / name) as image:
+            assert image.size[0] > 500 and image.size[1] > 300
+    record = read_run(run)
+    assert record.evaluated_branches() == ["img", "txt"]
+    assert record.arrays["txt/embedding_singular_values"][1] < 1e-2 * record.arrays["txt/embedding_singular_values"][0]
+    page = report.html.read_text()
+    assert 'href="spectrum.png"' in page and 'href="retrieval_examples.png"' in page
+
+
+def test_a_damaged_eval_arrays_file_is_a_one_line_error(tmp_path, capsys):
+    run = _make_run(tmp_path / "run", _history_rows())
+    (run / "eval_arrays.safetensors").write_bytes(b"\x00" * 20)
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "eval_arrays.safetensors is damaged" in err and "multivic eval" in err and "\n" not in err

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from multivic.build import build_data
 from multivic.config import RecipeConfig, load_config
 from multivic.errors import RunDirError
+from multivic.evaluation.examples import write_examples
 from multivic.evaluation.protocols import PROTOCOLS, EvalSettings
 from multivic.export import export_dir_of, exported_branch_names, load_branch
 from multivic.modalities import Modality
@@ -98,7 +99,8 @@ def evaluate(
     data: DataSetup | None = None,
     trust_imports: bool = False,
 ) -> dict[str, float]:
-    """Evaluate every exported branch of ``run_dir`` on the recipe's data; update metrics.json.
+    """Evaluate every exported branch of ``run_dir`` on the recipe's data; update metrics.json,
+    write eval_arrays.safetensors (spectra, per-dimension std) and, for retrieval, eval_examples/.
 
     ``trust_imports``: import the modules the exports list (see :func:`load_branch`)."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -110,8 +112,12 @@ def evaluate(
     for name, branch in branches.items():
         branch.preprocess = run_pipeline(name, branch.modality, data.modalities, run_dir)
     metrics = run_dir.read_metrics()
-    metrics.update(PROTOCOLS[data.format.protocol](data, branches, device, eval_settings(cfg)))
+    result = PROTOCOLS[data.format.protocol](data, branches, device, eval_settings(cfg))
+    metrics.update(result.metrics)
     run_dir.write_metrics(metrics)
+    run_dir.write_eval_arrays(result.arrays)
+    if result.examples is not None:
+        write_examples(result.examples, run_dir.eval_examples)
     return metrics
 
 

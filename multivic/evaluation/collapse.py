@@ -21,15 +21,29 @@ RANKME_EPS = 1e-7  # the ε of RankMe's p_k
 
 
 @torch.no_grad()
+def singular_values(z: Tensor) -> Tensor:
+    """The singular values of the *uncentred* ``z`` [N, D], in float64, largest first: [min(N, D)].
+    NaN-filled when ``z`` holds NaN or Inf (a diverged step)."""
+    z = z.detach().double()
+    if not bool(torch.isfinite(z).all()):
+        return torch.full((min(z.shape),), float("nan"), dtype=torch.float64)
+    return torch.linalg.svdvals(z)
+
+
+def rankme_of_spectrum(s: Tensor, eps: float = RANKME_EPS) -> float:
+    """RankMe from singular values ``s`` [K] (see :func:`rankme`)."""
+    s = s.double()
+    if not bool(torch.isfinite(s).all()):
+        return float("nan")
+    p = s / s.sum().clamp_min(1e-300) + eps
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+@torch.no_grad()
 def rankme(z: Tensor, eps: float = RANKME_EPS) -> float:
     """RankMe of ``z`` [N, D]: between 1 (rank one) and min(N, D) (flat spectrum). Not centred.
     NaN when ``z`` holds NaN or Inf (a diverged step)."""
-    z = z.detach().double()
-    if not bool(torch.isfinite(z).all()):
-        return float("nan")
-    s = torch.linalg.svdvals(z)
-    p = s / s.sum().clamp_min(1e-300) + eps
-    return float(torch.exp(-(p * p.log()).sum()))
+    return rankme_of_spectrum(singular_values(z), eps)
 
 
 @torch.no_grad()
@@ -54,3 +68,29 @@ def collapse_stats(z: Tensor, gamma: float = 1.0) -> dict[str, float]:
         "std_below_gamma": float((std < gamma).double().mean()),
         "corr_offdiag_rms": rms,
     }
+
+
+@torch.no_grad()
+def branch_collapse(name: str, embeddings: Tensor, representations: Tensor, gamma: float = 1.0) -> tuple[dict[str, float], dict[str, Tensor]]:
+    """A branch's end-of-run collapse picture from its evaluation outputs.
+
+    Args:
+        name: the branch's name, prefixing every key.
+        embeddings: [N, D] expander outputs; representations: [N, R] encoder outputs.
+    Returns:
+        metrics: ``<name>/`` + :func:`collapse_stats` of the embeddings, and ``<name>/rankme_repr``
+            (RankMe of the representations);
+        arrays: ``<name>/embedding_singular_values`` [min(N, D)], ``<name>/representation_singular_values``
+            [min(N, R)] (uncentred, largest first: the spectra of dimensional collapse) and
+            ``<name>/embedding_std`` [D] (per-dimension std, for its histogram against γ), float64.
+    """
+    stats = collapse_stats(embeddings, gamma)
+    spectrum_repr = singular_values(representations)
+    metrics = {f"{name}/{k}": v for k, v in stats.items()}
+    metrics[f"{name}/rankme_repr"] = rankme_of_spectrum(spectrum_repr)
+    arrays = {
+        f"{name}/embedding_singular_values": singular_values(embeddings),
+        f"{name}/representation_singular_values": spectrum_repr,
+        f"{name}/embedding_std": embeddings.detach().double().std(dim=0, unbiased=True),
+    }
+    return metrics, arrays

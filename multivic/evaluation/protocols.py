@@ -2,7 +2,8 @@
 
 Each takes the run's data (:class:`~multivic.formats.DataSetup`), the trained branches by name
 (each with its input pipeline, ``branch.preprocess``), a device and :class:`EvalSettings`, and
-returns flat metrics. A format says which applies (``DataFormat.protocol``); new protocols are
+returns an :class:`~multivic.evaluation.result.EvalResult`: flat metrics, and the arrays and
+examples the report draws (each branch's spectra and per-dimension std on the evaluation split). A format says which applies (``DataFormat.protocol``); new protocols are
 added to :data:`PROTOCOLS`.
 """
 
@@ -19,7 +20,10 @@ from torch.utils.data import Dataset
 from multivic.branch import Branch
 from multivic.errors import ConfigError, RunDirError
 from multivic.evaluation.classification import evaluate_classification
-from multivic.evaluation.embed import embed_dataset
+from multivic.evaluation.collapse import branch_collapse
+from multivic.evaluation.embed import Embedded, embed_dataset
+from multivic.evaluation.examples import retrieval_examples
+from multivic.evaluation.result import EvalResult
 from multivic.evaluation.retrieval import retrieval_recall, retrieval_recall_folds
 from multivic.formats import DataFormat, DataSetup, LabelledViews
 from multivic.modalities import Transformed, identity
@@ -57,7 +61,7 @@ def _read_splits(data: DataSetup, fmt: DataFormat) -> Splits:
     return fmt.split("train", data.modalities), fmt.split("val", data.modalities)
 
 
-def _probe(branch: Branch, splits: Splits, device: torch.device, s: EvalSettings) -> dict[str, float]:
+def _probe(branch: Branch, splits: Splits, device: torch.device, s: EvalSettings) -> EvalResult:
     modality, pipeline = branch.modality, branch.preprocess
     view = pipeline.eval_view()
     train, val = (LabelledViews(samples, modality, view) for samples in splits)
@@ -69,7 +73,7 @@ def _probe(branch: Branch, splits: Splits, device: torch.device, s: EvalSettings
     )
 
 
-def classification(data: DataSetup, branches: dict[str, Branch], device: torch.device, s: EvalSettings) -> dict[str, float]:
+def classification(data: DataSetup, branches: dict[str, Branch], device: torch.device, s: EvalSettings) -> EvalResult:
     """Linear probe, k-NN and collapse statistics of each branch on the format's val split.
 
     With ``cross_validate`` on fold-based data, also the mean over every fold held out in turn,
@@ -82,33 +86,33 @@ def classification(data: DataSetup, branches: dict[str, Branch], device: torch.d
     other_folds = [k for k in fmt.folds if k != test_fold] if s.cross_validate else []
     main_splits = _read_splits(data, fmt)
     fold_splits = {k: _read_splits(data, dataclasses.replace(fmt, test_fold=k)) for k in other_folds}
-    metrics: dict[str, float] = {}
+    result = EvalResult()
     for name, branch in branches.items():
         main = _probe(branch, main_splits, device, s)
-        metrics.update(main)
+        result.update(main)
         if not other_folds:
             continue
-        runs = [main] + [_probe(branch, fold_splits[k], device, s) for k in other_folds]
+        runs = [main.metrics] + [_probe(branch, fold_splits[k], device, s).metrics for k in other_folds]
         for metric in ("linear_top1", "knn_top1"):
-            metrics[f"{name}/{metric}_cv5_seen"] = sum(r[f"{name}/{metric}"] for r in runs) / len(runs)
+            result.metrics[f"{name}/{metric}_cv5_seen"] = sum(r[f"{name}/{metric}"] for r in runs) / len(runs)
     if other_folds:
         logger.warning(
             "cross-validation (*_cv5_seen) probes folds the encoder was pretrained on; "
             "only the test fold %s (the plain metrics) is unseen in pretraining", test_fold
         )
-    return metrics
+    return result
 
 
-def _embed_items(branch: Branch, items, device: torch.device, s: EvalSettings, space: str) -> torch.Tensor:
+def _embed_items(branch: Branch, items, device: torch.device, s: EvalSettings) -> Embedded:
     pipeline = branch.preprocess
     dataset = Transformed(items, identity, pipeline.eval_view())
-    out = embed_dataset(branch, dataset, device, collate=pipeline.collate(), batch_size=s.batch_size, num_workers=s.num_workers)
-    return out.embeddings if space == "embedding" else out.representations
+    return embed_dataset(branch, dataset, device, collate=pipeline.collate(), batch_size=s.batch_size, num_workers=s.num_workers)
 
 
-def retrieval(data: DataSetup, branches: dict[str, Branch], device: torch.device, s: EvalSettings) -> dict[str, float]:
+def retrieval(data: DataSetup, branches: dict[str, Branch], device: torch.device, s: EvalSettings) -> EvalResult:
     """Cross-modal retrieval R@1/5/10, rsum and median ranks (VSE++ protocol) on the format's
-    retrieval set, plus the 1K protocol (``1k/`` keys) when it has 5000 items of the first kind."""
+    retrieval set, plus the 1K protocol (``1k/`` keys) when it has 5000 items of the first kind;
+    each branch's collapse statistics on its side of the set; a few queries and their top items."""
     rs = data.format.retrieval_set(data.modalities)
     (mod_a, items_a), (mod_b, items_b) = rs.first, rs.second
     by_modality = {b.modality: b for b in branches.values()}
@@ -120,13 +124,18 @@ def retrieval(data: DataSetup, branches: dict[str, Branch], device: torch.device
             f"eval.retrieval_space=representation needs encoders of one width; {branch_a.name} gives "
             f"{branch_a.representation_dim}, {branch_b.name} {branch_b.representation_dim}: use embedding"
         )
-    emb_a = _embed_items(branch_a, items_a, device, s, s.retrieval_space)
-    emb_b = _embed_items(branch_b, items_b, device, s, s.retrieval_space)
-    metrics = retrieval_recall(emb_a, emb_b, rs.second_to_first)
+    out_a = _embed_items(branch_a, items_a, device, s)
+    out_b = _embed_items(branch_b, items_b, device, s)
+    space = "embeddings" if s.retrieval_space == "embedding" else "representations"
+    emb_a, emb_b = getattr(out_a, space), getattr(out_b, space)
+    result = EvalResult(retrieval_recall(emb_a, emb_b, rs.second_to_first))
     if len(items_a) == ONE_K_PROTOCOL_ITEMS:
-        metrics.update(retrieval_recall_folds(emb_a, emb_b, rs.second_to_first, folds=5))
-    return metrics
+        result.metrics.update(retrieval_recall_folds(emb_a, emb_b, rs.second_to_first, folds=5))
+    for branch, out in ((branch_a, out_a), (branch_b, out_b)):
+        result.update(EvalResult(*branch_collapse(branch.name, out.embeddings, out.representations, s.gamma)))
+    result.examples = retrieval_examples(emb_a, emb_b, rs.second_to_first, (mod_a, items_a), (mod_b, items_b))
+    return result
 
 
-Protocol = Callable[[DataSetup, "dict[str, Branch]", torch.device, EvalSettings], "dict[str, float]"]
+Protocol = Callable[[DataSetup, "dict[str, Branch]", torch.device, EvalSettings], EvalResult]
 PROTOCOLS: dict[str, Protocol] = {"classification": classification, "retrieval": retrieval}

@@ -1,12 +1,15 @@
 """``multivic report RUN_DIR``: figures of a run's training and a page that shows them.
 
     RUN_DIR/report/loss.png, lr.png, std.png, covariance.png, rankme.png, throughput.png
+                   spectrum.png, std_histogram.png (from eval_arrays.safetensors),
+                   retrieval_examples.png (from eval_examples/, retrieval runs)
     RUN_DIR/report/report.html   self-contained (figures embedded): settings, training summary,
                                  evaluation table, collapse alarms, figures
     RUN_DIR/report/report.md     the same page in Markdown, figures referenced beside it
 
 - :mod:`~multivic.report.run`: a run directory read as data (config, history, metrics);
-- :mod:`~multivic.report.figures`: the PNG figures (matplotlib, no pyplot);
+- :mod:`~multivic.report.figures`: the PNG figures of training (matplotlib, no pyplot);
+- :mod:`~multivic.report.evaluation_figures`: those of the end of the run (spectra, std, examples);
 - :mod:`~multivic.report.page`: the HTML and Markdown pages.
 """
 
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from multivic.errors import MultivicError
+from multivic.report.evaluation_figures import retrieval_examples, spectrum, std_histogram
 from multivic.report.figures import FigureFile, draw_figures
 from multivic.report.page import render_html, render_markdown
 from multivic.report.run import RunRecord, read_run
@@ -51,7 +55,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
         raise MultivicError(f"cannot write the report into {out}: {exc.strerror or exc}; pass another folder with --out") from None
     note = ""
     try:
-        figures = draw_figures(run, out)
+        figures = draw_figures(run, out) + draw_figures(run, out, [spectrum, std_histogram, retrieval_examples])
     except ImportError as exc:
         if getattr(exc, "name", "") != "matplotlib" and "matplotlib" not in str(exc):
             raise

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -31,13 +31,17 @@ class FigureFile:
     caption: str
 
 
-def draw_figures(run: RunRecord, out_dir: Path) -> list[FigureFile]:
-    """Write every figure the run's history allows into ``out_dir``; the ones written, in order."""
+Drawer = Callable[[RunRecord, Path], "FigureFile | None"]
+
+
+def draw_figures(run: RunRecord, out_dir: Path, drawers: Sequence[Drawer] | None = None) -> list[FigureFile]:
+    """Write every figure the run allows into ``out_dir``; the ones written, in order.
+
+    ``drawers``: the figure functions to try (default: the training figures of this module)."""
     import matplotlib  # fails here, early, when matplotlib is missing
 
-    drawers: list[Callable[[RunRecord, Path], FigureFile | None]] = [
-        _loss, _learning_rate, _std, _covariance, _rankme, _throughput,
-    ]
+    if drawers is None:
+        drawers = [_loss, _learning_rate, _std, _covariance, _rankme, _throughput]
     written = []
     # Run and branch names are text, not TeX: a "$" in a folder name must not start mathtext.
     with matplotlib.rc_context({"text.parse_math": False}):
@@ -59,7 +63,7 @@ def _loss(run: RunRecord, out_dir: Path) -> FigureFile | None:
         return None
     terms = [t for t in _TERMS if run.has(t[0])]
     weighted = bool(terms) and run.setting("loss.name", "vicreg") == "vicreg"
-    fig, axes = _figure(1 + bool(terms))
+    fig, axes = new_figure(1 + bool(terms))
     steps = run.history["step"]
     ax = axes[0]
     # the total as a wide grey band behind the terms: visible also where one term is all of it
@@ -85,7 +89,7 @@ def _loss(run: RunRecord, out_dir: Path) -> FigureFile | None:
         ax.set_title("unweighted terms")
         _finish(ax, run, "term value (unitless)")
     fig.suptitle(f"{run.name}: training loss", fontweight="bold")
-    return _save(fig, out_dir, "loss.png", "Loss", "The objective over optimiser steps: the total and λ·s, μ·v, ν·c (left), the unweighted "
+    return save_figure(fig, out_dir, "loss.png", "Loss", "The objective over optimiser steps: the total and λ·s, μ·v, ν·c (left), the unweighted "
                  "terms (right); a log scale where the values span more than a factor of 20.")
 
 
@@ -97,13 +101,13 @@ def _learning_rate(run: RunRecord, out_dir: Path) -> FigureFile | None:
     columns = [c for c in run.history.columns if c.startswith("lr/") and run.has(c)] or (["lr"] if run.has("lr") else [])
     if not columns:
         return None
-    fig, (ax,) = _figure(1, width=7.5)
+    fig, (ax,) = new_figure(1, width=7.5)
     for column in columns:
         label = "learning rate" if column == "lr" else f"optimiser {column.split('/', 1)[1]}"
         _line(ax, run.history["step"], run.history[column], label)
     ax.set_title(f"{run.name}: learning rate schedule")
     _finish(ax, run, "learning rate", log=False)
-    return _save(fig, out_dir, "lr.png", "Learning rate", "The learning rate of each optimiser at the logged steps.")
+    return save_figure(fig, out_dir, "lr.png", "Learning rate", "The learning rate of each optimiser at the logged steps.")
 
 
 def _std(run: RunRecord, out_dir: Path) -> FigureFile | None:
@@ -111,7 +115,7 @@ def _std(run: RunRecord, out_dir: Path) -> FigureFile | None:
     if not sides:
         return None
     below = any(run.has(f"{s}/std_below_gamma") for s in sides)
-    fig, axes = _figure(len(sides), rows=1 + below, sharex=True, sharey="row", height_ratios=[2, 1] if below else None,
+    fig, axes = new_figure(len(sides), rows=1 + below, sharex=True, sharey="row", height_ratios=[2, 1] if below else None,
                         extra_height=1.6)
     axes = np.asarray(axes).reshape(1 + below, len(sides))
     gamma, steps = run.gamma, run.history["step"]
@@ -137,7 +141,7 @@ def _std(run: RunRecord, out_dir: Path) -> FigureFile | None:
             ax.set_title(f"side {run.side_label(side)}: share of dimensions under γ")
             _finish(ax, run, "% of dimensions" if i == 0 else None, log=False)
     fig.suptitle(f"{run.name}: per-dimension std of the expander outputs (batch statistics)", fontweight="bold")
-    return _save(fig, out_dir, "std.png", "Per-dimension std against γ",
+    return save_figure(fig, out_dir, "std.png", "Per-dimension std against γ",
                  f"The variance term pushes every dimension's std up to γ = {gamma:g}; a std near 0 is collapse.")
 
 
@@ -145,14 +149,14 @@ def _covariance(run: RunRecord, out_dir: Path) -> FigureFile | None:
     sides = [s for s in SIDES if run.has(f"{s}/cov_offdiag_rms")]
     if not sides:
         return None
-    fig, (ax,) = _figure(1, width=7.5)
+    fig, (ax,) = new_figure(1, width=7.5)
     for side, color in zip(sides, ("tab:blue", "tab:orange")):
         _line(ax, run.history["step"], run.history[f"{side}/cov_offdiag_rms"], f"side {run.side_label(side)}", color=color)
     ax.set_title(f"{run.name}: RMS of the off-diagonal covariances")
     _finish(ax, run, "RMS off-diagonal covariance")
     if ax.get_yscale() == "linear":
         ax.set_ylim(bottom=0)  # the covariance term's target is 0: show the distance to it
-    return _save(fig, out_dir, "covariance.png", "Off-diagonal covariance",
+    return save_figure(fig, out_dir, "covariance.png", "Off-diagonal covariance",
                  "How correlated the embedding dimensions are (the covariance term drives this to 0).")
 
 
@@ -164,7 +168,7 @@ def _rankme(run: RunRecord, out_dir: Path) -> FigureFile | None:
               if run.has(column)]
     if not series:
         return None
-    fig, (ax,) = _figure(1, width=7.5)
+    fig, (ax,) = new_figure(1, width=7.5)
     colors = {"a": "tab:blue", "b": "tab:orange"}
     for side, column, kind in series:
         _line(ax, run.history["step"], run.history[column], f"side {run.side_label(side)}: {kind}",
@@ -173,7 +177,7 @@ def _rankme(run: RunRecord, out_dir: Path) -> FigureFile | None:
     ax.set_ylim(bottom=0)
     ax.set_title(f"{run.name}: RankMe of the batch (effective dimensions used)")
     _finish(ax, run, "RankMe (effective number of dimensions)", log=False)
-    return _save(fig, out_dir, "rankme.png", "RankMe",
+    return save_figure(fig, out_dir, "rankme.png", "RankMe",
                  "exp of the entropy of the normalised singular values of the uncentred batch (embeddings: expander "
                  "outputs; representations: encoder outputs); it cannot exceed min(batch rows, width), and near 1 is collapse.")
 
@@ -181,18 +185,18 @@ def _rankme(run: RunRecord, out_dir: Path) -> FigureFile | None:
 def _throughput(run: RunRecord, out_dir: Path) -> FigureFile | None:
     if not run.has("samples_per_s"):
         return None
-    fig, (ax,) = _figure(1, width=7.5)
+    fig, (ax,) = new_figure(1, width=7.5)
     _line(ax, run.history["step"], run.history["samples_per_s"], "training throughput", color="tab:gray")
     ax.set_ylim(bottom=0)
     ax.set_title(f"{run.name}: training throughput")
     _finish(ax, run, "samples / s", log=False)
-    return _save(fig, out_dir, "throughput.png", "Throughput", "Training samples per second between logged steps.")
+    return save_figure(fig, out_dir, "throughput.png", "Throughput", "Training samples per second between logged steps.")
 
 
 # --- shared drawing helpers ------------------------------------------------------------------------
 
 
-def _figure(cols: int, rows: int = 1, width: float | None = None, sharex: bool = False, sharey: str | bool = False,
+def new_figure(cols: int, rows: int = 1, width: float | None = None, sharex: bool = False, sharey: str | bool = False,
             height_ratios: list[float] | None = None, extra_height: float = 0.0):
     from matplotlib.figure import Figure
 
@@ -288,7 +292,7 @@ def _mark_alarms(ax, run: RunRecord, sides: tuple[str, ...] | list[str]) -> None
             label, start = None, None
 
 
-def _save(fig, out_dir: Path, name: str, title: str, caption: str) -> FigureFile:
+def save_figure(fig, out_dir: Path, name: str, title: str, caption: str) -> FigureFile:
     with atomic_replace(out_dir / name) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
     return FigureFile(name, title, caption)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from multivic.errors import RunDirError
+from multivic.evaluation.examples import read_examples
 from multivic.run_dir import RunDir
 
 SIDES = ("a", "b")
@@ -28,6 +29,18 @@ class RunRecord:
     config: dict[str, Any]
     history: pd.DataFrame  # numeric columns as floats (inf as NaN), collapse_alarm as text ("" when none)
     metrics: dict[str, float] = field(default_factory=dict)
+    # eval_arrays.safetensors: "<branch>/embedding_singular_values", ..._std ([K] float64 arrays)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    # eval_examples/examples.json's directions (retrieval runs), thumbnails in examples_dir
+    examples: list[dict[str, Any]] | None = None
+
+    @property
+    def examples_dir(self) -> Path:
+        return RunDir(self.root).eval_examples
+
+    def evaluated_branches(self) -> list[str]:
+        """The branch names of eval_arrays, in the order their arrays were written."""
+        return list(dict.fromkeys(key.rpartition("/")[0] for key in self.arrays))
 
     @property
     def name(self) -> str:
@@ -73,7 +86,8 @@ def read_run(path: str | Path) -> RunRecord:
         raise RunDirError(f"{path} has no history.csv yet: the run has not logged a step (train it first)")
     history = _read_history(run.history)
     metrics = run.read_metrics()
-    return RunRecord(Path(path), config, history, metrics)
+    arrays = {k: v.numpy() for k, v in run.read_eval_arrays().items()}
+    return RunRecord(Path(path), config, history, metrics, arrays, read_examples(run.eval_examples))
 
 
 def _read_history(path: Path) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """RankMe and the collapse statistics against hand-computed cases and a numpy transcription."""
 
 import numpy as np
+import pytest
 import torch
 
 from multivic.evaluation.collapse import RANKME_EPS, collapse_stats, rankme
@@ -53,3 +54,19 @@ def test_correlation_rms_of_copied_dimensions_is_one():
     x = torch.randn(500, 1, dtype=torch.float64)
     z = torch.cat([x, 2 * x, -x], dim=1)  # perfectly (anti)correlated: |corr| = 1 off the diagonal
     assert abs(collapse_stats(z)["corr_offdiag_rms"] - 1) < 1e-9
+
+
+def test_branch_collapse_keeps_the_spectra_and_stds_numpy_gives():
+    import numpy as np
+
+    from multivic.evaluation.collapse import branch_collapse
+
+    g = torch.Generator().manual_seed(3)
+    emb, rep = torch.randn(40, 12, generator=g) + 2.0, torch.randn(40, 60, generator=g)
+    metrics, arrays = branch_collapse("img", emb, rep, gamma=1.0)
+    assert np.allclose(arrays["img/embedding_singular_values"].numpy(), np.linalg.svd(emb.double().numpy(), compute_uv=False))
+    assert np.allclose(arrays["img/representation_singular_values"].numpy(), np.linalg.svd(rep.double().numpy(), compute_uv=False))
+    assert arrays["img/representation_singular_values"].shape == (40,)  # min(N, R)
+    assert np.allclose(arrays["img/embedding_std"].numpy(), emb.double().numpy().std(axis=0, ddof=1))
+    assert metrics["img/rankme"] == pytest.approx(rankme(emb)) and metrics["img/rankme_repr"] == pytest.approx(rankme(rep))
+    assert metrics["img/std_mean"] == pytest.approx(float(emb.double().std(0).mean()))

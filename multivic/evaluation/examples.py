@@ -1,0 +1,125 @@
+"""A few retrieval queries and their top items, kept for the report's pictures.
+
+For each direction (first → second kind, e.g. image → caption, and back) a handful of queries
+evenly spread over the retrieval set, each with its top-k items by cosine similarity and whether
+each is a true match. Images are kept as small PNG thumbnails and texts as text, so the report
+can show them without the data set (``RUN_DIR/eval_examples/``: examples.json and the PNGs).
+Items of other kinds (audio, ...) are named by their index only.
+
+Everything here is data: the report reads examples.json with ``json`` and the PNGs with Pillow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from multivic.errors import RunDirError
+
+THUMBNAIL_PX = 96
+EXAMPLES_FILE = "examples.json"
+
+
+@dataclass
+class RetrievalExamples:
+    """``directions``: JSON-able list of {"query_kind", "item_kind", "queries": [{"query": item,
+    "top": [item + "correct"]}]}, an item being {"index", and "text" or "thumbnail" (a PNG file
+    name)}; ``thumbnails``: the PNG file names' images."""
+
+    directions: list[dict[str, Any]] = field(default_factory=list)
+    thumbnails: dict[str, Image.Image] = field(default_factory=dict)
+
+
+@torch.no_grad()
+def retrieval_examples(
+    emb_first: Tensor,
+    emb_second: Tensor,
+    second_to_first: Sequence[int] | Tensor,
+    first: tuple[str, Sequence[Any]],
+    second: tuple[str, Sequence[Any]],
+    queries: int = 4,
+    k: int = 5,
+) -> RetrievalExamples:
+    """Top-``k`` items of ``queries`` queries each way.
+
+    Args:
+        emb_first: [N, D] embeddings of the first kind (images); emb_second: [M, D] (captions).
+        second_to_first: [M] the first-kind item each second-kind item belongs to.
+        first, second: (kind, raw items) as the retrieval set gives them: an item is read by
+            indexing (a PIL image, a string, ...).
+    """
+    index = torch.as_tensor(second_to_first, dtype=torch.long)
+    a, b = F.normalize(emb_first.float(), dim=1), F.normalize(emb_second.float(), dim=1)
+    out = RetrievalExamples()
+    for (q_kind, q_items, q_emb), (g_kind, g_items, g_emb), match in (
+        (first + (a,), second + (b,), lambda q, g: int(index[g]) == q),
+        (second + (b,), first + (a,), lambda q, g: int(index[q]) == g),
+    ):
+        n = q_emb.shape[0]
+        picks = sorted({int(i) for i in torch.linspace(0, n - 1, min(queries, n)).round().long()})
+        top = (q_emb[picks] @ g_emb.T).topk(min(k, g_emb.shape[0]), dim=1).indices
+        shown = []
+        for q, row in zip(picks, top.tolist()):
+            items = [{**_item(g_kind, g_items, g, out), "correct": match(q, g)} for g in row]
+            shown.append({"query": _item(q_kind, q_items, q, out), "top": items})
+        out.directions.append({"query_kind": q_kind, "item_kind": g_kind, "queries": shown})
+    return out
+
+
+def _item(kind: str, items: Sequence[Any], i: int, out: RetrievalExamples) -> dict[str, Any]:
+    value = items[i]
+    if isinstance(value, str):
+        return {"index": i, "text": value}
+    if isinstance(value, Image.Image):
+        name = f"{kind}_{i}.png"
+        if name not in out.thumbnails:
+            thumb = value.convert("RGB")
+            thumb.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+            out.thumbnails[name] = thumb
+        return {"index": i, "thumbnail": name}
+    return {"index": i}
+
+
+def write_examples(examples: RetrievalExamples, folder: Path) -> None:
+    """Replace ``folder`` with examples.json and the thumbnails: written into a sibling
+    temporary folder first, so a reader never sees half of them."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, image in examples.thumbnails.items():
+        image.save(tmp / name, format="PNG")
+    (tmp / EXAMPLES_FILE).write_text(json.dumps({"directions": examples.directions}, indent=1) + "\n")
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_examples(folder: Path) -> list[dict[str, Any]] | None:
+    """The directions of ``folder``/examples.json, or None when there is none; a one-line
+    RunDirError when it is damaged. Thumbnail names are checked to stay inside ``folder``."""
+    path = folder / EXAMPLES_FILE
+    if not path.is_file():
+        return None
+    try:
+        directions = json.loads(path.read_text())["directions"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise RunDirError(f"{path} is not a readable examples file ({exc.__class__.__name__}): re-evaluate the run with `multivic eval`") from None
+    for direction in directions:
+        for query in direction["queries"]:
+            for item in [query["query"], *query["top"]]:
+                name = item.get("thumbnail")
+                if name is not None and (Path(name).name != name or not name.endswith(".png")):
+                    raise RunDirError(f"{path} names a thumbnail outside its folder ({name!r})")
+    return directions
