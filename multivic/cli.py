@@ -7,6 +7,8 @@
     multivic embed RUN_OR_EXPORT_DIR --branch B --input PATH --out FILE   embeddings of inputs
     multivic compare RUN_DIR RUN_DIR [...] [--csv OUT.csv]     settings that differ and final metrics
     multivic report RUN_DIR [--out DIR]                        figures and an HTML page of a run
+    multivic sweep RECIPE|SWEEP.yaml [--output-dir DIR] [--dry-run] key=v1,v2 ... [key=value ...]
+                                                               a grid of train runs, then compare (resumes DIR)
 
 User mistakes print one line ``error: ...`` and exit 2, without a traceback unless ``--debug``;
 a run stopped by SIGTERM or SIGUSR1 checkpoints and exits 75 (see multivic.errors.Preempted).
@@ -79,6 +81,17 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="figures (PNG) and a self-contained HTML page of a run's training and evaluation")
     rp.add_argument("run_dir")
     rp.add_argument("--out", default=None, help="folder of the report (default: RUN_DIR/report)")
+
+    sw = sub.add_parser("sweep", help="train a grid of settings into sibling run directories, then compare them; "
+                                      "running it again resumes")
+    sw.add_argument("recipe", help="a recipe, or a sweep file (YAML with recipe:, grid: and overrides:), "
+                                   "e.g. recipes/sweeps/loss_ablation.yaml")
+    sw.add_argument("--output-dir", default=None, help="folder of the runs, sweep.json and compare.csv "
+                                                       "(default: runs/<sweep file name> or runs/sweep-<recipe name>)")
+    sw.add_argument("--dry-run", action="store_true", help="print the multivic train commands (e.g. for SLURM), run nothing")
+    sw.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sw.add_argument("overrides", nargs="*", help="key=v1,v2 (an axis of the grid) or key=value (every run), "
+                                                 "e.g. loss.std_coeff=0,25 train.epochs=4")
     return p
 
 
@@ -173,6 +186,12 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {len(report.figures)} figures and {report.html} ({report.markdown.name} beside it)")
 
 
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from multivic.commands.sweep import run_sweep
+
+    run_sweep(args.recipe, args.overrides, args.output_dir, dry_run=args.dry_run, progress=not args.no_progress)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     # Overrides may come before or after options (argparse stops a positional list at the
@@ -188,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("multivic").setLevel(logging.INFO)
     commands = {"train": _cmd_train, "eval": _cmd_eval, "encoders": _cmd_encoders, "plugins": _cmd_plugins, "embed": _cmd_embed,
-                "compare": _cmd_compare, "report": _cmd_report}
+                "compare": _cmd_compare, "report": _cmd_report, "sweep": _cmd_sweep}
     try:
         commands[args.command](args)
     except MultivicError as exc:
