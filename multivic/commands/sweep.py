@@ -58,6 +58,7 @@ class SweepFailed(MultivicError):
 class Point:
     name: str
     overrides: list[str]  # the grid's key=value of this point
+    config: Any = field(default=None, repr=False, compare=False)  # its loaded config (build_sweep)
 
 
 @dataclass
@@ -287,7 +288,7 @@ def build_sweep(target: str, tokens: list[str]) -> Sweep:
         raise ConfigError("the grid has one point: give a key several values (key=v1,v2), or use multivic train")
     for point in sweep.points:  # every mistake in a key or value now, before anything is written
         try:
-            load_config(recipe, point_overrides(sweep, point))
+            point.config = load_config(recipe, point_overrides(sweep, point))
         except ConfigError as exc:
             raise ConfigError(f"point {point.name}: {exc}") from None
     return sweep
@@ -393,7 +394,8 @@ def run_point(cmd: list[str]) -> tuple[int, str]:
 
     SIGTERM / SIGUSR1 sent to the sweep go to the run, which checkpoints and exits 75.
     """
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its lines arrive as it prints them
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     tails = (bytearray(), bytearray())
     threads = [threading.Thread(target=_pump, args=(proc.stdout, sys.stdout, tails[0]), daemon=True),
                threading.Thread(target=_pump, args=(proc.stderr, sys.stderr, tails[1]), daemon=True)]
@@ -417,11 +419,13 @@ def run_point(cmd: list[str]) -> tuple[int, str]:
     return code, last_error_line(bytes(tails[1]) or bytes(tails[0]))
 
 
+def _exit_text(code: int) -> str:
+    return f"killed by signal {-code}" if code < 0 else f"exit {code}"
+
+
 def run_sweep(target: str, tokens: list[str], output_dir: str | None = None, dry_run: bool = False,
               progress: bool = True, echo=print) -> Any:
     """The ``multivic sweep`` command: returns the comparison table (None when it has none)."""
-    from multivic.config import load_config
-
     sweep = build_sweep(target, tokens)
     out = Path(output_dir) if output_dir else default_output_dir(target)
     if dry_run:
@@ -433,7 +437,7 @@ def run_sweep(target: str, tokens: list[str], output_dir: str | None = None, dry
     finished, failed = [], []
     for i, point in enumerate(sweep.points, 1):
         run_dir = RunDir(out / point.name)
-        if is_finished(run_dir, load_config(sweep.recipe, point_overrides(sweep, point))):
+        if is_finished(run_dir, point.config):
             print(f"sweep [{i}/{len(sweep.points)}] {point.name}: finished before, skipped", file=sys.stderr, flush=True)
             finished.append(run_dir.root)
             continue
@@ -447,7 +451,7 @@ def run_sweep(target: str, tokens: list[str], output_dir: str | None = None, dry
             raise KeyboardInterrupt
         else:
             failed.append((point.name, code, error))
-            print(f"sweep: {point.name} failed (exit {code}): {error}", file=sys.stderr, flush=True)
+            print(f"sweep: {point.name} failed ({_exit_text(code)}): {error}", file=sys.stderr, flush=True)
 
     table = None
     if len(finished) >= 2:
@@ -460,6 +464,6 @@ def run_sweep(target: str, tokens: list[str], output_dir: str | None = None, dry
     else:
         print(f"sweep: {len(finished)} finished point(s), no comparison", file=sys.stderr)
     if failed:
-        names = ", ".join(f"{name} (exit {code})" for name, code, _ in failed)
+        names = ", ".join(f"{name} ({_exit_text(code)})" for name, code, _ in failed)
         raise SweepFailed(f"{len(failed)} of {len(sweep.points)} points failed: {names}; fix and run the same command to resume")
     return table
