@@ -102,7 +102,7 @@ class InfoNCELoss(nn.Module):
         if 1.0 / temperature > max_logit_scale:
             raise ValueError(
                 f"temperature must be >= 1/max_logit_scale = {1.0 / max_logit_scale:g}; got {temperature} "
-                "(lower it or raise max_logit_scale)"
+                "(raise it, or raise max_logit_scale)"
             )
         check_variance_options(variance_coeff, gamma, eps)
         log_scale = torch.tensor(math.log(1.0 / temperature), dtype=torch.float32)
