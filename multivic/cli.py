@@ -9,6 +9,8 @@
     multivic report RUN_DIR [--out DIR]                        figures and an HTML page of a run
     multivic sweep RECIPE|SWEEP.yaml [--output-dir DIR] [--dry-run] key=v1,v2 ... [key=value ...]
                                                                a grid of train runs, then compare (resumes DIR)
+    multivic shard SRC OUT [--format NAME] [--shard-size N|256MB] [key=value ...]
+                                                               a data set as tar shards + shards.json
 
 User mistakes print one line ``error: ...`` and exit 2, without a traceback unless ``--debug``;
 a run stopped by SIGTERM or SIGUSR1 checkpoints and exits 75 (see multivic.errors.Preempted).
@@ -92,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--no-progress", action="store_true", help="no progress bars")
     sw.add_argument("overrides", nargs="*", help="key=v1,v2 (an axis of the grid) or key=value (every run), "
                                                  "e.g. loss.std_coeff=0,25 train.epochs=4")
+
+    sh = sub.add_parser("shard", help="write a data set (any data format, or a built-in set) as tar shards with an index")
+    sh.add_argument("src", help="a data set folder, or a built-in data set's name (shapes, sounds, captions)")
+    sh.add_argument("out", help="folder to create for the shards and shards.json (must not exist)")
+    sh.add_argument("--format", default=None, help="the source's data format (default: detected)")
+    sh.add_argument("--shard-size", default="1000", help="samples per shard (1000), or a size per shard (256MB)")
+    sh.add_argument("overrides", nargs="*", help="the source format's data options, e.g. test_fold=5 sample_rate=16000")
     return p
 
 
@@ -192,6 +201,14 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     run_sweep(args.recipe, args.overrides, args.output_dir, dry_run=args.dry_run, progress=not args.no_progress)
 
 
+def _cmd_shard(args: argparse.Namespace) -> None:
+    from multivic.commands.shard import write_shards
+
+    options = dict(o.split("=", 1) for o in args.overrides)
+    index = write_shards(args.src, args.out, args.format, args.shard_size, {k.removeprefix("data."): v for k, v in options.items()})
+    print(f"wrote {', '.join(f'{len(s)} {k} shards' for k, s in index['splits'].items())} and shards.json to {args.out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     # Overrides may come before or after options (argparse stops a positional list at the
@@ -207,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("multivic").setLevel(logging.INFO)
     commands = {"train": _cmd_train, "eval": _cmd_eval, "encoders": _cmd_encoders, "plugins": _cmd_plugins, "embed": _cmd_embed,
-                "compare": _cmd_compare, "report": _cmd_report, "sweep": _cmd_sweep}
+                "compare": _cmd_compare, "report": _cmd_report, "sweep": _cmd_sweep, "shard": _cmd_shard}
     try:
         commands[args.command](args)
     except MultivicError as exc:

@@ -27,8 +27,9 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, default_collate, get_worker_info
 
+from multivic.data.streaming import SlotPlan, StreamingSplit, StreamPlan, sample_seed, worker_batches
 from multivic.errors import DataError
 
 SampleKey = tuple[int, int]  # (index into the data set, seed of its augmentations)
@@ -200,7 +201,7 @@ def shutdown_workers(iterator: Any) -> None:
 def stop_workers(loader: DataLoader) -> None:
     """Shut down a loader's persistent workers (see :func:`shutdown_workers`)."""
     loader = getattr(loader, "base_dataloader", loader)  # Accelerate's wrapper holds the real loader
-    iterator = getattr(loader, "_iterator", None)
+    iterator = getattr(loader, "_iterator", None) or getattr(loader, "_stream_iterator", None)
     if iterator is not None:
         shutdown_workers(iterator)
         loader._iterator = None
@@ -229,3 +230,223 @@ def build_loader(
         generator=torch.Generator().manual_seed(seed),  # worker base seeds; keeps the global RNG untouched
     )
     return loader, sampler
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming (sharded) training data: an iterable path beside the map-style one above, which it
+# leaves untouched. The plan (who reads which shard, in which order, which batches) is
+# multivic.data.streaming's; here a DataLoader runs it.
+
+
+def streaming_split(train_set: Dataset) -> tuple[StreamingSplit, Callable[[dict], Any]] | None:
+    """The streaming split under a training set and the function that makes a training item of
+    one of its decoded samples, or None for a map-style training set. A training set is
+    streaming when it is a :class:`~multivic.data.streaming.StreamingSplit`, or holds one as
+    ``samples`` with the sides' views as ``side_a`` and ``side_b`` (PairedViews)."""
+    if isinstance(train_set, StreamingSplit):
+        return train_set, identity
+    samples = getattr(train_set, "samples", None)
+    if isinstance(samples, StreamingSplit):
+        return samples, PairOfViews(getattr(train_set, "side_a"), getattr(train_set, "side_b"))
+    return None
+
+
+def identity(x: Any) -> Any:
+    return x
+
+
+class PairOfViews:
+    """``(view_a(sample[modality_a]), view_b(sample[modality_b]))``: PairedViews' item, for one sample."""
+
+    def __init__(self, side_a: tuple[str, Callable], side_b: tuple[str, Callable]) -> None:
+        self.side_a, self.side_b = side_a, side_b
+
+    def __call__(self, sample: dict) -> tuple[Any, Any]:
+        (mod_a, view_a), (mod_b, view_b) = self.side_a, self.side_b
+        return view_a(sample[mod_a]), view_b(sample[mod_b])
+
+
+class StreamEpochs:
+    """The streaming counterpart of :class:`EpochBatches` for the loop: the epoch, the resume
+    point and the number of steps; the batches themselves come from :class:`StreamedBatches`."""
+
+    def __init__(self, plan: StreamPlan) -> None:
+        self.plan = plan
+        self.epoch, self.start_step = 0, 0
+        self.resume_point = (0, 0)
+
+    resume_at = EpochBatches.resume_at
+    set_epoch = EpochBatches.set_epoch
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.plan.steps_per_epoch
+
+    @property
+    def samples_per_epoch(self) -> int:
+        """Samples of one epoch over all processes."""
+        return self.plan.batches_per_process * self.plan.batch_size * self.plan.world
+
+    def __len__(self) -> int:
+        return (self.steps_per_epoch - self.start_step) * self.plan.accum
+
+
+class _Missing(NamedTuple):
+    """A planned sample its shard did not deliver (a truncated or unreadable shard)."""
+
+    reason: str
+
+
+class StreamedBatches(IterableDataset):
+    """The batches ``(collate(items), faults)`` of one process in the current epoch of
+    ``epochs`` (read when the DataLoader starts its workers, which are not persistent).
+
+    Each worker reads the shards of its plan in order, keeps the samples it will emit (a shard
+    none of whose samples is still due, after a resume, is not opened), and emits its batches in
+    the plan's order. A sample that cannot be decoded or viewed, or that its shard did not
+    deliver, is replaced by another readable sample of the same batch viewed under the failed
+    sample's seed, and reported as a :class:`SampleFault`; stream positions never move, so the
+    plan, and with it resuming, stays exact."""
+
+    def __init__(self, split: StreamingSplit, make_item: Callable[[dict], Any], epochs: StreamEpochs, rank: int,
+                 collate_fn: Callable | None) -> None:
+        self.split, self.make_item, self.epochs, self.rank = split, make_item, epochs, rank
+        self.collate = FaultCollate(collate_fn)
+
+    def __iter__(self) -> Iterator[tuple[Any, list[SampleFault]]]:
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        plan, epoch = self.epochs.plan, self.epochs.epoch
+        slot = plan.slot(epoch, self.rank, worker)
+        done = worker_batches(self.epochs.start_step * plan.accum, plan.workers, worker)
+        yield from self._run(slot, done, plan.epoch_key(epoch), plan.batch_size, plan.offsets)
+
+    def _run(self, slot: SlotPlan, done: int, epoch_key: int, b: int, offsets: list[int]) -> Iterator[tuple[Any, list[SampleFault]]]:
+        sizes = [self.split.shards[i].samples for i in slot.shard_ids]
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        # Position in this worker's stream -> index of the sample in the split.
+        global_index = np.concatenate(
+            [np.arange(offsets[i], offsets[i] + n, dtype=np.int64) for i, n in zip(slot.shard_ids, sizes)]
+        ) if sizes else np.zeros(0, np.int64)
+        order = np.asarray(slot.order[: slot.batches * b], dtype=np.int64)
+        needed = np.zeros(len(global_index) + 1, dtype=np.int64)
+        needed[order[done * b:]] = 1
+        due = np.concatenate([[0], np.cumsum(needed[:-1])])  # due[p]: positions < p still to emit
+        batch_end = [int(order[i * b:(i + 1) * b].max()) + 1 for i in range(slot.batches)]
+        held: dict[int, Any] = {}
+        next_batch = done
+
+        def ready(read_to: int) -> Iterator[tuple[Any, list[SampleFault]]]:
+            nonlocal next_batch
+            while next_batch < slot.batches and batch_end[next_batch] <= read_to:
+                positions = order[next_batch * b:(next_batch + 1) * b].tolist()
+                yield self._batch([held.pop(p) for p in positions], [int(global_index[p]) for p in positions], epoch_key)
+                next_batch += 1
+
+        for k, shard_id in enumerate(slot.shard_ids):
+            lo, hi = int(starts[k]), int(starts[k + 1])
+            if next_batch >= slot.batches:
+                break
+            if due[hi] - due[lo] == 0:  # nothing of this shard is still to be emitted: not opened
+                yield from ready(hi)
+                continue
+            shard = self.split.shards[shard_id]
+            errors: list[str] = []
+            count = 0
+            for raw in self.split.read_shard(shard, errors):
+                if count >= hi - lo:
+                    break
+                p = lo + count
+                if needed[p]:
+                    held[p] = raw
+                count += 1
+                yield from ready(p + 1)
+            if count < hi - lo:
+                why = errors[0] if errors else "it ended early"
+                reason = f"shard {shard.url} delivered {count} of its {hi - lo} samples ({why})"
+                for p in range(lo + count, hi):
+                    if needed[p]:
+                        held[p] = _Missing(reason)
+            yield from ready(hi)
+
+    def _batch(self, raws: list[Any], indices: list[int], epoch_key: int) -> tuple[Any, list[SampleFault]]:
+        items: list[Any] = [None] * len(raws)
+        faults: list[SampleFault | None] = [None] * len(raws)
+        readable = []
+        for t, (raw, index) in enumerate(zip(raws, indices)):
+            if isinstance(raw, _Missing):
+                faults[t] = SampleFault(index, raw.reason)
+                continue
+            try:
+                with seeded_rng(sample_seed(epoch_key, index)):
+                    items[t] = self.make_item(self.split.decode(raw))
+                readable.append(t)
+            except Exception as exc:  # noqa: BLE001 - any failure on one sample is a data fault
+                faults[t] = SampleFault(index, f"{self.split.describe(raw)}: {describe_fault(exc, index)}")
+        for t, fault in enumerate(faults):
+            if fault is None:
+                continue
+            # The next readable sample of the batch, viewed under this sample's seed.
+            for u in sorted(readable, key=lambda u: (u - t) % len(raws)):
+                try:
+                    with seeded_rng(sample_seed(epoch_key, indices[t])):
+                        items[t] = self.make_item(self.split.decode(raws[u]))
+                    break
+                except Exception:  # noqa: BLE001 - a view that fails only under this seed: try another
+                    continue
+        return self.collate(list(zip(items, faults)))
+
+
+class StreamLoader(DataLoader):
+    """The DataLoader of a streaming split: one iterable of batches per epoch (workers start
+    each epoch, so they read the epoch and resume point set just before), moved to ``device``
+    (the map-style loader gets that from Accelerate's prepare)."""
+
+    def __init__(self, batches: StreamedBatches, device: torch.device, **kwargs: Any) -> None:
+        super().__init__(batches, batch_size=None, **kwargs)
+        self.device = device
+        self._stream_iterator: Any = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.epochs.set_epoch(epoch)  # type: ignore[attr-defined]
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        from accelerate.utils import send_to_device
+
+        iterator = super().__iter__()
+        self._stream_iterator = iterator
+        try:
+            for batch, faults in iterator:
+                yield (send_to_device(batch, self.device) if batch is not None else None), faults
+        finally:
+            shutdown_workers(iterator)
+            self._stream_iterator = None
+
+
+def build_stream_loader(
+    split: StreamingSplit,
+    make_item: Callable[[dict], Any],
+    batch_size: int,
+    batches_per_step: int,
+    seed: int,
+    num_workers: int,
+    pin_memory: bool,
+    rank: int,
+    world: int,
+    device: torch.device,
+    collate_fn: Callable | None = None,
+) -> tuple[StreamLoader, StreamEpochs]:
+    """The training loader of a streaming split and its epoch state, which the loop sets and
+    resumes like :class:`EpochBatches`. ``batch_size`` is per process."""
+    plan = StreamPlan(
+        [s.samples for s in split.shards], world, num_workers, batch_size, batches_per_step, seed,
+        int(getattr(split, "shuffle_buffer", 1)), getattr(split, "epoch_samples", None),
+    )
+    epochs = StreamEpochs(plan)
+    loader = StreamLoader(
+        StreamedBatches(split, make_item, epochs, rank, collate_fn), device,
+        num_workers=num_workers, pin_memory=pin_memory,
+        worker_init_fn=ignore_stop_signals if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return loader, epochs

@@ -30,7 +30,7 @@ from multivic.optim import OptimizerSpec
 from multivic.run_dir import RunDir
 from multivic.train.collapse_alarm import CollapseAlarm
 from multivic.train.checkpoint import TrainState, find_resume_point, load_checkpoint, remove_partial_checkpoints, save_checkpoint
-from multivic.train.data import build_loader, stop_workers
+from multivic.train.data import build_loader, build_stream_loader, stop_workers, streaming_split
 from multivic.train.divergence import NonFiniteSteps, describe_metrics, gradient_norm, nonfinite_branches
 from multivic.train.faults import DataFaults
 from multivic.train.optimizers import build_joint_optimizer
@@ -93,17 +93,32 @@ def fit(
     # starts every rank from rank 0's anyway.
     set_seed(s.seed, device_specific=True)
     world = _check_batch(s, len(train_set), accelerator)  # type: ignore[arg-type]
-    loader, sampler = build_loader(
-        train_set, s.batch_size // world, world * s.grad_accum_steps, s.seed, s.num_workers,
-        accelerator.device.type == "cuda", collate_fn,
-    )
+    stream = streaming_split(train_set)
+    if stream is None:
+        loader, sampler = build_loader(
+            train_set, s.batch_size // world, world * s.grad_accum_steps, s.seed, s.num_workers,
+            accelerator.device.type == "cuda", collate_fn,
+        )
+    else:  # shards: each process reads its own (no Accelerate sharding or dispatching)
+        loader, sampler = build_stream_loader(
+            *stream, s.batch_size // world, world * s.grad_accum_steps, s.seed, s.num_workers,
+            accelerator.device.type == "cuda", accelerator.process_index, world, accelerator.device, collate_fn,
+        )
+        if sampler.steps_per_epoch == 0 and s.epochs > 0:
+            raise ConfigError(
+                f"the shards give no whole step of train.batch_size={s.batch_size} per epoch over {world} processes × "
+                f"{max(1, s.num_workers)} data-loading workers: lower the batch size or data.num_workers, or write more shards"
+            )
     if s.sync_batchnorm and world > 1 and accelerator.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     fp16 = accelerator.mixed_precision == "fp16"
     if s.on_nonfinite == "skip" and not fp16 and hasattr(model.loss_fn, "check_finite"):
         model.loss_fn.check_finite = False  # every process must run its backward; gradients are checked instead
     optimizer = build_joint_optimizer(optimizers, s.samples_per_step)
-    model, loader, prepared = accelerator.prepare(model, loader, optimizer)
+    if stream is None:
+        model, loader, prepared = accelerator.prepare(model, loader, optimizer)
+    else:
+        model, prepared = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
     steps_per_epoch = sampler.steps_per_epoch
     schedules = build_schedules(optimizer.parts, optimizers, steps_per_epoch, s.epochs)
@@ -125,7 +140,8 @@ def fit(
     )
     start_trackers(accelerator, run_dir, hparams or {})
     log = StepLogger(accelerator, run_dir, state.step, steps_per_epoch * s.epochs, s, alarm)
-    faults = DataFaults(len(train_set), s.strict_data, s.max_bad_fraction)  # type: ignore[arg-type]
+    epoch_size = len(train_set) if stream is None else sampler.samples_per_epoch  # type: ignore[arg-type, union-attr]
+    faults = DataFaults(epoch_size, s.strict_data, s.max_bad_fraction)
     nonfinite = NonFiniteSteps(s.on_nonfinite, s.max_nonfinite_in_row)
     sampler.resume_at(state.epoch, state.steps_in_epoch)  # skips the steps a mid-epoch checkpoint already did
     try:

@@ -1,0 +1,424 @@
+"""``webdataset``: tar shards (WebDataset layout) read as a stream, for data past one disk.
+
+A shard is a tar file whose members are grouped into samples by their name without the
+extension (``000123.jpg``, ``000123.json``, ``000123.cls``); the extension says what a member
+is:
+
+- an image: ``jpg``, ``jpeg``, ``png``, ``webp``, ``bmp``, ``ppm``, ``tif``, ``tiff``
+  (modality ``image``);
+- captions: ``json`` (a list of captions, ``{"captions": [...]}``, or ``{"caption": "..."}``)
+  or ``txt`` (one caption per line) (modality ``text``; training pairs an image with one of
+  its captions drawn at random each epoch, as the ``coco`` format does);
+- audio: ``wav``, ``flac``, ``ogg`` (modality ``waveform``; mixed to mono and resampled to
+  ``data.sample_rate``);
+- a label: ``cls`` (an integer).
+
+Where the shards are: ``data.root`` is a folder of ``.tar`` files, normally written by
+``multivic shard`` with its index ``shards.json`` (splits, shard sizes, class names, the
+evaluation protocol); without an index, ``train-*.tar`` and ``val-*.tar`` (or every ``.tar`` as
+the training split) are counted once at start. ``data.shards`` (and ``data.val_shards``) name
+the shards instead: a brace pattern (``/data/cc3m/train-{000000..000331}.tar``), a list, or any
+URL webdataset opens (``pipe:aws s3 cp s3://bucket/train-000000.tar -``, ``https://...``).
+
+Training streams the shards (see :mod:`multivic.data.streaming` for which process and worker
+reads what, and resuming); evaluation reads the val split (and, for the probes, the train split)
+by random access: local shards through an index of their members (offsets, read with the
+standard library's tarfile), other URLs by reading the split into memory once.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional, Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from multivic.data.streaming import Shard, StreamingSplit
+from multivic.errors import DataError
+from multivic.formats import DataFormat, RetrievalSet
+from multivic.modalities import Modality, Transformed, identity
+from multivic.registry import register_format
+
+logger = logging.getLogger("multivic")
+
+INDEX_FILE = "shards.json"
+INDEX_VERSION = 1
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm", "tif", "tiff")
+TEXT_EXTS = ("json", "txt")
+AUDIO_EXTS = ("wav", "flac", "ogg")
+LABEL_EXT = "cls"
+
+
+# --------------------------------------------------------------------------------------------
+# Reading shards (webdataset) and decoding samples
+
+
+def expand_shards(spec: Any) -> list[str]:
+    """A brace pattern, a ``::``-separated list of patterns, or a list of them, as URLs."""
+    import webdataset as wds
+
+    if spec is None:
+        return []
+    if isinstance(spec, (list, tuple)):
+        return [u for s in spec for u in wds.shardlists.expand_urls(str(s))]
+    return wds.shardlists.expand_urls(str(spec))
+
+
+def is_local(url: str) -> bool:
+    scheme = urlparse(url).scheme
+    return scheme == "" or scheme == "file" or (len(scheme) == 1 and Path(url).exists())  # "C:" on Windows
+
+
+def local_path(url: str) -> Path:
+    return Path(urlparse(url).path) if urlparse(url).scheme == "file" else Path(url)
+
+
+def read_raw_samples(url: str, errors: list[str]) -> Iterator[dict[str, Any]]:
+    """The samples of one shard in order: dicts ``{"__key__", "__url__", ext: bytes}``.
+
+    A damaged shard (truncated tar, a member that cannot be read, a URL that cannot be opened)
+    stops early; the reason is appended to ``errors`` instead of raising."""
+    import webdataset as wds
+
+    def handler(exc: BaseException) -> bool:
+        errors.append(f"{type(exc).__name__}: {str(exc.args[0]) if exc.args else exc}".splitlines()[0][:300])
+        return False  # stop this shard: what follows a damaged tar header is not trustworthy
+
+    try:
+        stream = wds.gopen(url)
+    except Exception as exc:  # noqa: BLE001 - any failure to open is reported as the shard's fault
+        handler(exc)
+        return
+    try:
+        files = wds.tariterators.tar_file_expander([{"url": url, "stream": stream}], handler=handler, eof_value=None)
+        yield from wds.tariterators.group_by_keys(files, handler=handler)
+    finally:
+        try:
+            stream.close()
+        except Exception:  # noqa: BLE001 - a pipe whose command failed reports it on close
+            if not errors:
+                errors.append(f"the command of {url} failed")
+
+
+def captions_of(raw: Mapping[str, Any]) -> list[str]:
+    """Every caption of a raw sample (``json`` or ``txt``); DataError when it has none."""
+    if "json" in raw:
+        value = json.loads(bytes(raw["json"]).decode("utf-8"))
+        if isinstance(value, dict):
+            value = value.get("captions", value.get("caption", value.get("text")))
+        captions = [value] if isinstance(value, str) else list(value or [])
+    elif "txt" in raw:
+        captions = [ln.strip() for ln in bytes(raw["txt"]).decode("utf-8").splitlines() if ln.strip()]
+    else:
+        raise DataError(f"{describe(raw)} has no captions (.json or .txt)")
+    captions = [str(c) for c in captions if str(c).strip()]
+    if not captions:
+        raise DataError(f"{describe(raw)} has an empty caption list")
+    return captions
+
+
+def describe(raw: Mapping[str, Any]) -> str:
+    return f"sample {raw.get('__key__', '?')} of shard {raw.get('__url__', '?')}"
+
+
+def decode_image(raw: Mapping[str, Any]) -> Any:
+    from PIL import Image, UnidentifiedImageError
+
+    from multivic.modalities.image import to_rgb
+
+    ext = next((e for e in IMAGE_EXTS if e in raw), None)
+    if ext is None:
+        raise DataError(f"{describe(raw)} has no image ({', '.join(IMAGE_EXTS[:3])}, ...)")
+    try:
+        with Image.open(io.BytesIO(raw[ext])) as img:
+            return to_rgb(img)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot read image {raw.get('__key__')}.{ext} in shard {raw.get('__url__')}: "
+                        f"{type(exc).__name__}: {exc}") from None
+
+
+def decode_audio(raw: Mapping[str, Any], sample_rate: int) -> torch.Tensor:
+    import soundfile
+    import torchaudio.functional as AF
+
+    ext = next((e for e in AUDIO_EXTS if e in raw), None)
+    if ext is None:
+        raise DataError(f"{describe(raw)} has no audio ({', '.join(AUDIO_EXTS)})")
+    where = f"{raw.get('__key__')}.{ext} in shard {raw.get('__url__')}"
+    try:
+        data, rate = soundfile.read(io.BytesIO(raw[ext]), dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError, OSError) as exc:
+        raise DataError(f"cannot read audio {where}: {str(exc).splitlines()[0]}") from None
+    if data.shape[0] == 0:
+        raise DataError(f"audio {where} is empty (0 samples)")
+    wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
+    return AF.resample(wave, orig_freq=rate, new_freq=sample_rate) if rate != sample_rate else wave
+
+
+def label_of(raw: Mapping[str, Any]) -> int:
+    try:
+        return int(bytes(raw[LABEL_EXT]).decode("ascii").strip())
+    except KeyError:
+        raise DataError(f"{describe(raw)} has no label (.cls)") from None
+    except ValueError:
+        raise DataError(f"{describe(raw)}: its .cls is not an integer") from None
+
+
+# --------------------------------------------------------------------------------------------
+# A split of shards: a stream for training, random access for evaluation
+
+
+class ShardSplit(StreamingSplit, Dataset):
+    """One split's shards. Items (random access, and each streamed sample once decoded) are
+    sample dicts ``{"image": PIL image, "text": one caption, "waveform": [T], "label": y}`` with
+    the modalities the sample has."""
+
+    def __init__(self, shards: Sequence[Shard], modalities: Mapping[str, Modality], classes: list[str] | None,
+                 shuffle_buffer: int = 1000, epoch_samples: int | None = None) -> None:
+        self.shards = list(shards)
+        self.sample_rate = int(getattr(modalities.get("waveform"), "sample_rate", 16000))
+        self.shuffle_buffer, self.epoch_samples = shuffle_buffer, epoch_samples
+        self._classes = classes
+        self._members: list[dict[str, Any]] | None = None  # random access, built on first use
+
+    # -- streaming ------------------------------------------------------------------------------
+
+    def read_shard(self, shard: Shard, errors: list[str]) -> Iterator[dict[str, Any]]:
+        return read_raw_samples(shard.url, errors)
+
+    def decode(self, raw: Mapping[str, Any], every_caption: bool = False) -> dict[str, Any]:
+        sample: dict[str, Any] = {}
+        if any(e in raw for e in IMAGE_EXTS):
+            sample["image"] = decode_image(raw)
+        if any(e in raw for e in AUDIO_EXTS):
+            sample["waveform"] = decode_audio(raw, self.sample_rate)
+        if any(e in raw for e in TEXT_EXTS):
+            captions = captions_of(raw)
+            # A caption drawn from torch's RNG, seeded per sample by the loader (as CaptionedSamples).
+            sample["text"] = captions if every_caption else captions[int(torch.randint(0, len(captions), ()))]
+        if LABEL_EXT in raw:
+            sample["label"] = label_of(raw)
+        return sample
+
+    def describe(self, raw: Any) -> str:
+        return describe(raw)
+
+    # -- random access (evaluation) ---------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._index()) if self._members is not None else self.num_samples
+
+    def _index(self) -> list[dict[str, Any]]:
+        if self._members is None:
+            members: list[dict[str, Any]] = []
+            for shard in self.shards:
+                members.extend(_member_index(shard.url) if is_local(shard.url) else _in_memory(shard.url))
+            self._members = members
+        return self._members
+
+    def raw(self, index: int) -> dict[str, Any]:
+        entry = self._index()[index]
+        if "__offsets__" not in entry:
+            return entry
+        out = {"__key__": entry["__key__"], "__url__": entry["__url__"]}
+        with open(local_path(entry["__url__"]), "rb") as f:
+            for ext, (offset, size) in entry["__offsets__"].items():
+                f.seek(offset)
+                out[ext] = f.read(size)
+        return out
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.decode(self.raw(index))
+
+    def image_at(self, index: int) -> Any:
+        return decode_image(self.raw(index))
+
+    @property
+    def targets(self) -> list[int]:
+        return [label_of(self.raw(i)) for i in range(len(self))]
+
+    @property
+    def classes(self) -> list[str]:
+        if self._classes is not None:
+            return list(self._classes)
+        return [str(i) for i in range(max(self.targets, default=-1) + 1)]
+
+
+def _member_index(url: str) -> list[dict[str, Any]]:
+    """The samples of a local shard as member offsets (headers only; the data is read on access)."""
+    from webdataset.tariterators import base_plus_ext
+
+    samples: list[dict[str, Any]] = []
+    try:
+        with tarfile.open(local_path(url), "r:") as tar:
+            for info in tar:
+                if not info.isreg():
+                    continue
+                key, ext = base_plus_ext(info.name)
+                if key is None:
+                    continue
+                if not samples or samples[-1]["__key__"] != key:
+                    samples.append({"__key__": key, "__url__": url, "__offsets__": {}})
+                samples[-1]["__offsets__"][ext.lower()] = (info.offset_data, info.size)
+    except (tarfile.TarError, OSError) as exc:
+        raise DataError(f"cannot read shard {url}: {type(exc).__name__}: {exc}") from None
+    return samples
+
+
+def _in_memory(url: str) -> list[dict[str, Any]]:
+    errors: list[str] = []
+    samples = list(read_raw_samples(url, errors))
+    if errors:
+        raise DataError(f"cannot read shard {url}: {errors[0]}")
+    return samples
+
+
+def count_samples(urls: Sequence[str]) -> list[Shard]:
+    """Shards with their sample counts, counted by reading them (no index)."""
+    out = []
+    for url in urls:
+        errors: list[str] = []
+        n = sum(1 for _ in read_raw_samples(url, errors))
+        if errors:
+            raise DataError(f"cannot count the samples of shard {url}: {errors[0]}")
+        out.append(Shard(url, n))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+
+
+class _ProtocolFromShards:
+    """``protocol`` of the format: read from the shards' index (retrieval when samples carry
+    captions, else classification); on the class, a description."""
+
+    def __get__(self, obj: Any, cls: type) -> str:
+        return "from the shards" if obj is None else obj.index_info()["protocol"]
+
+
+def read_index(path: Path) -> dict[str, Any]:
+    try:
+        index = json.loads(path.read_text())
+        if not isinstance(index, dict) or "splits" not in index:
+            raise ValueError("no 'splits'")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a shard index written by multivic shard ({exc})") from None
+    return index
+
+
+@register_format("webdataset")
+@dataclass
+class WebDatasetFormat(DataFormat):
+    """Tar shards (WebDataset): images, captions, audio and labels by member extension,
+    streamed for training, split over processes and workers."""
+
+    name = "webdataset"
+    modalities = ("image", "text", "waveform")
+    protocol = _ProtocolFromShards()  # type: ignore[assignment]
+    # Training shards instead of data.root's: a brace pattern, a list, or URLs (pipe:, https:).
+    shards: Any = None
+    # Evaluation shards with data.shards (default: data.root's val split).
+    val_shards: Any = None
+    # Samples held by each worker's shuffle buffer (1: the shards' own order, after shuffling shards).
+    shuffle_buffer: int = 1000
+    # An infinite stream: shards drawn with replacement, an epoch being this many samples (null:
+    # one pass over the shards).
+    epoch_samples: Optional[int] = None
+    # Evaluation: each image's first k captions (5, as VSE++), null for all of them.
+    captions_per_image: Optional[int] = 5
+
+    def __post_init__(self) -> None:
+        if self.shuffle_buffer < 1:
+            raise ValueError(f"shuffle_buffer must be >= 1; got {self.shuffle_buffer}")
+        if self.epoch_samples is not None and self.epoch_samples < 1:
+            raise ValueError(f"epoch_samples must be >= 1 or null; got {self.epoch_samples}")
+        if self.captions_per_image is not None and self.captions_per_image < 1:
+            raise ValueError(f"captions_per_image must be >= 1 or null; got {self.captions_per_image}")
+        self._info: dict[str, Any] | None = None
+
+    def index_info(self) -> dict[str, Any]:
+        """Splits as Shard lists, class names, protocol: from the index, or counted."""
+        if self._info is not None:
+            return self._info
+        root = Path(self.root) if self.root is not None else None
+        index = read_index(root / INDEX_FILE) if root is not None and (root / INDEX_FILE).is_file() else None
+        sizes: dict[str, int] = {}
+        splits: dict[str, list[Shard]] = {}
+        if index is not None:
+            for split, shards in index["splits"].items():
+                splits[split] = [Shard(str(root / s["url"]) if is_local(s["url"]) and not Path(s["url"]).is_absolute()
+                                       else s["url"], int(s["samples"])) for s in shards]
+                sizes.update({Path(urlparse(s.url).path).name: s.samples for s in splits[split]})
+        elif root is not None and self.shards is None:
+            tars = sorted(p for p in root.glob("*.tar"))
+            if not tars:
+                raise DataError(f"data.root {root} holds no .tar shards and no {INDEX_FILE}: "
+                                "write shards with `multivic shard`, or set data.shards=PATTERN")
+            val = [p for p in tars if p.name.startswith("val")]
+            train = [p for p in tars if p.name.startswith("train")] or [p for p in tars if p not in val]
+            logger.warning("%s has no %s: counting the samples of %d shards (multivic shard writes the index)",
+                           root, INDEX_FILE, len(tars))
+            splits = {"train": count_samples([str(p) for p in train]), "val": count_samples([str(p) for p in val])}
+        for split, spec in (("train", self.shards), ("val", self.val_shards)):
+            urls = expand_shards(spec)
+            if urls:
+                known = [sizes.get(Path(urlparse(u).path).name) for u in urls]
+                splits[split] = ([Shard(u, n) for u, n in zip(urls, known)] if all(k is not None for k in known)
+                                 else count_samples(urls))  # type: ignore[arg-type]
+        if not splits.get("train"):
+            raise DataError("no training shards: set data.root to a folder of shards or data.shards=PATTERN")
+        protocol = (index or {}).get("protocol") or self._detect_protocol(splits)
+        self._info = {"splits": splits, "classes": (index or {}).get("classes"), "protocol": protocol}
+        return self._info
+
+    @staticmethod
+    def _detect_protocol(splits: dict[str, list[Shard]]) -> str:
+        first = splits.get("val") or splits["train"]
+        for raw in read_raw_samples(first[0].url, []):
+            has_text = any(e in raw for e in TEXT_EXTS)
+            has_other = any(e in raw for e in IMAGE_EXTS + AUDIO_EXTS)
+            return "retrieval" if has_text and has_other else "classification"
+        return "classification"
+
+    def split(self, split: str, modalities: Mapping[str, Modality]) -> ShardSplit:
+        info = self.index_info()
+        shards = info["splits"].get(split)
+        if not shards:
+            raise DataError(f"the shards have no {split!r} split: write them with `multivic shard`, "
+                            f"or set data.{'val_shards' if split == 'val' else 'shards'}=PATTERN")
+        return ShardSplit(shards, modalities, info["classes"], self.shuffle_buffer, self.epoch_samples)
+
+    def corpus(self, modality: str, modalities: Mapping[str, Modality]) -> Iterator[Any]:
+        if modality != "text":
+            return super().corpus(modality, modalities)  # type: ignore[return-value]
+        return self._captions(self.split("train", modalities))
+
+    @staticmethod
+    def _captions(split: ShardSplit) -> Iterator[str]:
+        for shard in split.shards:
+            errors: list[str] = []
+            for raw in read_raw_samples(shard.url, errors):
+                if any(e in raw for e in TEXT_EXTS):
+                    yield from captions_of(raw)
+
+    def retrieval_set(self, modalities: Mapping[str, Modality]) -> RetrievalSet:
+        val = self.split("val", modalities)
+        texts: list[str] = []
+        index: list[int] = []
+        for i in range(len(val)):
+            captions = captions_of(val.raw(i))[: self.captions_per_image]
+            texts.extend(captions)
+            index.extend([i] * len(captions))
+        images = Transformed(list(range(len(val))), val.image_at, identity)
+        return RetrievalSet(("image", images), ("text", texts), index)
+
+
+__all__ = ["ShardSplit", "WebDatasetFormat", "captions_of", "expand_shards", "read_index", "read_raw_samples"]
