@@ -140,3 +140,25 @@ def test_non_finite_input_names_the_tensor():
 def test_bad_options_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         BarlowTwinsLoss(**kwargs)
+
+
+def test_gram_form_falls_back_to_float64_when_it_cancels(monkeypatch):
+    # Forced (every batch counts as cancelling): the float64 pass gives the float64 value, and
+    # the gradient still flows through it.
+    from multivic.objectives import vicreg
+
+    from multivic.objectives import barlow_twins
+
+    monkeypatch.setattr(vicreg, "GRAM_MAX_CANCELLATION", 0.0)
+    dtypes = []
+    original = barlow_twins._shard_partials
+    monkeypatch.setattr(barlow_twins, "_shard_partials", lambda a, *r: dtypes.append(a.dtype) or original(a, *r))
+    a, b = _pair(32, 256, seed=8, dtype=torch.float32)
+    out = BarlowTwinsLoss(covariance_form="gram")(a, b)
+    assert dtypes == [torch.float32, torch.float64]
+    assert out.loss.dtype == torch.float32
+    a64, b64 = a.detach().double().requires_grad_(), b.detach().double().requires_grad_()
+    ref = reference_barlow_twins(a64, b64)
+    assert abs(out.terms["off_diagonal"].item() - ref[2].item()) / ref[2].item() < 1e-6
+    for g, g_ref in zip(torch.autograd.grad(out.loss, (a, b)), torch.autograd.grad(ref[0], (a64, b64))):
+        assert ((g.double() - g_ref).norm() / g_ref.norm()).item() < 1e-4
