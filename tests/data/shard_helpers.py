@@ -83,5 +83,13 @@ if __name__ == "__main__":  # a torchrun worker: python -m torch.distributed.run
         loader.set_epoch(epoch)
         seen[epoch] = [batch.tolist() for batch, faults in loader]
     dist.barrier()
-    (out / f"rank{rank}.json").write_text(json.dumps({"steps": epochs.steps_per_epoch, "seen": seen}))
     dist.destroy_process_group()
+    # The trainer on the same shards: DDP over the two processes, the stream unprepared by Accelerate.
+    from tests.train.toy import train, vicreg_model
+
+    result = train(vicreg_model(), VectorShards([Shard(s.url, s.samples) for s in split.shards]), out / "fit",
+                   epochs=2, batch_size=16, num_workers=2)
+    weight = result.model.branch_a.encoder.lin.weight.detach()
+    (out / f"rank{rank}.json").write_text(json.dumps({
+        "steps": epochs.steps_per_epoch, "seen": seen, "fit_steps": result.step, "weight": weight.flatten().tolist(),
+    }))

@@ -125,6 +125,9 @@ def test_two_processes_with_two_workers_each_see_every_sample_exactly_once_per_e
         assert len(batches[0]) == len(batches[1]) == 8 and all(len(b) == 4 for r in batches for b in r)
         seen = sorted(i for r in batches for b in r for i in b)
         assert seen == list(range(64)), epoch
+    # fit on the shards with DDP (global batch 16): every process made the same steps (4 per epoch)
+    # and holds the same weights.
+    assert ranks[0]["fit_steps"] == ranks[1]["fit_steps"] == 8 and ranks[0]["weight"] == ranks[1]["weight"]
     # The processes read other shards in the next epoch.
     assert set(i for b in ranks[0]["seen"]["0"] for i in b) != set(i for b in ranks[0]["seen"]["1"] for i in b)
 
