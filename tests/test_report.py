@@ -196,3 +196,21 @@ def test_a_damaged_eval_arrays_file_is_a_one_line_error(tmp_path, capsys):
     assert main(["report", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert "eval_arrays.safetensors is damaged" in err and "multivic eval" in err and "\n" not in err
+
+
+def test_another_objectives_terms_and_per_side_coefficients_are_drawn(tmp_path):
+    rows = _history_rows()
+    for row in rows:
+        for term in ("invariance", "variance", "covariance"):
+            del row[term]
+        row |= {"on_diagonal": 3.0 - 0.1 * row["step"], "off_diagonal": 40.0 / row["step"]}
+    config = {"model": {"branch_a": {"name": "img", "encoder": "resnet18"}, "branch_b": {"name": "txt", "encoder": "gru"}},
+              "loss": {"name": "barlow_twins", "lambda_offdiag": 0.005}, "train": {"batch_size": 64}}
+    report = write_report(_make_run(tmp_path / "bt", rows, config=config))
+    assert "loss.png" in [f.name for f in report.figures]
+    assert "barlow_twins: lambda_offdiag = 0.005" in report.markdown.read_text()
+
+    config = {"loss": {"name": "vicreg", "std_coeff": [25.0, 10.0], "cov_coeff": [1.0, 2.0]}, "train": {"batch_size": 64}}
+    report = write_report(_make_run(tmp_path / "per_side", _history_rows(), config=config))
+    assert "loss.png" in [f.name for f in report.figures]
+    assert "μ (std_coeff) = [25, 10]" in report.markdown.read_text()

@@ -62,8 +62,11 @@ def _loss(run: RunRecord, out_dir: Path) -> FigureFile | None:
     if not run.has("loss"):
         return None
     terms = [t for t in _TERMS if run.has(t[0])]
-    weighted = bool(terms) and run.setting("loss.name", "vicreg") == "vicreg"
-    fig, axes = new_figure(1 + bool(terms))
+    other_terms = [] if terms else [c for c in run.history.columns if "/" not in c and c not in _NOT_TERMS and run.has(c)]
+    # λ·s, μ·v, ν·c add up to the total only with one coefficient per term (not per-side lists)
+    weighted = bool(terms) and run.setting("loss.name", "vicreg") == "vicreg" and all(
+        isinstance(run.setting(f"loss.{key}", default), (int, float)) for _, key, default, _, _ in terms)
+    fig, axes = new_figure(1 + bool(terms or other_terms))
     steps = run.history["step"]
     ax = axes[0]
     # the total as a wide grey band behind the terms: visible also where one term is all of it
@@ -87,6 +90,11 @@ def _loss(run: RunRecord, out_dir: Path) -> FigureFile | None:
         for (column, _, _, _, label), color in zip(terms, _TERM_COLORS):
             _line(ax, steps, run.history[column], label, color=color)
         ax.set_title("unweighted terms")
+    elif other_terms:  # another objective's terms, by their own names
+        ax = axes[1]
+        for column, color in zip(other_terms, _OTHER_COLORS):
+            _line(ax, steps, run.history[column], column.replace("_", " "), color=color)
+        ax.set_title("the objective's terms")
         _finish(ax, run, "term value (unitless)")
     fig.suptitle(f"{run.name}: training loss", fontweight="bold")
     return save_figure(fig, out_dir, "loss.png", "Loss", "The objective over optimiser steps: the total and λ·s, μ·v, ν·c (left), the unweighted "
@@ -94,6 +102,9 @@ def _loss(run: RunRecord, out_dir: Path) -> FigureFile | None:
 
 
 _TERM_COLORS = ("tab:blue", "tab:orange", "tab:green")
+_OTHER_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink")
+# history columns that are not an objective's terms
+_NOT_TERMS = {"step", "epoch", "lr", "loss", "skipped_steps", "bad_samples", "samples_per_s", "collapse_alarm"}
 
 
 def _learning_rate(run: RunRecord, out_dir: Path) -> FigureFile | None:

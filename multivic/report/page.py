@@ -34,11 +34,12 @@ def key_settings(run: RunRecord) -> list[tuple[str, str]]:
         rows.append(("weights shared between the sides", "yes" if s("model.shared") else "no"))
     loss = s("loss.name", "vicreg")
     if loss == "vicreg":
-        rows.append(("loss", f"VICReg: λ (sim_coeff) = {s('loss.sim_coeff', 25.0):g}, μ (std_coeff) = {s('loss.std_coeff', 25.0):g}, "
-                             f"ν (cov_coeff) = {s('loss.cov_coeff', 1.0):g}, γ = {run.gamma:g}, "
-                             f"variance convention {s('loss.variance_convention', 'released')}"))
+        rows.append(("loss", f"VICReg: λ (sim_coeff) = {_setting(s('loss.sim_coeff', 25.0))}, μ (std_coeff) = "
+                             f"{_setting(s('loss.std_coeff', 25.0))}, ν (cov_coeff) = {_setting(s('loss.cov_coeff', 1.0))}, "
+                             f"γ = {run.gamma:g}, variance convention {s('loss.variance_convention', 'released')}"))
     else:
-        rows.append(("loss", str(loss)))
+        options = {k: v for k, v in (s("loss", {}) or {}).items() if k != "name"}
+        rows.append(("loss", f"{loss}" + (": " + ", ".join(f"{k} = {_setting(v)}" for k, v in options.items()) if options else "")))
     rows.append(("batch size", str(s("train.batch_size", "?"))))
     rows.append(("epochs", str(s("train.epochs", "?"))))
     if s("optim.name") is not None:
@@ -52,6 +53,13 @@ def key_settings(run: RunRecord) -> list[tuple[str, str]]:
     if s("seed") is not None:
         rows.append(("seed", str(s("seed"))))
     return rows
+
+
+def _setting(value: Any) -> str:
+    """A config value as a reader wants it: numbers with :g, per-side lists as [a, b]."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_setting(v) for v in value) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def training_summary(run: RunRecord) -> list[tuple[str, str]]:
