@@ -267,7 +267,7 @@ def _epochs(ax, run: RunRecord) -> None:
         return
     starts = [0.0] + [(float(last.iloc[i - 1]) + float(first.iloc[i])) / 2 for i in range(1, len(first))]
     numbers = [int(e) + 1 for e in first.index]
-    every = max(1, int(np.ceil(len(starts) / 12)))
+    every = max(1, int(np.ceil(len(starts) / 8)))  # "epoch 12" labels collide beyond about 8
     for x in starts[every::every]:
         ax.axvline(x, color="0.6", lw=0.8, ls=(0, (4, 4)), zorder=0)
     top = ax.secondary_xaxis("top")
