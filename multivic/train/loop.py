@@ -10,6 +10,12 @@ Resuming: calling :func:`fit` again on the same run directory continues from the
 checkpoint, taken at an epoch's end or every ``checkpoint_every_steps`` steps, and reproduces the
 uninterrupted run bitwise (sample order and augmentations are functions of (seed, epoch,
 sample); the model, optimisers, schedules, RNGs and counters are checkpointed).
+
+Streaming data (a training set over a :class:`multivic.data.streaming.StreamingSplit`, e.g. the
+``webdataset`` format's shards) takes the iterable path of :mod:`multivic.train.data`: each
+process reads its own shards (the loader is not handed to Accelerate, which would shard or
+dispatch it), the number of steps per epoch comes from the shards' plan, and a resume skips the
+batches already done, without decoding them, and the shards none of whose samples are still due.
 """
 
 from __future__ import annotations
