@@ -18,7 +18,7 @@ sequence through a shuffle buffer and cuts its stream into batches. The plan of 
   so the whole emission order is computed up front on integers (:func:`buffer_order`), and a
   resumed epoch knows which samples come next without reading what came before.
 - **Batches.** A process runs ``T`` batches per epoch, the same on every process and a multiple
-  of ``world × grad_accum`` / world: its worker ``w`` produces batches ``w, w + W, w + 2W, ...``
+  of grad_accum_steps: its worker ``w`` produces batches ``w, w + W, w + 2W, ...``
   (the DataLoader's in-order round robin), each of ``batch_size`` consecutive samples of that
   worker's stream. ``T`` is the largest count every process can fill; the samples left over
   (less than a batch per worker, plus the bins' imbalance) are left out of that epoch, different
@@ -158,6 +158,8 @@ class StreamPlan:
         self.accum = max(1, batches_per_step // world)
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64).tolist()
         slots = world * self.workers
+        if not any(self.sizes):
+            raise ValueError("the shards hold no samples")
         if epoch_samples is None:
             self.bins = make_bins(self.sizes, slots)
             per_slot = [sum(self.sizes[i] for i in b) // batch_size for b in self.bins]
@@ -168,11 +170,9 @@ class StreamPlan:
         self.batches_per_process -= self.batches_per_process % self.accum
 
     def _capacity(self, full_batches: Sequence[int]) -> int:
-        """The most batches a process can make when its worker w can fill ``full_batches[w]``."""
-        total = 0
-        while all(worker_batches(total + 1, self.workers, w) <= full_batches[w] for w in range(self.workers)):
-            total += 1
-        return total
+        """The most batches a process can make when its worker w can fill ``full_batches[w]``:
+        worker w makes ceil((T - w) / W) of T batches, so T <= full_batches[w]·W + w for every w."""
+        return min(f * self.workers + w for w, f in enumerate(full_batches))
 
     @property
     def steps_per_epoch(self) -> int:

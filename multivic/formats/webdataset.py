@@ -224,13 +224,16 @@ class ShardSplit(StreamingSplit, Dataset):
             self._members = members
         return self._members
 
-    def raw(self, index: int) -> dict[str, Any]:
+    def raw(self, index: int, only: Sequence[str] | None = None) -> dict[str, Any]:
+        """Sample ``index``'s members as bytes (only the extensions ``only``, when given)."""
         entry = self._index()[index]
         if "__offsets__" not in entry:
             return entry
         out = {"__key__": entry["__key__"], "__url__": entry["__url__"]}
         with open(local_path(entry["__url__"]), "rb") as f:
             for ext, (offset, size) in entry["__offsets__"].items():
+                if only is not None and ext not in only:
+                    continue
                 f.seek(offset)
                 out[ext] = f.read(size)
         return out
@@ -243,7 +246,7 @@ class ShardSplit(StreamingSplit, Dataset):
 
     @property
     def targets(self) -> list[int]:
-        return [label_of(self.raw(i)) for i in range(len(self))]
+        return [label_of(self.raw(i, (LABEL_EXT,))) for i in range(len(self))]
 
     @property
     def classes(self) -> list[str]:
@@ -414,7 +417,7 @@ class WebDatasetFormat(DataFormat):
         texts: list[str] = []
         index: list[int] = []
         for i in range(len(val)):
-            captions = captions_of(val.raw(i))[: self.captions_per_image]
+            captions = captions_of(val.raw(i, TEXT_EXTS))[: self.captions_per_image]
             texts.extend(captions)
             index.extend([i] * len(captions))
         images = Transformed(list(range(len(val))), val.image_at, identity)

@@ -111,6 +111,17 @@ def test_the_plan_covers_every_sample_once_and_each_process_makes_the_same_numbe
     assert sorted(i for b in make_bins([5, 9, 1, 7, 3], 2) for i in b) == [0, 1, 2, 3, 4]
 
 
+def test_an_infinite_stream_draws_shards_with_replacement_for_epochs_of_epoch_samples(tmp_path):
+    write_id_shards(tmp_path, [5, 7, 3])
+    split = WebDatasetFormat(tmp_path, shuffle_buffer=4, epoch_samples=40).split("train", {})
+    loader, epochs = build_stream_loader(split, sample_id, 4, 1, 0, 2, False, 0, 1, torch.device("cpu"))
+    assert epochs.steps_per_epoch == 10
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        ids = [i for batch, _ in loader for i in batch.tolist()]
+        assert len(ids) == 40 and set(ids) <= set(range(15)) and len(set(ids)) < 40  # with replacement
+
+
 def test_two_processes_with_two_workers_each_see_every_sample_exactly_once_per_epoch(tmp_path):
     write_id_shards(tmp_path / "shards", [8] * 8)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
