@@ -69,13 +69,14 @@ class VectorShards(ShardSplit):
 
 if __name__ == "__main__":  # a torchrun worker: python -m torch.distributed.run ... shard_helpers.py OUT SHARDS
     import torch.distributed as dist
+    from accelerate import PartialState
 
     from multivic.formats.webdataset import WebDatasetFormat
     from multivic.train.data import build_stream_loader
 
     out, root = Path(sys.argv[1]), Path(sys.argv[2])
-    dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
+    state = PartialState(cpu=True)  # the gloo process group, initialised once for both parts below
+    rank, world = state.process_index, state.num_processes
     split = WebDatasetFormat(root, shuffle_buffer=5).split("train", {})
     loader, epochs = build_stream_loader(split, sample_id, 4, world, 0, 2, False, rank, world, torch.device("cpu"))
     seen = {}
@@ -83,7 +84,6 @@ if __name__ == "__main__":  # a torchrun worker: python -m torch.distributed.run
         loader.set_epoch(epoch)
         seen[epoch] = [batch.tolist() for batch, faults in loader]
     dist.barrier()
-    dist.destroy_process_group()
     # The trainer on the same shards: DDP over the two processes, the stream unprepared by Accelerate.
     from tests.train.toy import train, vicreg_model
 
