@@ -300,11 +300,12 @@ def count_samples(urls: Sequence[str]) -> list[Shard]:
 
 
 class _ProtocolFromShards:
-    """``protocol`` of the format: read from the shards' index (retrieval when samples carry
-    captions, else classification); on the class, a description."""
+    """``protocol`` of the format: on an instance, the shards' (from the index, or retrieval when
+    a sample carries captions beside an image or audio, else classification); on the class,
+    the default, classification."""
 
     def __get__(self, obj: Any, cls: type) -> str:
-        return "from the shards" if obj is None else obj.index_info()["protocol"]
+        return "classification" if obj is None else obj.index_info()["protocol"]
 
 
 def read_index(path: Path) -> dict[str, Any]:
