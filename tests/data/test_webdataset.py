@@ -198,3 +198,15 @@ def test_resuming_skips_the_shards_already_read_and_continues_with_the_same_batc
     rest = [b.tolist() for b, _ in loader]
     assert rest == whole[5:]
     assert opened == order[2:]
+
+
+def test_the_shard_command(small_sets, tmp_path, capsys):
+    from multivic.cli import main
+
+    out = tmp_path / "esc"
+    assert main(["shard", str(small_sets["esc50"]), str(out), "--shard-size", "10", "test_fold=4"]) == 0
+    index = json.loads((out / "shards.json").read_text())
+    assert index["source"]["format"] == "esc50" and index["source"]["options"]["test_fold"] == 4
+    assert "train shards" in capsys.readouterr().out
+    assert main(["shard", str(small_sets["esc50"]), str(out)]) == 2  # never overwrites
+    assert "never overwrites" in capsys.readouterr().err
