@@ -338,6 +338,9 @@ class WebDatasetFormat(DataFormat):
     epoch_samples: Optional[int] = None
     # Evaluation: each image's first k captions (5, as VSE++), null for all of them.
     captions_per_image: Optional[int] = 5
+    # Fold-based sources (esc50, audio_csv): the held-out fold the val shards hold, chosen when
+    # they were written; set (as fold-based recipes do), it must match shards.json's.
+    test_fold: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.shuffle_buffer < 1:
@@ -379,6 +382,12 @@ class WebDatasetFormat(DataFormat):
                                  else count_samples(urls))  # type: ignore[arg-type]
         if not splits.get("train"):
             raise DataError("no training shards: set data.root to a folder of shards or data.shards=PATTERN")
+        written = ((index or {}).get("source") or {}).get("options", {}).get("test_fold")
+        if self.test_fold is not None and written is not None and int(written) != self.test_fold:
+            raise DataError(
+                f"data.test_fold={self.test_fold}, but the val shards in {root} hold fold {written}: write shards with "
+                f"test_fold={self.test_fold} (multivic shard SRC OUT test_fold={self.test_fold}) or set data.test_fold={written}"
+            )
         protocol = (index or {}).get("protocol") or self._detect_protocol(splits)
         self._info = {"splits": splits, "classes": (index or {}).get("classes"), "protocol": protocol}
         return self._info
