@@ -116,6 +116,7 @@ class RunDir:
 
         with atomic_replace(self.eval_arrays) as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in arrays.items()}, str(tmp))
+            os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates the file anew, private
 
     def read_eval_arrays(self) -> dict[str, Any]:
         """eval_arrays.safetensors as tensors ({} when the run has none: evaluated before
