@@ -359,7 +359,7 @@ def validate(cfg: RecipeConfig) -> None:
         raise ConfigError(f"train.epochs must be >= 0 (0 evaluates the untrained model); got {t.epochs}")
     if t.batch_size < 2:
         raise ConfigError(
-            f"train.batch_size must be >= 2: VICReg's variance and covariance need several rows; got {t.batch_size}"
+            f"train.batch_size must be >= 2: the objectives' batch statistics (variance, covariance, negatives) need several rows; got {t.batch_size}"
         )
     if t.grad_accum_steps < 1:
         raise ConfigError(f"train.grad_accum_steps must be >= 1; got {t.grad_accum_steps}")

@@ -203,11 +203,16 @@ def test_another_objectives_terms_and_per_side_coefficients_are_drawn(tmp_path):
     for row in rows:
         for term in ("invariance", "variance", "covariance"):
             del row[term]
-        row |= {"on_diagonal": 3.0 - 0.1 * row["step"], "off_diagonal": 40.0 / row["step"]}
+        row |= {"on_diagonal": 3.0 - 0.1 * row["step"], "off_diagonal": 40.0 / row["step"], "variance": 0.5}
     config = {"model": {"branch_a": {"name": "img", "encoder": "resnet18"}, "branch_b": {"name": "txt", "encoder": "gru"}},
               "loss": {"name": "barlow_twins", "lambda_offdiag": 0.005}, "train": {"batch_size": 64}}
     report = write_report(_make_run(tmp_path / "bt", rows, config=config))
     assert "loss.png" in [f.name for f in report.figures]
+    from multivic.report.figures import _NOT_TERMS
+
+    record = read_run(tmp_path / "bt")
+    drawn = [c for c in record.history.columns if "/" not in c and c not in _NOT_TERMS]
+    assert sorted(drawn) == ["off_diagonal", "on_diagonal", "variance"]  # with its variance regulariser
     assert "barlow_twins: lambda_offdiag = 0.005" in report.markdown.read_text()
 
     config = {"loss": {"name": "vicreg", "std_coeff": [25.0, 10.0], "cov_coeff": [1.0, 2.0]}, "train": {"batch_size": 64}}

@@ -61,10 +61,12 @@ _TERMS = (("invariance", "sim_coeff", 25.0, "λ", "invariance s"), ("variance", 
 def _loss(run: RunRecord, out_dir: Path) -> FigureFile | None:
     if not run.has("loss"):
         return None
-    terms = [t for t in _TERMS if run.has(t[0])]
-    other_terms = [] if terms else [c for c in run.history.columns if "/" not in c and c not in _NOT_TERMS and run.has(c)]
+    vicreg = run.setting("loss.name", "vicreg") == "vicreg"
+    terms = [t for t in _TERMS if run.has(t[0])] if vicreg else []
+    # another objective's terms by their own names (its optional variance regulariser included)
+    other_terms = [] if vicreg else [c for c in run.history.columns if "/" not in c and c not in _NOT_TERMS and run.has(c)]
     # λ·s, μ·v, ν·c add up to the total only with one coefficient per term (not per-side lists)
-    weighted = bool(terms) and run.setting("loss.name", "vicreg") == "vicreg" and all(
+    weighted = bool(terms) and all(
         isinstance(run.setting(f"loss.{key}", default), (int, float)) for _, key, default, _, _ in terms)
     fig, axes = new_figure(1 + bool(terms or other_terms))
     steps = run.history["step"]

@@ -37,8 +37,11 @@ class CollapseAlarm:
                 alarms.append(text)
                 if side not in self.raised:
                     logger.warning(
-                        "collapse alarm at step %d: branch %s; the embeddings are collapsing (raise loss.std_coeff, "
-                        "lower the learning rate, or check the views)", step, text,
+                        "collapse alarm at step %d: branch %s; the embeddings are collapsing (VICReg: raise "
+                        "loss.std_coeff; other objectives: add the variance term, loss.variance_coeff; or lower the "
+                        "learning rate, or check the views; objectives on normalised embeddings (infonce, vsepp) "
+                        "leave their scale free: judge them by RankMe, train.alarm_min_std=0 turns the std check off)",
+                        step, text,
                     )
                 self.raised.add(side)
             else:
