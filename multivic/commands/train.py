@@ -38,7 +38,7 @@ logger = logging.getLogger("multivic")
 # evaluated, and where the data is mounted, but not what is trained.
 RESUMABLE_CHANGES = (
     "train.epochs", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.on_nonfinite",
-    "train.max_nonfinite_in_row", "train.alarm_", "train.trackers", "data.num_workers", "data.root", "data.strict", "data.max_bad_fraction", "eval.",
+    "train.max_nonfinite_in_row", "train.alarm_", "train.trackers", "data.num_workers", "data.root", "data.shards", "data.val_shards", "data.strict", "data.max_bad_fraction", "eval.",
 )
 
 
