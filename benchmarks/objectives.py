@@ -49,7 +49,8 @@ def sweep(recipe: str, out: Path, objectives: list[str], seeds: list[int], fixed
         metrics = out / point["name"] / "metrics.json"
         if not metrics.is_file():
             continue
-        given = dict(o.split("=", 1) for o in point["overrides"])
+        # a key with one value (one seed) is a fixed override of the sweep, not a grid axis
+        given = dict(o.split("=", 1) for o in [*record["overrides"], *point["overrides"]])
         rows.append({"objective": given["loss.name"], "seed": int(given["seed"]), **json.loads(metrics.read_text())})
     return rows
 
