@@ -177,8 +177,7 @@ class BarlowTwinsLoss(nn.Module):
         if not bn_eps > 0:
             raise ValueError(f"bn_eps must be > 0 (BatchNorm1d's is 1e-5); got {bn_eps}")
         check_variance_options(variance_coeff, gamma, eps)
-        if covariance_form not in ("auto", "gram", "covariance"):
-            raise ValueError(f"covariance_form must be one of ('auto', 'gram', 'covariance'); got {covariance_form!r}")
+        _resolve_form(covariance_form, 1, 1)  # validates the name, with VICReg's message
         self.lambda_offdiag = lambda_offdiag
         self.scale_loss = scale_loss
         self.scale_by_dim = scale_by_dim

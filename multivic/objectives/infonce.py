@@ -56,6 +56,24 @@ def cosine_rows(z_a: Tensor, z_b: Tensor, rows: slice) -> tuple[Tensor, Tensor]:
     return a[rows] @ b.T, b[rows] @ a.T
 
 
+def gathered_cosine_rows(z_a: Tensor, z_b: Tensor, gather: bool, name: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, int]:
+    """The common start of the contrastive objectives on this process's [n_local, d] rows:
+    gather both sides with gradient (when ``gather`` and several processes), check the whole
+    batch has a negative, and take this process's rows of the cosine similarities.
+
+    Returns (z_a, z_b) gathered [n, d], sim_ab and sim_ba [n_local, n] (see :func:`cosine_rows`),
+    the positive columns [n_local] and the number of shards.
+    """
+    n_local = z_a.shape[0]
+    shards = world_size() if gather else 1
+    if shards > 1:
+        z_a, z_b = gather_with_grad(z_a), gather_with_grad(z_b)
+    check_rows(z_a.shape[0], name, "(a pair needs a negative)")
+    rows, labels = local_rows(n_local, z_a.device, shards)
+    sim_ab, sim_ba = cosine_rows(z_a, z_b, rows)
+    return z_a, z_b, sim_ab, sim_ba, labels, shards
+
+
 def infonce_terms(z_a: Tensor, z_b: Tensor, logit_scale: Tensor | float) -> tuple[Tensor, Tensor]:
     """(a_to_b, b_to_a) mean cross-entropies of the whole batch [n, d] on one process."""
     rows, labels = local_rows(z_a.shape[0], z_a.device, 1)
@@ -136,13 +154,7 @@ class InfoNCELoss(nn.Module):
         return finish(z_a, z_b, out, self.check_finite, "InfoNCE")
 
     def _compute(self, z_a: Tensor, z_b: Tensor) -> ObjectiveResult:
-        n_local = z_a.shape[0]
-        shards = world_size() if self.gather else 1
-        if shards > 1:
-            z_a, z_b = gather_with_grad(z_a), gather_with_grad(z_b)
-        check_rows(z_a.shape[0], "InfoNCE", "(a pair needs a negative)")
-        rows, labels = local_rows(n_local, z_a.device, shards)
-        sim_ab, sim_ba = cosine_rows(z_a, z_b, rows)
+        z_a, z_b, sim_ab, sim_ba, labels, _ = gathered_cosine_rows(z_a, z_b, self.gather, "InfoNCE")
         scale = self.logit_scale().to(z_a.dtype)
         a_to_b = F.cross_entropy(scale * sim_ab, labels)
         b_to_a = F.cross_entropy(scale * sim_ba, labels)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from multivic.distributed import gather_with_grad, world_size
+from multivic.distributed import world_size
 from multivic.objectives._common import (
     ObjectiveResult,
     add_variance,
@@ -40,7 +40,7 @@ from multivic.objectives._common import (
     in_float32,
     std_stats,
 )
-from multivic.objectives.infonce import cosine_rows, local_rows
+from multivic.objectives.infonce import gathered_cosine_rows
 from multivic.registry import register_objective
 
 Reduction = Literal["sum", "mean"]
@@ -126,12 +126,7 @@ class VSEPPLoss(nn.Module):
 
     def _compute(self, z_a: Tensor, z_b: Tensor) -> ObjectiveResult:
         n_local = z_a.shape[0]
-        shards = world_size() if self.gather else 1
-        if shards > 1:
-            z_a, z_b = gather_with_grad(z_a), gather_with_grad(z_b)
-        check_rows(z_a.shape[0], "VSE++", "(a pair needs a negative)")
-        rows, labels = local_rows(n_local, z_a.device, shards)
-        sim_ab, sim_ba = cosine_rows(z_a, z_b, rows)
+        z_a, z_b, sim_ab, sim_ba, labels, shards = gathered_cosine_rows(z_a, z_b, self.gather, "VSE++")
         # Mean over processes of this factor times the local sum is the whole batch's sum / mean.
         factor = shards if self.reduction == "sum" else 1.0 / n_local
         a_to_b = factor * hinge_rows(sim_ab, labels, self.margin, self.max_violation).sum()
