@@ -2,6 +2,8 @@
 
     multivic train RECIPE [--output-dir DIR] [key=value ...]   train, export, evaluate (resumes DIR)
     multivic eval RUN_DIR [--trust-imports] [key=value ...]    re-evaluate a run's exported branches
+    multivic eval --recipe RECIPE --encoder NAME --weights FILE [--encoder-kwargs K=V] [--branch a|b] [--out FILE] [key=value ...]
+                                                               an encoder's weights from any toolkit, on a recipe's data
     multivic encoders [--modality M]                           list the encoder registry
     multivic plugins                                           list objectives, modalities, data formats
     multivic embed RUN_OR_EXPORT_DIR --branch B --input PATH --out FILE   embeddings of inputs
@@ -51,11 +53,24 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("overrides", nargs="*", help="config overrides such as train.epochs=5 data.root=/data/imagenet")
 
-    e = sub.add_parser("eval", help="evaluate the exported branches of a run directory")
-    e.add_argument("run_dir")
+    e = sub.add_parser("eval", help="evaluate the exported branches of a run directory, or an encoder's weights file on a recipe's data")
+    e.add_argument("run_dir", nargs="?", default=None, help="a run directory (or give --recipe, --encoder and --weights)")
     e.add_argument("--trust-imports", action="store_true",
                    help="import the modules the run directory's config and exports name (imports:, import paths): "
                         "only for runs you trust, since importing runs their code")
+    e.add_argument("--recipe", default=None, help="evaluate --encoder on this recipe's data with its eval settings, instead of a run")
+    e.add_argument("--encoder", default=None, help="a registered encoder (multivic encoders), e.g. resnet18")
+    e.add_argument("--weights", default=None,
+                   help="its weights: .safetensors, or .pt/.pth/.ckpt read as tensors only (never run as code); "
+                        "torchvision, lightly, timm and multivic layouts are mapped; without it, a random initialisation")
+    e.add_argument("--encoder-kwargs", action="append", default=[], metavar="JSON|KEY=VALUE",
+                   help="the encoder's arguments, as a JSON object or key=value (repeatable), e.g. small_stem=false; "
+                        "default: the recipe branch's when it uses the same encoder")
+    e.add_argument("--branch", choices=("a", "b"), default="a",
+                   help="the recipe branch whose name labels the metrics and whose encoder_kwargs are the defaults (a)")
+    e.add_argument("--no-strict", action="store_true",
+                   help="load the weights that match and keep the encoder's own for the rest, instead of refusing")
+    e.add_argument("--out", default=None, help="also write the metrics as JSON to this file")
     e.add_argument("overrides", nargs="*", help="overrides, e.g. data.root=/data/val-copy eval.knn_k=10")
 
     r = sub.add_parser("encoders", help="list the registered encoders")
@@ -118,12 +133,71 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    from multivic.run_dir import RunDir
-    from multivic.commands.evaluate import evaluate, format_metrics, load_run_config
+    import json
 
-    run_dir = RunDir(args.run_dir)
-    cfg = load_run_config(run_dir, args.overrides, trust_imports=args.trust_imports)
-    print(format_metrics(evaluate(cfg, run_dir, trust_imports=args.trust_imports)))
+    from multivic.commands.evaluate import evaluate, format_metrics, load_run_config
+    from multivic.run_dir import RunDir, atomic_write_text
+
+    backbone = [flag for flag, value in (("--encoder", args.encoder), ("--weights", args.weights),
+                                         ("--encoder-kwargs", args.encoder_kwargs), ("--no-strict", args.no_strict)) if value]
+    if args.recipe is None:
+        if backbone:
+            raise MultivicError(f"{backbone[0]} evaluates an encoder on a recipe's data: add --recipe RECIPE")
+        if args.run_dir is None:
+            raise MultivicError("give a RUN_DIR, or --recipe RECIPE --encoder NAME --weights FILE")
+        run_dir = RunDir(args.run_dir)
+        cfg = load_run_config(run_dir, args.overrides, trust_imports=args.trust_imports)
+        metrics = evaluate(cfg, run_dir, trust_imports=args.trust_imports)
+    else:
+        metrics = _eval_backbone(args)
+    print(format_metrics(metrics))
+    if args.out:
+        atomic_write_text(Path(args.out), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        print(f"metrics saved as {args.out}", file=sys.stderr)
+
+
+def _eval_backbone(args: argparse.Namespace) -> dict[str, float]:
+    from multivic.commands.evaluate_backbone import evaluate_backbone
+    from multivic.config import load_config
+
+    overrides = list(args.overrides)
+    if args.run_dir is not None:  # argparse fills the optional RUN_DIR with the first override
+        if "=" not in args.run_dir:
+            raise MultivicError(f"give a RUN_DIR or --recipe, not both ({args.run_dir} and {args.recipe})")
+        overrides.insert(0, args.run_dir)
+    if args.encoder is None:
+        raise MultivicError("--recipe evaluates an encoder's weights: add --encoder NAME --weights FILE (multivic encoders lists the names)")
+    kwargs = _encoder_kwargs(args.encoder_kwargs)
+    cfg = load_config(args.recipe, overrides)
+    if args.weights is None:
+        print(f"note: no --weights: evaluating a randomly initialised {args.encoder} (seed {cfg.seed})", file=sys.stderr)
+    return evaluate_backbone(cfg, args.encoder, args.weights, kwargs, side=args.branch, strict=not args.no_strict)
+
+
+def _encoder_kwargs(items: list[str]) -> dict:
+    """--encoder-kwargs values: JSON objects or key=value (the value read as YAML: true, 3, [1, 2])."""
+    import json
+
+    import yaml
+
+    out: dict = {}
+    for item in items:
+        text = item.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise MultivicError(f"--encoder-kwargs {item!r} is not valid JSON ({exc})") from None
+            out.update(value)
+            continue
+        key, eq, raw = text.partition("=")
+        if not eq or not key.strip():
+            raise MultivicError(f"--encoder-kwargs {item!r} is neither a JSON object nor key=value (e.g. small_stem=false)")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
 
 
 def _cmd_encoders(args: argparse.Namespace) -> None:
