@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from multivic.data.builtin.captions import write_captions_dataset
+from multivic.data.builtin.scenes import write_scenes_dataset
 from multivic.data.coco import VSEPP_CAPTIONS_PER_IMAGE, CaptionedImages, read_coco
 from multivic.formats import DataFormat, RetrievalSet, Sample
 from multivic.modalities import Modality, Transformed, identity
@@ -42,7 +43,7 @@ class CocoFormat(DataFormat):
     name = "coco"
     modalities = ("image", "text")
     protocol = "retrieval"
-    builtins = {"captions": write_captions_dataset}
+    builtins = {"captions": write_captions_dataset, "scenes": write_scenes_dataset}
     year: Optional[int] = None
     # null keeps every caption of each image.
     captions_per_image: Optional[int] = VSEPP_CAPTIONS_PER_IMAGE

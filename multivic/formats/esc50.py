@@ -8,7 +8,7 @@ from typing import Mapping
 from torch.utils.data import Dataset
 
 from multivic.data.audio_folder import LabelledAudio, esc50_files
-from multivic.data.builtin import write_sounds_dataset
+from multivic.data.builtin import write_sounds22k_dataset, write_sounds_dataset
 from multivic.formats import DataFormat, LabelledSamples
 from multivic.modalities import Modality
 from multivic.registry import register_format
@@ -23,7 +23,7 @@ class ESC50Format(DataFormat):
     name = "esc50"
     modalities = ("waveform",)
     folds = (1, 2, 3, 4, 5)
-    builtins = {"sounds": write_sounds_dataset}
+    builtins = {"sounds": write_sounds_dataset, "sounds22k": write_sounds22k_dataset}
     test_fold: int = 5
     min_seconds: float = 0.05
 

@@ -7,7 +7,7 @@ from typing import Mapping
 
 from torch.utils.data import Dataset
 
-from multivic.data.builtin import write_shapes_dataset
+from multivic.data.builtin import write_glyphs_dataset, write_shapes_dataset
 from multivic.data.image_folder import ImageFolderDataset
 from multivic.formats import DataFormat, LabelledSamples
 from multivic.modalities import Modality
@@ -21,7 +21,7 @@ class ImageFolderFormat(DataFormat):
 
     name = "image_folder"
     modalities = ("image",)
-    builtins = {"shapes": write_shapes_dataset}
+    builtins = {"shapes": write_shapes_dataset, "glyphs": write_glyphs_dataset}
 
     def split(self, split: str, modalities: Mapping[str, Modality]) -> Dataset:
         return LabelledSamples(ImageFolderDataset(self.root / split), "image")

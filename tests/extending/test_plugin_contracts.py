@@ -36,6 +36,9 @@ def test_every_format(name):
 
 
 def test_builtin_data_sets_and_encoders_cover_the_builtin_modalities():
-    assert builtin_formats() == {"shapes": "image_folder", "sounds": "esc50", "captions": "coco"}
+    assert builtin_formats() == {
+        "shapes": "image_folder", "glyphs": "image_folder", "sounds": "esc50", "sounds22k": "esc50",
+        "captions": "coco", "scenes": "coco",
+    }
     for modality in ("image", "waveform", "text"):
         assert list_encoders(modality)
