@@ -269,3 +269,21 @@ def test_a_batch_larger_than_the_data_is_refused_before_the_run_dir_exists(tiny_
     _expect_error(capsys, _train(tiny_recipe, run, "train.batch_size=4096"), r"fewer than train.batch_size=4096: lower the batch size")
     assert not run.exists()
     assert _train(tiny_recipe, run, "train.epochs=0") == 0  # the corrected command is not refused
+
+
+def test_eval_of_a_weights_file_refuses_incomplete_or_mixed_arguments_in_one_line(tiny_recipe, tmp_path, capsys):
+    run = tmp_path / "run"
+    cases = {
+        ("eval",): "give a RUN_DIR, or --recipe",
+        ("eval", str(run), "--encoder", "resnet18"): "--encoder evaluates an encoder on a recipe's data: add --recipe",
+        ("eval", str(run), "--recipe", str(tiny_recipe), "--encoder", "resnet18"): "not both",
+        ("eval", "--recipe", str(tiny_recipe), "--weights", "w.pt"): "add --encoder NAME",
+        ("eval", "--recipe", str(tiny_recipe), "--encoder", "resnet18", "--encoder-kwargs", "small_stem"): "neither a JSON object nor key=value",
+        ("eval", "--recipe", str(tiny_recipe), "--encoder", "resnet18", "--encoder-kwargs", "{bad"): "not valid JSON",
+        ("eval", "--recipe", str(tiny_recipe), "--encoder", "resnet18", "--encoder-kwargs", "depth=3", "--weights", "w.pt"): "does not take 'depth'",
+        ("eval", "--recipe", str(tiny_recipe), "--encoder", "resnet18", "--weights", str(tmp_path / "none.pt")): "not found",
+    }
+    for argv, words in cases.items():
+        assert main(list(argv)) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and words in err[0], (argv, err)

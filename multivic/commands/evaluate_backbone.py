@@ -22,7 +22,7 @@ from multivic.config import RecipeConfig
 from multivic.errors import ConfigError
 from multivic.evaluation.protocols import PROTOCOLS
 from multivic.formats import DataSetup
-from multivic.registry import FORMATS
+from multivic.registry import FORMATS, import_modules
 from multivic.weights import load_encoder_weights, load_state_into
 
 
@@ -61,7 +61,9 @@ def evaluate_backbone(
     """
     if side not in ("a", "b"):
         raise ConfigError(f"side must be 'a' or 'b' (a branch of the recipe), not {side!r}")
-    protocol = FORMATS.get(cfg.data.format).factory.protocol
+    import_modules(list(cfg.imports))  # a format or encoder of the recipe's own modules
+    fmt = FORMATS.get(cfg.data.format).factory
+    protocol = fmt.protocol
     if protocol != "classification":
         raise ConfigError(
             f"data.format={cfg.data.format!r} is evaluated by {protocol}, which compares two branches' outputs "
@@ -73,23 +75,23 @@ def evaluate_backbone(
     kwargs.update(encoder_kwargs or {})
     name = name or str(branch_cfg.name)
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    data = data or build_data(cfg)
-
     branch = _build(name, encoder, kwargs, int(cfg.seed))
-    modality = data.modalities.get(branch.modality)
-    if modality is None:
-        given = " and ".join(map(repr, data.modalities))
+    if branch.modality not in fmt.modalities:
+        given = " and ".join(map(repr, fmt.modalities))
         raise ConfigError(f"encoder {encoder!r} reads modality {branch.modality!r} but data.format={cfg.data.format!r} gives {given}: pick an encoder of that modality")
+    if isinstance(weights, Mapping):  # before the data: a wrong file fails fast
+        load_state_into(branch.encoder, dict(weights), "the state dict", strict)
+    elif weights is not None:
+        load_encoder_weights(branch.encoder, weights, strict)
+
+    data = data or build_data(cfg)
+    modality = data.modalities[branch.modality]
     if modality.needs_fitting:
         raise ConfigError(
             f"modality {modality.name!r} needs a fitted state (a vocabulary) that a weights file does not carry: "
             "evaluate the multivic run that trained the encoder (multivic eval RUN_DIR)"
         )
     modality.check_encoder(f"encoder {encoder!r}", branch.encoder)
-    if isinstance(weights, Mapping):
-        load_state_into(branch.encoder, dict(weights), "the state dict", strict)
-    elif weights is not None:
-        load_encoder_weights(branch.encoder, weights, strict)
     branch.preprocess = modality
     branch = branch.to(device).eval()
 

@@ -173,30 +173,45 @@ def test_a_shape_mismatch_names_the_key_and_both_shapes():
     assert "\n" not in message
 
 
-def test_weights_of_a_run_score_as_the_run_does(tiny_recipe, tmp_path):
-    """The run's exported encoder, given as a weights file (CLI) and as a torchvision-layout state
-    dict with a classifier (API), gives the linear probe, k-NN and RankMe of the representation
-    that multivic's own evaluation of the run gave."""
-    run = tmp_path / "run"
-    common = ["eval.linear_epochs=2"]
-    assert main(["train", str(tiny_recipe), "--output-dir", str(run), "--no-progress", *common]) == 0
+def _perturb(path):
+    """Move every weight of an export away from any initialisation (BN variances stay positive)."""
+    g = torch.Generator().manual_seed(3)
+    state = load_file(str(path))
+    for k, v in state.items():
+        if v.is_floating_point():
+            noise = torch.rand(v.shape, generator=g)
+            state[k] = v * (0.5 + noise) if k.endswith("running_var") else v + 0.05 * (noise - 0.5)
+    save_file(state, str(path))
+
+
+def test_weights_of_a_run_score_as_multivic_eval_of_the_run(tiny_recipe, tmp_path):
+    """A run's exported encoder, given as a weights file (CLI) and as a torchvision-layout state
+    dict with a classifier (API), gets the linear probe, k-NN and RankMe of the representation
+    that ``multivic eval RUN_DIR`` gives the run."""
+    run, common = tmp_path / "run", ["eval.linear_epochs=2"]
+    assert main(["train", str(tiny_recipe), "--output-dir", str(run), "--no-progress", "train.epochs=0", *common]) == 0
+    export = run / "export" / "tiny.safetensors"
+    _perturb(export)  # weights no seed reproduces: only a real load can match
+    assert main(["eval", str(run), *common]) == 0
     reference = json.loads((run / "metrics.json").read_text())
     keys = ["tiny/linear_top1", "tiny/linear_top5", "tiny/knn_top1", "tiny/rankme_repr"]
 
     out = tmp_path / "scores" / "m.json"
-    assert main(["eval", "--recipe", str(tiny_recipe), "--encoder", "resnet18", "--weights", str(run / "export" / "tiny.safetensors"),
+    assert main(["eval", "--recipe", str(tiny_recipe), "--encoder", "resnet18", "--weights", str(export),
                  "--out", str(out), *common]) == 0
     from_cli = json.loads(out.read_text())
     assert {k: from_cli[k] for k in keys} == {k: reference[k] for k in keys}
     # Without an expander the embedding is the representation.
     assert from_cli["tiny/rankme"] == pytest.approx(from_cli["tiny/rankme_repr"], rel=1e-6)
 
-    exported = load_file(str(run / "export" / "tiny.safetensors"))
+    exported = load_file(str(export))
     torchvision_layout = {k.removeprefix("encoder.net."): v for k, v in exported.items() if k.startswith("encoder.")}
     torchvision_layout |= {"fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}
     cfg = load_config(tiny_recipe, common)
     from_api = evaluate_backbone(cfg, "resnet18", torchvision_layout, device="cpu", name="tv")
     assert {k: from_api[k.replace("tiny/", "tv/")] for k in keys} == {k: reference[k] for k in keys}
+    random_init = evaluate_backbone(cfg, "resnet18", None, device="cpu")
+    assert random_init["tiny/rankme_repr"] != reference["tiny/rankme_repr"]
 
 
 def test_retrieval_data_is_refused_in_one_line():
