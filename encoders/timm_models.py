@@ -32,6 +32,15 @@ class TimmEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the model's blocks in the backward pass (timm's own checkpointing).
+
+        Raises ValueError for the few timm models that have none."""
+        try:
+            self.model.set_grad_checkpointing(enable)
+        except (AssertionError, NotImplementedError, AttributeError) as exc:
+            raise ValueError(f"timm model {self.model_name!r} has no gradient checkpointing ({exc or 'not supported'})") from None
+
 
 def _unknown_model(name: str) -> RegistryError:
     import timm

@@ -142,15 +142,51 @@ def _build_branch(key: str, b: BranchConfig, modality: Modality) -> Branch:
     return branch
 
 
+# What model.branch_*.grad_checkpointing accepts, for its error message.
+GRAD_CHECKPOINTING_ENCODERS = "vit_tiny, vit_small, vit_base, most timm:<model>, and encoders with a set_grad_checkpointing(enable) method"
+
+
+def _grad_checkpointing(key: str, b: BranchConfig, branch: Branch) -> None:
+    setter = getattr(branch.encoder, "set_grad_checkpointing", None)
+    if not callable(setter):
+        raise ConfigError(
+            f"{key}.grad_checkpointing=true but encoder {b.encoder!r} has no gradient checkpointing; "
+            f"encoders that have it: {GRAD_CHECKPOINTING_ENCODERS}"
+        )
+    try:
+        setter(True)
+    except ValueError as exc:
+        raise ConfigError(f"{key}.grad_checkpointing=true: {exc}; encoders that have it: {GRAD_CHECKPOINTING_ENCODERS}") from None
+
+
 def build_model(cfg: RecipeConfig, data: DataSetup) -> JointEmbedding:
-    """The joint-embedding model of the recipe: two branches (one when shared) and the objective."""
+    """The joint-embedding model of the recipe: two branches (one when shared) and the objective,
+    with the speed options of ``model`` applied (gradient checkpointing, channels-last, compile)."""
     mod_a, mod_b = side_modalities(cfg, data)
     branch_a = _build_branch("model.branch_a", cfg.model.branch_a, data.modalities[mod_a])
     branch_b = branch_a if cfg.model.shared else _build_branch("model.branch_b", cfg.model.branch_b, data.modalities[mod_b])
     try:
-        return JointEmbedding(branch_a, branch_b, build_objective(cfg))
+        model = JointEmbedding(branch_a, branch_b, build_objective(cfg))
     except ValueError as exc:
         raise ConfigError(f"model: {exc}") from None
+    sides = [("model.branch_a", cfg.model.branch_a, branch_a)]
+    if not cfg.model.shared:
+        sides.append(("model.branch_b", cfg.model.branch_b, branch_b))
+    for key, b, branch in sides:
+        if b.grad_checkpointing:
+            _grad_checkpointing(key, b, branch)
+    if cfg.model.channels_last:
+        if not any(p.dim() == 4 for _, _, branch in sides for p in branch.parameters()):
+            raise ConfigError(
+                "model.channels_last=true needs an encoder with 2-D convolutions (4-D weights, e.g. resnet18 or a ViT's "
+                "patch embedding); neither branch has one: set model.channels_last=false"
+            )
+        for _, _, branch in sides:
+            branch.use_channels_last()
+    if cfg.model.compile:
+        for _, _, branch in sides:
+            branch.compile_encoder(cfg.model.compile_mode)
+    return model
 
 
 def _train_view(key: str, modality: Modality, view: dict[str, Any]) -> Callable:

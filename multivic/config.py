@@ -33,6 +33,7 @@ from multivic.registry import FORMATS, OBJECTIVES, import_modules
 MIXED_PRECISION = ("no", "bf16", "fp16")
 OPTIMIZERS = ("lars", "adamw")
 NONFINITE_POLICIES = ("stop", "skip")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -61,6 +62,11 @@ class BranchConfig:
     # This branch's own optimiser (e.g. AdamW for a ViT beside LARS for a ResNet); null: the
     # top-level `optim`. Only with model.shared=false.
     optim: Optional[OptimConfig] = None
+    # Recompute the encoder's blocks in the backward pass instead of keeping their activations:
+    # less memory, about a third more encoder compute. For encoders that have it (the ViTs,
+    # most timm:<model>, any encoder with a set_grad_checkpointing(enable) method). Training
+    # only: exports do not record it.
+    grad_checkpointing: bool = False
 
 
 @dataclass
@@ -70,6 +76,17 @@ class ModelConfig:
     # Views start empty (a YAML `view` merges into this default): recipes state them.
     branch_a: BranchConfig = field(default_factory=BranchConfig)
     branch_b: BranchConfig = field(default_factory=BranchConfig)
+    # Image encoders' weights and 4-D inputs in torch.channels_last (NHWC): faster convolutions
+    # on recent GPUs, mostly with mixed precision. Needs an encoder with 2-D convolutions.
+    channels_last: bool = False
+    # torch.compile each branch's encoder (the expander and loss stay eager). The first steps
+    # pay the compile time (tens of seconds per encoder on a GPU, minutes on small CPUs; again
+    # when the batch shape or train/eval mode changes); state-dict keys and exports are the
+    # same as without. Needs a C++ compiler on the CPU and Triton on GPUs.
+    compile: bool = False
+    # torch.compile's mode with model.compile=true: default, reduce-overhead (CUDA graphs),
+    # max-autotune, max-autotune-no-cudagraphs.
+    compile_mode: str = "default"
 
 
 @dataclass
@@ -393,8 +410,11 @@ def validate(cfg: RecipeConfig) -> None:
             if m.shared:
                 raise ConfigError(f"model.{key}.optim needs model.shared=false: a shared network has one optimiser (use `optim`)")
             _check_optim(f"model.{key}.optim", b.optim)
+    _choice("model.compile_mode", m.compile_mode, COMPILE_MODES)
+    if m.compile_mode != "default" and not m.compile:
+        raise ConfigError(f"model.compile_mode={m.compile_mode} needs model.compile=true (it is torch.compile's mode)")
     if m.shared:
-        for field_name in ("encoder", "encoder_kwargs", "expander"):
+        for field_name in ("encoder", "encoder_kwargs", "expander", "grad_checkpointing"):
             a_val, b_val = getattr(m.branch_a, field_name), getattr(m.branch_b, field_name)
             if a_val != b_val:
                 raise ConfigError(

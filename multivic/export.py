@@ -36,7 +36,9 @@ def export_branch(
     ``imports`` lists the user modules that register the encoder (or its modality), imported
     again on loading when the loader trusts them (``load_branch(..., trust_imports=True)``).
     """
-    state = {k: v.detach().cpu().contiguous() for k, v in branch.state_dict().items()}
+    # An encoder wrapped by torch.compile() (not multivic's model.compile, which keeps the keys)
+    # prefixes its keys with "_orig_mod."; the export holds the eager module's keys.
+    state = {k.replace("_orig_mod.", ""): v.detach().cpu().contiguous() for k, v in branch.state_dict().items()}
     with atomic_replace(export_dir / f"{branch.name}.safetensors") as tmp:
         save_file(state, str(tmp))
     meta: dict[str, Any] = {
