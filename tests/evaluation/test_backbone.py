@@ -104,6 +104,22 @@ def test_wrappers_and_prefixes_are_opened(tmp_path, wrap):
     assert torch.equal(_encode(enc), _features(net))
 
 
+def test_a_timm_checkpoint_gives_timms_features(tmp_path):
+    import timm
+
+    torch.manual_seed(4)
+    net = timm.create_model("vit_tiny_patch16_224", img_size=32, depth=2, num_classes=10).eval()  # with a head
+    path = tmp_path / "timm.pth"
+    torch.save({"state_dict": net.state_dict(), "epoch": 9}, path)  # as timm's train.py saves
+    torch.manual_seed(5)
+    enc = create_encoder("vit_tiny", image_size=32, depth=2).eval()
+    fate = load_encoder_weights(enc, path)
+    with torch.no_grad():
+        reference = net.forward_head(net.forward_features(X), pre_logits=True)
+    assert torch.equal(_encode(enc), reference)
+    assert fate["heads"] == ["head.weight", "head.bias"]
+
+
 class _Payload:
     """Unpickling this runs code: it writes a marker file."""
 
@@ -214,6 +230,22 @@ def test_weights_of_a_run_score_as_multivic_eval_of_the_run(tiny_recipe, tmp_pat
     assert random_init["tiny/rankme_repr"] != reference["tiny/rankme_repr"]
 
 
+def test_side_b_names_the_metrics_and_gives_the_encoder_arguments(tiny_recipe):
+    """On a recipe whose branch b is a ViT-Tiny/8 of depth 6 at 32 px, ``side="b"`` builds that
+    ViT (its weights load) and names the metrics after it; side a (a ResNet) gives vit_tiny
+    the factory's defaults, which these weights do not fit."""
+    from multivic.build import build_data
+
+    torch.manual_seed(6)
+    vit = create_encoder("vit_tiny", image_size=32, patch_size=8, depth=6)
+    cfg = load_config("recipes/quickstart/r50_vits.yaml", ["eval.linear_epochs=2", "eval.batch_size=64", "data.num_workers=0"])
+    data = build_data(load_config(tiny_recipe, ["data.image_size=32"]))  # the tiny image set, not the recipe's
+    metrics = evaluate_backbone(cfg, "vit_tiny", vit.state_dict(), side="b", device="cpu", data=data)
+    assert {"vit/linear_top1", "vit/knn_top1", "vit/rankme_repr"} <= set(metrics)
+    with pytest.raises(WeightsError, match="pos_embed"):
+        evaluate_backbone(cfg, "vit_tiny", vit.state_dict(), side="a", device="cpu", data=data)
+
+
 def test_retrieval_data_is_refused_in_one_line():
     cfg = load_config("recipes/quickstart/coco_retrieval.yaml")
     with pytest.raises(ConfigError) as info:
@@ -224,7 +256,7 @@ def test_retrieval_data_is_refused_in_one_line():
 def test_cli_errors_are_one_line(tiny_recipe, tmp_path, capsys):
     weights = tmp_path / "w.pth"
     torch.save(_torchvision_resnet18().state_dict(), weights)
-    # 32 px recipe stem (the recipe's own kwargs are not small_stem here): a wrong argument is named.
+    # torchvision's 7x7 stem asked into the 3x3 one: the error names the key and the shapes.
     assert main(["eval", "--recipe", str(tiny_recipe), "--encoder", "resnet18", "--weights", str(weights),
                  "--encoder-kwargs", "small_stem=true"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
