@@ -2,6 +2,7 @@
 
     uv run python benchmarks/data.py                       # the shapes and captions quick-starts, 2 workers
     uv run python benchmarks/data.py --sets captions --workers 4 --epochs 5
+    uv run python benchmarks/data.py --vs-step                 # each quick-start's pipeline against its step
 
 Each row runs the trainer's own loader (multivic.train.data: the map-style EpochBatches loader
 for the folder, the streaming loader for the shards) over one quick-start recipe's training split
@@ -10,11 +11,22 @@ workers and the same per-process batch, and no model: what one training process 
 The shards are written once with `multivic shard` (into --shard-dir, default a temporary
 folder). samples/s is all samples of --epochs epochs over their wall time, worker start-up
 included (the folder loader's workers persist across epochs; the stream's start every epoch).
+
+--vs-step: for each quick-start (image views of image_image.yaml; audio read, resample, crop and
+augment of wave_spec.yaml; image views and caption tokenising of coco_retrieval.yaml), the
+samples/s its folder loader delivers with the recipe's data.num_workers, against the samples/s
+its training step consumes: the median of --step-steps steps (forward, loss, backward,
+optimiser; benchmarks/step.py compares the trainer's step with this bare loop) of the recipe's
+model on a real batch of the recipe. A ratio above 1 means the pipeline outpaces the step. Both
+are measured alone; where the workers share the cores with the step (2 cores), preparing a
+batch costs the step about 1/ratio of its time on top, so a ratio of 5 means ~20 % slower steps
+even though the loader is never waited for.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -33,6 +45,12 @@ from multivic.train.data import build_loader, build_stream_loader, stop_workers,
 RECIPES = {
     "shapes": "recipes/quickstart/image_image.yaml",
     "captions": "recipes/quickstart/coco_retrieval.yaml",
+    "sounds": "recipes/quickstart/wave_spec.yaml",
+}
+WHAT = {
+    "shapes": "image views (crop, flip, jitter, blur, solarise)",
+    "sounds": "audio read, resample, crop, gain/noise/shift",
+    "captions": "image views + caption tokenise",
 }
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,6 +85,53 @@ def throughput(loader, sampler, epochs: int) -> tuple[float, list[float]]:
     return total, per_epoch
 
 
+def step_rate(recipe: str, loader, steps: int, state: Path) -> tuple[float, float]:
+    """Median ms per training step of the recipe's model on one real batch of its loader, and
+    the samples/s that makes."""
+    from accelerate.utils import set_seed
+
+    from multivic.build import build_model, build_optimizer_specs
+    from multivic.train.optimizers import build_joint_optimizer
+
+    cfg = load_config(ROOT / recipe, [])
+    data = build_data(cfg)
+    fit_modalities(cfg, data, lambda m: state / m)
+    set_seed(cfg.seed)
+    model = build_model(cfg, data)
+    parts = build_joint_optimizer(build_optimizer_specs(cfg, model), cfg.train.batch_size).parts
+    batch, _ = next(iter(loader))
+    stop_workers(loader)
+    times = []
+    model.train()
+    for _ in range(steps + 1):  # the first one warms up
+        t0 = time.perf_counter()
+        loss, _ = model(*batch)
+        loss.backward()
+        for opt in parts:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t0)
+    ms = 1e3 * statistics.median(times[1:])
+    return ms, cfg.train.batch_size / (ms / 1e3)
+
+
+def vs_step(args: argparse.Namespace) -> None:
+    base = Path(args.shard_dir or tempfile.mkdtemp(prefix="multivic-bench-"))
+    print("| quick-start | input pipeline | workers | batch | pipeline samples/s | step ms | step samples/s | "
+          "pipeline / step |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name in args.sets.split(","):
+        recipe = RECIPES[name]
+        workers = load_config(ROOT / recipe, []).data.num_workers
+        loader, sampler, batch = loader_for(recipe, [], workers, base / f"{name}-state")
+        total, _ = throughput(loader, sampler, args.epochs)
+        loader, sampler, batch = loader_for(recipe, [], 0, base / f"{name}-state")
+        sampler.set_epoch(0)
+        ms, consumed = step_rate(recipe, loader, args.step_steps, base / f"{name}-state")
+        print(f"| {Path(recipe).name} | {WHAT[name]} | {workers} | {batch} | {total:.0f} | {ms:.0f} | {consumed:.0f} | "
+              f"{total / consumed:.1f} |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sets", default="shapes,captions")
@@ -74,7 +139,15 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--shard-size", default="100", help="samples per shard (as multivic shard --shard-size)")
     p.add_argument("--shard-dir", default=None)
+    p.add_argument("--vs-step", action="store_true", help="each quick-start's pipeline against its training step")
+    p.add_argument("--step-steps", type=int, default=4, help="timed training steps per quick-start (--vs-step)")
     args = p.parse_args()
+    if args.vs_step:
+        if args.sets == p.get_default("sets"):
+            args.sets = "shapes,sounds,captions"
+        print(f"load: {os.getloadavg()[0]:.1f} (1-min average, {os.cpu_count()} cores)\n")
+        vs_step(args)
+        return
     torch.set_num_threads(1)
     base = Path(args.shard_dir or tempfile.mkdtemp(prefix="multivic-bench-"))
     print(f"| data set | source | workers | batch | samples/s (all {args.epochs} epochs) | per epoch | shards / folder |")
