@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -158,3 +159,24 @@ def test_adamw_option():
     before = lin.weight.detach().clone()
     opt.step()
     assert not torch.equal(before, lin.weight.detach())
+
+
+def test_adamw_multi_tensor_path_is_bitwise_torchs_per_parameter_adamw():
+    """build_optimizer's AdamW runs the multi-tensor (foreach) kernels on CPU for speed; its
+    weights after several steps equal PyTorch's per-parameter AdamW (foreach=False) exactly."""
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+    models = [base, copy.deepcopy(base)]
+    ours = build_optimizer("adamw", split_decay_groups(models[0], 0.05), lr=1e-2)
+    assert ours.defaults["foreach"] is True
+    reference = torch.optim.AdamW(
+        [{k: v for k, v in g.items() if k != "lars_adapt"} for g in split_decay_groups(models[1], 0.05)], lr=1e-2, foreach=False
+    )
+    x = torch.randn(16, 3, 8, 8)
+    for _ in range(5):
+        for model, opt in zip(models, (ours, reference)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)
