@@ -114,6 +114,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None, help="a fixed number of epochs instead (0: random init)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--json", default=None, help="also write the rows as JSON here")
+    p.add_argument("--branch", default=None, help="only this branch (by name), e.g. vit")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
     if (args.seconds is None) == (args.epochs is None):
@@ -130,6 +131,11 @@ def main() -> None:
         sides = [("model.branch_a", cfg.model.branch_a, model.branch_a)]
         if not model.shared:
             sides.append(("model.branch_b", cfg.model.branch_b, model.branch_b))
+        if args.branch is not None:
+            known = [b.name for _, _, b in sides]
+            if args.branch not in known:
+                p.error(f"--branch {args.branch!r} is not a branch of {args.recipe}; its branches: {', '.join(known)}")
+            sides = [side for side in sides if side[2].name == args.branch]
         for key, bcfg, branch in sides:
             modality = branch.preprocess
             view = modality.train_view(**(plain(bcfg.view) or {}))
