@@ -30,10 +30,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RETRIEVAL = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
 # (label, recipe, fixed overrides)
+# The quick-starts' 8-epoch settings these rows were measured with (README), before issue 15
+# retuned the quick-starts for 5 minutes: pinned so the published table can be rerun.
+EIGHT_EPOCHS = ["train.epochs=8", "optim.base_lr=0.002"]
 SHAPES = [
-    ("shared weights (ResNet-18)", "recipes/quickstart/image_image.yaml", ["model.shared=true"]),
-    ("separate weights (ResNet-18 ×2)", "recipes/quickstart/image_image.yaml", ["model.shared=false", "model.branch_b.name=resnet18_b"]),
-    ("ResNet-18 / ViT-Ti", "recipes/quickstart/r50_vits.yaml", []),
+    ("shared weights (ResNet-18)", "recipes/quickstart/image_image.yaml", [*EIGHT_EPOCHS, "model.shared=true"]),
+    ("separate weights (ResNet-18 ×2)", "recipes/quickstart/image_image.yaml",
+     [*EIGHT_EPOCHS, "model.shared=false", "model.branch_b.name=resnet18_b"]),
+    ("ResNet-18 / ViT-Ti", "recipes/quickstart/r50_vits.yaml", [*EIGHT_EPOCHS, "model.branch_b.optim.base_lr=0.003"]),
 ]
 
 
