@@ -167,7 +167,7 @@ def main() -> None:
     p.add_argument("--out", default=None, help="folder of the multivic runs (default: a temporary one)")
     p.add_argument("--json", default=None)
     p.add_argument("overrides", nargs="*", help="recipe overrides for both toolkits, e.g. train.epochs=1 (a smoke run)")
-    args = p.parse_args()
+    args = p.parse_intermixed_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="multivic-peers-"))
     rows = []
     print("| row | seed | toolkit | samples/s | linear top-1 | k-NN top-1 |")

@@ -115,8 +115,8 @@ def main() -> None:
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--json", default=None, help="also write the rows as JSON here")
     p.add_argument("--branch", default=None, help="only this branch (by name), e.g. vit")
-    p.add_argument("overrides", nargs="*")
-    args = p.parse_args()
+    p.add_argument("overrides", nargs="*", help="recipe overrides, e.g. data.builtin=glyphs")
+    args = p.parse_intermixed_args()
     if (args.seconds is None) == (args.epochs is None):
         p.error("give exactly one of --seconds and --epochs")
     rows = []
