@@ -20,6 +20,7 @@ def main(out_path: str, only: list[str]) -> None:
     rows = x_a.shape[0] // world
     local = slice(rank * rows, (rank + 1) * rows)
     results = {}
+    ddp = joint = None
     for case, objective, kwargs in CASES:
         if only and case not in only:
             continue
@@ -36,6 +37,10 @@ def main(out_path: str, only: list[str]) -> None:
         }
     if rank == 0:
         torch.save(results, out_path)
+    # The last DDP wrapper's reducer must go while the process group exists: destroyed at exit,
+    # after destroy_process_group, it aborted a rank ("terminate called without an active
+    # exception") once in a loaded CI run.
+    del ddp, joint
     # Both ranks leave together: tearing gloo down while the peer is still writing can abort.
     dist.barrier()
     dist.destroy_process_group()
