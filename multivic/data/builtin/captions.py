@@ -7,12 +7,12 @@ pins its image down among many.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from multivic.data.builtin.coco_layout import write_coco_split
 from multivic.data.builtin.shapes import _draw_shape
 
 SHAPES = ("circle", "square", "triangle", "star", "cross")
@@ -66,20 +66,9 @@ def draw_captioned_image(rng: random.Random, size: int = 64) -> tuple[Image.Imag
 def write_captions_dataset(root: str | Path, train_images: int = 1500, val_images: int = 500, size: int = 64, seed: int = 0) -> Path:
     """Write ``root/{train,val}2017/*.jpg`` and ``root/annotations/captions_{train,val}2017.json``."""
     root = Path(root)
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
     ann_id = 0
     for split, count in (("train", train_images), ("val", val_images)):
         rng = random.Random(f"{seed}-{split}")
-        folder = root / f"{split}2017"
-        folder.mkdir(parents=True, exist_ok=True)
-        images, annotations = [], []
-        for i in range(count):
-            image, captions = draw_captioned_image(rng, size)
-            name = f"{i:012d}.jpg"
-            image.save(folder / name, quality=92)
-            images.append({"id": i, "file_name": name, "width": size, "height": size})
-            for caption in captions:
-                annotations.append({"id": ann_id, "image_id": i, "caption": caption})
-                ann_id += 1
-        (root / "annotations" / f"captions_{split}2017.json").write_text(json.dumps({"images": images, "annotations": annotations}))
+        items = (draw_captioned_image(rng, size) for _ in range(count))
+        ann_id = write_coco_split(root, split, items, lambda i: i, quality=92, first_annotation_id=ann_id)
     return root

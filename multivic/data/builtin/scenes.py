@@ -12,12 +12,13 @@ the vocabulary shares almost nothing with the captions set's.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from multivic.data.builtin.coco_layout import write_coco_split
 
 SKIES = {"day": ((110, 170, 235), (190, 220, 250)), "dusk": ((235, 130, 80), (120, 70, 130)),
          "night": ((15, 20, 55), (45, 50, 95))}
@@ -128,21 +129,10 @@ def write_scenes_dataset(root: str | Path, train_images: int = 1500, val_images:
     """Write ``root/{train,val}2017/*.jpg`` and ``root/annotations/captions_{train,val}2017.json``
     (five captions per image); the same seed gives the same files."""
     root = Path(root)
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
     ann_id = 0
     for split, count in (("train", train_images), ("val", val_images)):
         rng = random.Random(f"scenes-{seed}-{split}")
-        folder = root / f"{split}2017"
-        folder.mkdir(parents=True, exist_ok=True)
-        images, annotations = [], []
-        for i in range(count):
-            image, captions = draw_scene(rng, size)
-            image_id = 100000 + i if split == "train" else 900000 + i
-            name = f"{image_id:012d}.jpg"
-            image.save(folder / name, quality=90)
-            images.append({"id": image_id, "file_name": name, "width": size, "height": size})
-            for caption in captions:
-                annotations.append({"id": ann_id, "image_id": image_id, "caption": caption})
-                ann_id += 1
-        (root / "annotations" / f"captions_{split}2017.json").write_text(json.dumps({"images": images, "annotations": annotations}))
+        offset = 100000 if split == "train" else 900000
+        items = (draw_scene(rng, size) for _ in range(count))
+        ann_id = write_coco_split(root, split, items, lambda i, offset=offset: offset + i, quality=90, first_annotation_id=ann_id)
     return root
