@@ -29,8 +29,8 @@ keeps every row.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from multivic.build import build_collate, build_data, build_train_dataset  # noqa: E402
 from multivic.commands.evaluate_backbone import evaluate_backbone  # noqa: E402
 from multivic.config import load_config  # noqa: E402
+from multivic.optim import warmup_cosine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "quickstart" / "image_image.yaml"
@@ -83,16 +84,6 @@ class LightlyVICReg(nn.Module):
         return self.projection_head(self.backbone(x).flatten(start_dim=1))
 
 
-def warmup_cosine_lambda(total_steps: int, warmup_steps: int, final_ratio: float = 0.001):
-    """The lr multiplier per step: linear warm-up, then cosine to ``final_ratio``."""
-    def f(step: int) -> float:
-        if warmup_steps > 0 and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    return f
-
-
 def run_lightly(overrides: list[str], seed: int, max_steps: int | None) -> tuple[dict[str, torch.Tensor], list[float], float]:
     """Train the lightly loop; returns (backbone state dict, samples/s per window, wall seconds)."""
     cfg = load_config(RECIPE, [*overrides, f"seed={seed}"])
@@ -113,8 +104,10 @@ def run_lightly(overrides: list[str], seed: int, max_steps: int | None) -> tuple
     optimizer = torch.optim.AdamW(groups, lr=cfg.optim.base_lr * batch / 256)
     steps_per_epoch = len(loader)
     total = steps_per_epoch * cfg.train.epochs
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine_lambda(total, int(round(cfg.optim.warmup_epochs * steps_per_epoch))))
+    # The schedule's formula is multivic's (the same lr at every step); the loop steps it itself.
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
+        warmup_cosine, total_steps=total, warmup_steps=int(round(cfg.optim.warmup_epochs * steps_per_epoch)),
+        final_ratio=cfg.optim.final_lr_ratio))
     rates, step, window_start = [], 0, time.perf_counter()
     start = window_start
     model.train()
