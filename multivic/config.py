@@ -123,6 +123,8 @@ class TrainConfig:
     checkpoint_every_steps: int = 0
     # How many of the newest checkpoints to keep in the run directory.
     keep_checkpoints: int = 1
+    # Write checkpoints on a thread while training goes on (false: each checkpoint stalls the step).
+    background_checkpoints: bool = True
     # A non-finite loss or gradient: "stop" with a message naming the term, branch and step
     # (the last checkpoint stays), or "skip" the step, count it in history.csv and stop after
     # max_nonfinite_in_row skipped steps in a row.

@@ -37,7 +37,7 @@ logger = logging.getLogger("multivic")
 # Keys that may change between a run and its resumption: how long, how it is watched and
 # evaluated, and where the data is mounted, but not what is trained.
 RESUMABLE_CHANGES = (
-    "train.epochs", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.on_nonfinite",
+    "train.epochs", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.background_checkpoints", "train.on_nonfinite",
     "train.max_nonfinite_in_row", "train.alarm_", "train.trackers", "data.num_workers", "data.root", "data.shards", "data.val_shards", "data.strict", "data.max_bad_fraction", "eval.",
 )
 
@@ -130,6 +130,7 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
         epochs=t.epochs, batch_size=t.batch_size, grad_accum_steps=t.grad_accum_steps, mixed_precision=t.mixed_precision,
         num_workers=cfg.data.num_workers, seed=cfg.seed, log_every=t.log_every, checkpoint_every=t.checkpoint_every,
         checkpoint_every_steps=t.checkpoint_every_steps, keep_checkpoints=t.keep_checkpoints,
+        background_checkpoints=t.background_checkpoints,
         on_nonfinite=t.on_nonfinite, max_nonfinite_in_row=t.max_nonfinite_in_row, clip_grad_norm=t.clip_grad_norm,
         strict_data=cfg.data.strict, max_bad_fraction=cfg.data.max_bad_fraction,
         alarm_min_std=t.alarm_min_std, alarm_min_rankme_fraction=t.alarm_min_rankme_fraction,

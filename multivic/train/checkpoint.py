@@ -26,6 +26,7 @@ folders left by a kill are removed when the next run starts.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import pickle  # only for its error type: nothing here unpickles beyond weights_only
@@ -46,6 +47,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from multivic.errors import RunDirError
 from multivic.run_dir import RunDir, atomic_write_text
+from multivic.train.background_writer import BackgroundWriter
 
 logger = logging.getLogger("multivic")
 
@@ -153,10 +155,11 @@ def remove_partial_checkpoints(run_dir: RunDir) -> None:
 # Weights as safetensors, a shared branch stored once
 
 
-def save_weights(model: nn.Module, path: Path) -> None:
-    """``model.state_dict()`` as safetensors. Entries that are views of one tensor (the two
-    sides of a shared branch) are stored once; the file's metadata maps the others to it.
-    (safetensors refuses shared tensors, and its save_model mis-handles shared 0-d buffers.)"""
+def weights_to_save(model: nn.Module, copy: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``model.state_dict()`` as (tensors, aliases) for :func:`write_weights`. Entries that are
+    views of one tensor (the two sides of a shared branch) appear once in ``tensors``;
+    ``aliases`` maps the others to it. ``copy``: tensors are CPU copies that later optimiser
+    steps cannot change (for a background write), not the live CPU parameters."""
     tensors: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     first_of: dict[tuple, str] = {}
@@ -166,8 +169,19 @@ def save_weights(model: nn.Module, path: Path) -> None:
             aliases[name] = first_of[key]
             continue
         first_of[key] = name
-        tensors[name] = t.detach().cpu().contiguous()
+        tensors[name] = t.detach().to("cpu", copy=copy).contiguous()
+    return tensors, aliases
+
+
+def write_weights(tensors: dict[str, torch.Tensor], aliases: dict[str, str], path: Path) -> None:
+    """Safetensors with the aliases in its metadata (safetensors refuses shared tensors, and its
+    save_model mis-handles shared 0-d buffers)."""
     save_file(tensors, str(path), metadata={"aliases": json.dumps(aliases)})
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    """``model.state_dict()`` as safetensors, a shared branch stored once (see :func:`weights_to_save`)."""
+    write_weights(*weights_to_save(model), path)
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
@@ -220,12 +234,20 @@ def save_checkpoint(
     schedules: Sequence[LRScheduler],
     state: TrainState,
     keep: int = 1,
+    writer: BackgroundWriter | None = None,
 ) -> None:
-    """Write checkpoint ``name`` atomically on every process, point LATEST at it, then keep the
-    newest ``keep`` checkpoints. A kill at any moment leaves LATEST naming a complete one.
+    """Write checkpoint ``name`` atomically, point LATEST at it, then keep the newest ``keep``
+    checkpoints. A kill at any moment leaves LATEST naming a complete one.
+
+    Every process writes its RNG state inline. The main process's files (weights, optimiser
+    state, trainer.json), the rename and LATEST are written inline without ``writer``; with it,
+    from CPU copies taken now, on the writer's thread while training goes on (the caller
+    joins it: :meth:`BackgroundWriter.wait`). Either way the files hold the state of this step.
 
     ``model``: the prepared (possibly DDP-wrapped) model; ``optimizer``: the unprepared one.
     """
+    if writer is not None:
+        writer.wait()  # one write at a time; raises here if the previous one failed
     final = run_dir.checkpoints / name
     tmp = run_dir.checkpoints / f"{name}.tmp"
     if accelerator.is_main_process:
@@ -233,11 +255,11 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     torch.save(rng_state(), tmp / f"rng_{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()  # every process's RNG file is in tmp before the main process renames it
     if accelerator.is_main_process:
-        save_weights(accelerator.unwrap_model(model), tmp / "model.safetensors")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+        copy = writer is not None
+        weights, aliases = weights_to_save(accelerator.unwrap_model(model), copy=copy)
+        optimizer_state = _cpu_copy(optimizer.state_dict()) if copy else optimizer.state_dict()
         meta = {
             "format": FORMAT_VERSION,
             "world_size": accelerator.num_processes,
@@ -246,15 +268,46 @@ def save_checkpoint(
             "schedules": [{k: v for k, v in s.state_dict().items() if k != "lr_lambdas"} for s in schedules],
             "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
         }
-        atomic_write_text(tmp / TRAINER_FILE, json.dumps(meta, indent=2) + "\n")
-        if final.exists():  # a checkpoint of the same name from before a resume: replaced whole
-            shutil.rmtree(final)
-        tmp.rename(final)
-        atomic_write_text(run_dir.checkpoints / "LATEST", name + "\n")
-        for old in complete_checkpoints(run_dir)[: -max(keep, 1)]:
-            if old.path != final:
-                shutil.rmtree(old.path, ignore_errors=True)
-    accelerator.wait_for_everyone()
+        job = functools.partial(
+            _write_and_publish, run_dir, name, weights, aliases, optimizer_state, json.dumps(meta, indent=2) + "\n", keep
+        )
+        if writer is None:
+            job()
+        else:
+            writer.submit(job)
+    if writer is None:
+        accelerator.wait_for_everyone()
+
+
+def _cpu_copy(value: Any) -> Any:
+    """``value`` with every tensor replaced by a CPU copy (dicts, lists and tuples rebuilt)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu_copy(v) for v in value)
+    return value
+
+
+def _write_and_publish(
+    run_dir: RunDir, name: str, weights: dict[str, torch.Tensor], aliases: dict[str, str],
+    optimizer_state: dict[str, Any], trainer_json: str, keep: int,
+) -> None:
+    """The main process's part of a checkpoint: its files into ``<name>.tmp/`` (trainer.json
+    last), the rename, LATEST, and the removal of checkpoints beyond the newest ``keep``."""
+    final = run_dir.checkpoints / name
+    tmp = run_dir.checkpoints / f"{name}.tmp"
+    write_weights(weights, aliases, tmp / "model.safetensors")
+    torch.save(optimizer_state, tmp / "optimizer.pt")
+    atomic_write_text(tmp / TRAINER_FILE, trainer_json)
+    if final.exists():  # a checkpoint of the same name from before a resume: replaced whole
+        shutil.rmtree(final)
+    tmp.rename(final)
+    atomic_write_text(run_dir.checkpoints / "LATEST", name + "\n")
+    for old in complete_checkpoints(run_dir)[: -max(keep, 1)]:
+        if old.path != final:
+            shutil.rmtree(old.path, ignore_errors=True)
 
 
 def load_checkpoint(

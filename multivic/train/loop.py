@@ -35,6 +35,7 @@ from multivic.errors import ConfigError, MultivicError, NonFiniteLossError, Pree
 from multivic.optim import OptimizerSpec
 from multivic.run_dir import RunDir
 from multivic.train.collapse_alarm import CollapseAlarm
+from multivic.train.background_writer import BackgroundWriter
 from multivic.train.checkpoint import TrainState, find_resume_point, load_checkpoint, remove_partial_checkpoints, save_checkpoint
 from multivic.train.data import build_loader, build_stream_loader, stop_workers, streaming_split
 from multivic.train.divergence import NonFiniteSteps, describe_metrics, gradient_norm, nonfinite_branches
@@ -137,8 +138,17 @@ def fit(
     if start is not None and accelerator.is_main_process:
         logger.info("resumed from %s at epoch %d, step %d", start.path, state.epoch, state.step)
 
+    # Checkpoint files reach disk on a thread while the next steps run (see background_writer).
+    writer = BackgroundWriter() if s.background_checkpoints else None  # idle on the other processes
+
     def checkpoint(name: str) -> None:
-        save_checkpoint(accelerator, run_dir, name, model, optimizer, schedules, state, s.keep_checkpoints)
+        save_checkpoint(accelerator, run_dir, name, model, optimizer, schedules, state, s.keep_checkpoints, writer)
+
+    def checkpoints_on_disk() -> None:
+        """Every process returns once the last checkpoint is complete (before exiting)."""
+        if writer is not None:
+            writer.wait()
+        accelerator.wait_for_everyone()
 
     alarm = CollapseAlarm(
         {"a": unwrapped.branch_a.name, "b": unwrapped.branch_b.name}, s.alarm_min_std, s.alarm_min_rankme_fraction,
@@ -188,6 +198,7 @@ def fit(
                     log.step(state.step, epoch, lrs, metrics, {"skipped_steps": state.skipped_steps, "bad_samples": state.bad_samples})
                     if stop_now:
                         checkpoint(f"step_{state.step:09d}")
+                        checkpoints_on_disk()  # a launcher may kill the others once one process exits
                         log.close()
                         raise Preempted(
                             f"stopped by a signal after step {state.step} (epoch {epoch}) with a checkpoint in "
@@ -198,7 +209,10 @@ def fit(
                 state.epoch, state.steps_in_epoch, state.bad_in_epoch = epoch + 1, 0, 0
                 if state.epoch % s.checkpoint_every == 0 or state.epoch == s.epochs:
                     checkpoint(f"epoch_{state.epoch:04d}")
+        checkpoints_on_disk()
     except BaseException:
+        if writer is not None:
+            writer.wait_quietly()  # the step's checkpoint still lands; the error that stopped training is raised
         finish_trackers(accelerator)
         raise
     finally:

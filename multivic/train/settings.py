@@ -25,6 +25,9 @@ class TrainSettings:
         checkpoint_every: a checkpoint every this many epochs, and after the last epoch.
         checkpoint_every_steps: also a checkpoint every this many optimiser steps (0: off).
         keep_checkpoints: how many of the newest checkpoints stay on disk.
+        background_checkpoints: the main process writes a checkpoint's files on a thread from
+            copies taken at its step while training goes on (host memory: one more copy of the
+            weights and optimiser state); False: training waits for the write.
         on_nonfinite: "stop" (raise, naming the term, branch and step) or "skip" the step.
         max_nonfinite_in_row: with "skip", stop after this many skipped steps in a row.
         clip_grad_norm: clip the global gradient norm to this before each step (None: off).
@@ -51,6 +54,7 @@ class TrainSettings:
     checkpoint_every: int = 1
     checkpoint_every_steps: int = 0
     keep_checkpoints: int = 1
+    background_checkpoints: bool = True
     on_nonfinite: str = "stop"
     max_nonfinite_in_row: int = 10
     clip_grad_norm: float | None = None

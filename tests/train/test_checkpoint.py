@@ -40,15 +40,15 @@ def test_a_latest_that_cannot_be_honoured_and_no_other_checkpoint_stops_and_dele
 def test_a_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(tmp_path, monkeypatch):
     run, data = tmp_path / "run", PairsOfVectors(64)
     whole = train(vicreg_model(), data, tmp_path / "whole", epochs=2)
-    save_weights = checkpoint_module.save_weights
+    write_weights = checkpoint_module.write_weights
 
-    def killed(model, path):  # the weights of epoch 2 half written, then the process dies
+    def killed(tensors, aliases, path):  # the weights of epoch 2 half written, then the process dies
         if path.parent.name == "epoch_0002.tmp":
             path.write_bytes(b"\0" * 10)
             raise KeyboardInterrupt
-        save_weights(model, path)
+        write_weights(tensors, aliases, path)
 
-    monkeypatch.setattr(checkpoint_module, "save_weights", killed)
+    monkeypatch.setattr(checkpoint_module, "write_weights", killed)
     with pytest.raises(KeyboardInterrupt):
         train(vicreg_model(), data, run, epochs=2)
     assert names(run) == ["epoch_0001", "epoch_0002.tmp"] and (run / "checkpoints" / "LATEST").read_text() == "epoch_0001\n"
@@ -116,3 +116,48 @@ def test_an_empty_history_left_by_a_kill_is_started_afresh_not_blanked(tmp_path)
     train(vicreg_model(), PairsOfVectors(64), run, epochs=2)
     rows = history(run)
     assert [int(r["step"]) for r in rows] == [5, 6, 7, 8] and all(r["loss"] for r in rows)
+
+
+def test_a_background_write_holds_the_state_of_its_step_while_training_goes_on(tmp_path, monkeypatch):
+    """Each checkpoint written on the thread (slowed down so that later steps run meanwhile)
+    equals, byte for byte, the one written inline at the same step."""
+    import threading
+    import time
+
+    data = PairsOfVectors(64)
+    kw = dict(epochs=3, checkpoint_every_steps=2, keep_checkpoints=20)
+    inline = train(vicreg_model(), data, tmp_path / "inline", background_checkpoints=False, **kw)
+    write_weights = checkpoint_module.write_weights
+    threads = set()
+
+    def slow(tensors, aliases, path):
+        threads.add(threading.current_thread().name)
+        time.sleep(0.3)  # steps run meanwhile: they must not reach the tensors being written
+        write_weights(tensors, aliases, path)
+
+    monkeypatch.setattr(checkpoint_module, "write_weights", slow)
+    background = train(vicreg_model(), data, tmp_path / "background", background_checkpoints=True, **kw)
+    assert threads == {"multivic-checkpoint"}
+    assert names(tmp_path / "background") == names(tmp_path / "inline") and len(names(tmp_path / "inline")) == 6
+    for name in names(tmp_path / "inline"):
+        for f in ("model.safetensors", "optimizer.pt", "rng_0.pt", "trainer.json"):
+            got = (tmp_path / "background" / "checkpoints" / name / f).read_bytes()
+            assert got == (tmp_path / "inline" / "checkpoints" / name / f).read_bytes(), f"{name}/{f}"
+    assert_bitwise_equal(background.model.state_dict(), inline.model.state_dict())
+
+
+def test_a_failed_background_write_stops_the_run_and_latest_names_the_last_complete_one(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    write_weights = checkpoint_module.write_weights
+
+    def disk_full(tensors, aliases, path):
+        if path.parent.name == "epoch_0002.tmp":
+            raise OSError(28, "No space left on device")
+        write_weights(tensors, aliases, path)
+
+    monkeypatch.setattr(checkpoint_module, "write_weights", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        train(vicreg_model(), PairsOfVectors(64), run, epochs=3)
+    assert (run / "checkpoints" / "LATEST").read_text() == "epoch_0001\n"
+    monkeypatch.undo()
+    assert train(vicreg_model(), PairsOfVectors(64), run, epochs=3).resumed_from == "epoch_0001"
