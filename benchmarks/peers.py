@@ -4,6 +4,7 @@ batch and epochs, scored by the same evaluation code.
     uv sync --group peers                                   # lightly, only for this script
     uv run python benchmarks/peers.py --seeds 0,1,2         # the image quick-start row, 3 seeds
     uv run python benchmarks/peers.py --rows paper          # the paper-shaped row (speed only)
+    uv run python benchmarks/peers.py --rows step           # the step alone, the two alternating
 
 Rows:
 - ``quickstart``: recipes/quickstart/image_image.yaml as it is (ResNet-18 at 32 px, expander
@@ -19,6 +20,12 @@ Rows:
   the same code, probe and seeds for each.
 - ``paper``: the same with the paper's expander 8192-8192-8192 at batch ``--paper-batch`` for
   ``--paper-steps`` steps: where lightly's d×d covariance reaches the step. Speed only.
+- ``step``: the training step alone, without data loading or anything around it, on one batch
+  of the recipe's views: lightly's model, ``VICRegLoss`` and AdamW (as the loop above) against
+  multivic's model and optimiser as the recipe builds them, the two alternating step by step
+  in one process (``--step-steps`` each) so that a shared machine's load falls on both alike;
+  medians. Where whole-epoch samples/s differ by less than the seeds' spread, this says whether
+  the step itself does.
 
 samples/s: the median over windows of ``train.log_every`` steps (multivic's history.csv; the
 same windows in the lightly loop), data loading included, the first window left out (worker
@@ -44,12 +51,12 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
+from torch.utils.data import DataLoader, default_collate  # noqa: E402
 
-from multivic.build import build_collate, build_data, build_train_dataset  # noqa: E402
+from multivic.build import build_collate, build_data, build_model, build_optimizer_specs, build_train_dataset  # noqa: E402
 from multivic.commands.evaluate_backbone import evaluate_backbone  # noqa: E402
 from multivic.config import load_config  # noqa: E402
-from multivic.optim import warmup_cosine  # noqa: E402
+from multivic.optim import build_optimizer, split_decay_groups, warmup_cosine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "quickstart" / "image_image.yaml"
@@ -146,6 +153,43 @@ def run_multivic(overrides: list[str], seed: int, out: Path) -> tuple[Path, list
     return out / "export" / "resnet18.safetensors", list(history["samples_per_s"]), wall
 
 
+def compare_steps(overrides: list[str], steps: int) -> dict[str, float]:
+    """Median ms of a training step of each toolkit's model, alternating on one batch."""
+    cfg = load_config(RECIPE, overrides)
+    data = build_data(cfg)
+    train = build_train_dataset(cfg, data)
+    view_a, view_b = (build_collate(cfg, data) or default_collate)([train[i] for i in range(cfg.train.batch_size)])
+    torch.manual_seed(cfg.seed)
+    ours = build_model(cfg, data).train()
+    (spec,) = build_optimizer_specs(cfg, ours)
+    ours_opt = build_optimizer(spec.name, split_decay_groups(ours, spec.weight_decay), spec.base_lr, spec.momentum, spec.betas)
+    theirs = LightlyVICReg(cfg.model.branch_a.expander).train()
+    criterion = VICRegLoss()
+    theirs_opt = torch.optim.AdamW(
+        [{"params": [p for p in theirs.parameters() if p.ndim > 1], "weight_decay": cfg.optim.weight_decay},
+         {"params": [p for p in theirs.parameters() if p.ndim <= 1], "weight_decay": 0.0}], lr=spec.base_lr)
+
+    def lightly_step() -> None:
+        criterion(theirs(view_a), theirs(view_b)).backward()
+        theirs_opt.step()
+        theirs_opt.zero_grad()
+
+    def multivic_step() -> None:
+        loss, _ = ours(view_a, view_b)
+        loss.backward()
+        ours_opt.step()
+        ours_opt.zero_grad(set_to_none=True)
+
+    times: dict[str, list[float]] = {"lightly 1.6": [], "multivic": []}
+    pair = [("lightly 1.6", lightly_step), ("multivic", multivic_step)]
+    for i in range(steps + 2):  # the first two of each are warm-up
+        for name, step in pair if i % 2 == 0 else pair[::-1]:
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: 1000 * statistics.median(t[2:]) for name, t in times.items()}
+
+
 def steady(rates: list[float]) -> float:
     """Median samples/s without the first window (worker start-up, first-iteration kernels)."""
     return statistics.median(rates[1:] if len(rates) > 1 else rates)
@@ -153,10 +197,11 @@ def steady(rates: list[float]) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", default="quickstart", help="quickstart, paper, or both (comma-separated)")
+    p.add_argument("--rows", default="quickstart", help="quickstart, paper, step, or several (comma-separated)")
     p.add_argument("--seeds", default="0")
     p.add_argument("--paper-batch", type=int, default=256)
     p.add_argument("--paper-steps", type=int, default=8)
+    p.add_argument("--step-steps", type=int, default=40, help="steps of each toolkit in the step row")
     p.add_argument("--out", default=None, help="folder of the multivic runs (default: a temporary one)")
     p.add_argument("--json", default=None)
     p.add_argument("overrides", nargs="*", help="recipe overrides for both toolkits, e.g. train.epochs=1 (a smoke run)")
@@ -166,6 +211,13 @@ def main() -> None:
     print("| row | seed | toolkit | samples/s | linear top-1 | k-NN top-1 |")
     print("|---|---|---|---:|---:|---:|")
     for row in args.rows.split(","):
+        if row == "step":
+            ms = compare_steps(list(args.overrides), args.step_steps)
+            for toolkit, t in ms.items():
+                rows.append({"row": row, "seed": 0, "toolkit": toolkit, "step_ms": t})
+                print(f"| step | - | {toolkit} | {t:.0f} ms a step | - | - |", flush=True)
+            print(f"step: lightly / multivic step time = {ms['lightly 1.6'] / ms['multivic']:.2f}x (above 1: multivic faster)")
+            continue
         if row == "quickstart":
             overrides, max_steps = list(args.overrides), None
         elif row == "paper":
@@ -175,7 +227,7 @@ def main() -> None:
                          *args.overrides]
             max_steps = args.paper_steps
         else:
-            raise SystemExit(f"unknown row {row!r}: quickstart or paper")
+            raise SystemExit(f"unknown row {row!r}: quickstart, paper or step")
         for seed in [int(s) for s in args.seeds.split(",")]:
             eval_cfg = load_config(RECIPE, [*overrides, f"seed={seed}"])
             results = {}
@@ -197,6 +249,8 @@ def main() -> None:
     summary = df.groupby(["row", "toolkit"]).agg(["mean", "std", "count"]).drop(columns="seed", errors="ignore")
     print("\n" + summary.to_string())
     for row in df["row"].unique():
+        if row == "step":  # printed above
+            continue
         d = df[df["row"] == row].groupby("toolkit")["samples_per_s"].mean()
         if {"multivic", "lightly 1.6"} <= set(d.index):
             print(f"{row}: multivic / lightly samples/s = {d['multivic'] / d['lightly 1.6']:.2f}x")

@@ -21,7 +21,10 @@ uninterrupted run would have drawn.
 
 Atomicity: every process writes into ``<name>.tmp/``; the main process writes trainer.json,
 renames the folder, replaces LATEST, and only then removes older checkpoints. ``*.tmp``
-folders left by a kill are removed when the next run starts.
+folders left by a kill are removed when the next run starts. By default the main process's
+part runs on a thread (multivic.train.background_writer) from CPU copies taken at the
+checkpoint's step, so training does not wait for the disk; a kill during that write leaves
+LATEST naming the previous checkpoint, and the resumed run redoes the steps since.
 """
 
 from __future__ import annotations
