@@ -140,6 +140,8 @@ def fit(
 
     # Checkpoint files reach disk on a thread while the next steps run (see background_writer).
     writer = BackgroundWriter() if s.background_checkpoints else None  # idle on the other processes
+    # The streaming loader starts its workers every epoch (persistent ones start once, before any write).
+    forks_each_epoch = s.num_workers > 0 and not getattr(loader, "persistent_workers", False)
 
     def checkpoint(name: str) -> None:
         save_checkpoint(accelerator, run_dir, name, model, optimizer, schedules, state, s.keep_checkpoints, writer)
@@ -166,6 +168,8 @@ def fit(
                 model.train()
                 loader.set_epoch(epoch)
                 sampler.set_epoch(epoch)  # Accelerate's multi-process shard wrapper does not pass it on
+                if writer is not None and forks_each_epoch:
+                    writer.wait()  # never fork workers while the writer thread may hold a lock
                 bad_window = None  # why the accumulation window in progress cannot be applied
                 for batch, batch_faults in loader:
                     faults.record(batch, batch_faults)
