@@ -16,6 +16,7 @@ recipe is loaded, so ``config.yaml`` in a run directory shows every value the ru
 from __future__ import annotations
 
 import dataclasses
+import json
 import inspect
 import types
 import typing
@@ -439,3 +440,25 @@ def to_yaml(cfg: RecipeConfig) -> str:
 
 def to_container(cfg: RecipeConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one flat dict with dotted keys; lists become their JSON text.
+
+    ``{"loss": {"gamma": 1.0}, "crop": [0.4, 1.0]}`` gives ``{"loss.gamma": 1.0, "crop": "[0.4, 1.0]"}``.
+    An empty mapping keeps its key, as ``"{}"``, so a run that sets nothing there still has it.
+    """
+    if not isinstance(tree, dict):
+        return {prefix: _scalar(tree)} if prefix else {}
+    if not tree and prefix:
+        return {prefix: "{}"}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return json.dumps(value)
+    return value

@@ -10,39 +10,17 @@ directory names is imported, so comparing runs from elsewhere is safe.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from multivic.config import flatten
 from multivic.errors import MultivicError, RunDirError
 from multivic.run_dir import RunDir, atomic_replace
 
 _MISSING = object()  # a key one run lacks: differs from every value, None included
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as one flat dict with dotted keys; lists become their JSON text.
-
-    ``{"loss": {"gamma": 1.0}, "crop": [0.4, 1.0]}`` gives ``{"loss.gamma": 1.0, "crop": "[0.4, 1.0]"}``.
-    An empty mapping keeps its key, as ``"{}"``, so a run that sets nothing there still has it.
-    """
-    if not isinstance(tree, dict):
-        return {prefix: _scalar(tree)} if prefix else {}
-    if not tree and prefix:
-        return {prefix: "{}"}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
-def _scalar(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return json.dumps(value)
-    return value
 
 
 def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:

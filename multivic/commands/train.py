@@ -6,10 +6,10 @@ directory is touched, so a mistake never damages an existing run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 from accelerate.utils import set_seed
 from omegaconf import OmegaConf
@@ -25,7 +25,7 @@ from multivic.build import (
     save_modalities,
 )
 from multivic.commands.evaluate import evaluate
-from multivic.config import RecipeConfig, load_config, to_container, to_yaml
+from multivic.config import RecipeConfig, flatten, load_config, to_container, to_yaml
 from multivic.errors import MultivicError, RunDirError
 from multivic.export import export_branch
 from multivic.run_dir import RunDir, atomic_write_text
@@ -40,17 +40,6 @@ RESUMABLE_CHANGES = (
     "train.epochs", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.background_checkpoints", "train.on_nonfinite",
     "train.max_nonfinite_in_row", "train.alarm_", "train.trackers", "data.num_workers", "data.root", "data.shards", "data.val_shards", "data.strict", "data.max_bad_fraction", "eval.",
 )
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def _check_can_create(folder: Path) -> None:
@@ -83,11 +72,11 @@ def check_run_dir(run_dir: RunDir, cfg: RecipeConfig) -> None:
     try:  # resolved like the new one, so defaults and keys added since compare equal
         # Its `imports:` are compared, never imported: a file in a run directory runs no code.
         # (This recipe's own imports are loaded by now, so the plug-ins a matching run names resolve.)
-        old = _flatten(to_container(load_config(run_dir.config, ["imports=[]"], legacy=True)))
-        old["imports"] = list(OmegaConf.load(run_dir.config).get("imports") or [])
+        old = flatten(to_container(load_config(run_dir.config, ["imports=[]"], legacy=True)))
+        old["imports"] = json.dumps(list(OmegaConf.load(run_dir.config).get("imports") or []))
     except (MultivicError, OmegaConfBaseException) as exc:
         raise RunDirError(f"{run_dir.config} cannot be read ({exc}): choose another --output-dir") from None
-    new = _flatten(to_container(cfg))
+    new = flatten(to_container(cfg))
     for key in sorted(set(old) | set(new)):
         if key.startswith(RESUMABLE_CHANGES):
             continue
@@ -141,7 +130,7 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
     run_dir.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir.config, to_yaml(cfg))
     save_modalities(data, run_dir.modality_state)
-    hparams = _flatten(to_container(cfg))
+    hparams = flatten(to_container(cfg))
     result = fit(model, train_set, run_dir, build_optimizer_specs(cfg, model), settings, collate, hparams)
     metrics: dict[str, float] = {}
     try:
