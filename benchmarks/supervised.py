@@ -37,6 +37,7 @@ from multivic.branch import Branch  # noqa: E402
 from multivic.build import build_data, build_model, fit_modalities, plain  # noqa: E402
 from multivic.commands.evaluate import eval_settings  # noqa: E402
 from multivic.config import load_config  # noqa: E402
+from multivic.evaluation.embed import LabelledCollate  # noqa: E402
 from multivic.evaluation.protocols import PROTOCOLS  # noqa: E402
 from multivic.formats import LabelledViews  # noqa: E402
 from multivic.optim import split_decay_groups, warmup_cosine  # noqa: E402
@@ -52,16 +53,6 @@ class Classifier(nn.Module):
 
     def forward(self, x) -> torch.Tensor:
         return self.head(self.branch.encode(x))
-
-
-class LabelledCollate:
-    """``(inputs batched by the modality's collate, labels [B])`` of ``(input, label)`` pairs."""
-
-    def __init__(self, collate=None) -> None:
-        self.collate = collate or torch.utils.data.default_collate
-
-    def __call__(self, items: list) -> tuple:
-        return self.collate([x for x, _ in items]), torch.as_tensor([int(y) for _, y in items])
 
 
 def train_supervised(

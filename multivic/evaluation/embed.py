@@ -51,6 +51,16 @@ class _ReadableOrReason(Dataset):
             return None, describe_fault(exc, index)
 
 
+class LabelledCollate:
+    """``(inputs batched by collate, labels [B] int64)`` of ``(input, label)`` items."""
+
+    def __init__(self, collate: Callable | None = None) -> None:
+        self.collate = collate or torch.utils.data.default_collate
+
+    def __call__(self, items: list) -> tuple[Any, Tensor]:
+        return self.collate([x for x, _ in items]), torch.as_tensor([int(y) for _, y in items])
+
+
 @torch.no_grad()
 def embed_dataset(
     branch: Branch,
@@ -70,12 +80,7 @@ def embed_dataset(
     ``skip_unreadable`` (labelled items only: the labels stay aligned) an item whose reading
     raises is left out and warned about, with its path; otherwise the error stops the loop.
     """
-    collate = collate or torch.utils.data.default_collate
-    if labelled:
-        inner = collate
-
-        def collate(items: list) -> tuple[Any, Tensor]:  # type: ignore[no-redef]
-            return inner([x for x, _ in items]), torch.as_tensor([int(y) for _, y in items])
+    collate = LabelledCollate(collate) if labelled else collate or torch.utils.data.default_collate
     skipped: list[str] = []
     if skip_unreadable:
         if not labelled:
