@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from multivic.distributed import world_size
 from multivic.errors import NonFiniteLossError
 from multivic.objectives.vicreg import per_dimension_std, variance_loss
 
@@ -92,6 +93,21 @@ def finish(z_a: Tensor, z_b: Tensor, out: ObjectiveResult, check_finite: bool, w
     if check_finite and not bool(torch.isfinite(out.loss)):
         raise_non_finite(z_a, z_b, out, what)
     return out
+
+
+def guarded_forward(
+    z_a: Tensor, z_b: Tensor, compute: Callable[[Tensor, Tensor], ObjectiveResult], check_finite: bool,
+    who: str, what: str, rows_needed_for: str,
+) -> ObjectiveResult:
+    """An objective's forward around its ``compute``: the inputs checked (``who``: the class
+    name in messages), at least 2 rows on one process (with several, ``compute`` checks the
+    gathered batch), float32 without autocast, then the finite check (``what``: the objective's
+    name in messages)."""
+    check_pair(z_a, z_b, who)
+    if world_size() == 1:
+        check_rows(z_a.shape[0], what, rows_needed_for)
+    z_a, z_b, out = in_float32(z_a, z_b, compute)
+    return finish(z_a, z_b, out, check_finite, what)
 
 
 def check_variance_options(variance_coeff: float, gamma: float, eps: float) -> None:

@@ -43,11 +43,9 @@ from multivic.distributed import all_reduce_sum_with_grad, gather_with_grad, ran
 from multivic.objectives._common import (
     ObjectiveResult,
     add_variance,
-    check_pair,
     check_rows,
     check_variance_options,
-    finish,
-    in_float32,
+    guarded_forward,
     std_stats,
 )
 from multivic.objectives.vicreg import _cancels_too_much, _resolve_form
@@ -196,11 +194,7 @@ class BarlowTwinsLoss(nn.Module):
         )
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> ObjectiveResult:
-        check_pair(z_a, z_b, "BarlowTwinsLoss")
-        if world_size() == 1:
-            check_rows(z_a.shape[0], "Barlow Twins", "to normalise over it")
-        z_a, z_b, out = in_float32(z_a, z_b, self._compute)
-        return finish(z_a, z_b, out, self.check_finite, "Barlow Twins")
+        return guarded_forward(z_a, z_b, self._compute, self.check_finite, "BarlowTwinsLoss", "Barlow Twins", "to normalise over it")
 
     def _compute(self, z_a: Tensor, z_b: Tensor) -> ObjectiveResult:
         shards = world_size() if self.gather else 1

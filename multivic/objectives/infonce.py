@@ -33,11 +33,9 @@ from multivic.distributed import gather_with_grad, rank, world_size
 from multivic.objectives._common import (
     ObjectiveResult,
     add_variance,
-    check_pair,
     check_rows,
     check_variance_options,
-    finish,
-    in_float32,
+    guarded_forward,
     std_stats,
 )
 from multivic.registry import register_objective
@@ -147,11 +145,7 @@ class InfoNCELoss(nn.Module):
         return self.log_logit_scale.clamp(max=math.log(self.max_logit_scale)).exp()
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> ObjectiveResult:
-        check_pair(z_a, z_b, "InfoNCELoss")
-        if world_size() == 1:
-            check_rows(z_a.shape[0], "InfoNCE", "(a pair needs a negative)")
-        z_a, z_b, out = in_float32(z_a, z_b, self._compute)
-        return finish(z_a, z_b, out, self.check_finite, "InfoNCE")
+        return guarded_forward(z_a, z_b, self._compute, self.check_finite, "InfoNCELoss", "InfoNCE", "(a pair needs a negative)")
 
     def _compute(self, z_a: Tensor, z_b: Tensor) -> ObjectiveResult:
         z_a, z_b, sim_ab, sim_ba, labels, _ = gathered_cosine_rows(z_a, z_b, self.gather, "InfoNCE")

@@ -29,15 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from multivic.distributed import world_size
 from multivic.objectives._common import (
     ObjectiveResult,
     add_variance,
-    check_pair,
-    check_rows,
     check_variance_options,
-    finish,
-    in_float32,
+    guarded_forward,
     std_stats,
 )
 from multivic.objectives.infonce import gathered_cosine_rows
@@ -118,11 +114,7 @@ class VSEPPLoss(nn.Module):
         )
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> ObjectiveResult:
-        check_pair(z_a, z_b, "VSEPPLoss")
-        if world_size() == 1:
-            check_rows(z_a.shape[0], "VSE++", "(a pair needs a negative)")
-        z_a, z_b, out = in_float32(z_a, z_b, self._compute)
-        return finish(z_a, z_b, out, self.check_finite, "VSE++")
+        return guarded_forward(z_a, z_b, self._compute, self.check_finite, "VSEPPLoss", "VSE++", "(a pair needs a negative)")
 
     def _compute(self, z_a: Tensor, z_b: Tensor) -> ObjectiveResult:
         n_local = z_a.shape[0]
