@@ -45,13 +45,23 @@ class BackgroundWriter:
         except BaseException as exc:  # handed to the training thread by wait()
             self._error = exc
 
-    def wait(self) -> None:
-        """Block until the job in flight is done; raise the exception it ended with, if any."""
+    @property
+    def failed(self) -> bool:
+        """The last job has ended with an exception that no :meth:`wait` has raised yet (never blocks)."""
+        return self._error is not None and (self._thread is None or not self._thread.is_alive())
+
+    def join(self) -> BaseException | None:
+        """Block until the job in flight is done; return (and forget) the exception it ended with."""
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
+        error, self._error = self._error, None
+        return error
+
+    def wait(self) -> None:
+        """Block until the job in flight is done; raise the exception it ended with, if any."""
+        error = self.join()
+        if error is not None:
             raise error
 
     def wait_quietly(self) -> None:
@@ -60,4 +70,4 @@ class BackgroundWriter:
         try:
             self.wait()
         except BaseException as exc:  # noqa: BLE001 - the one being raised already matters more
-            logger.error("writing the last checkpoint failed too: %s", exc)
+            logger.error("writing the last checkpoint failed too: %s", exc, exc_info=exc)

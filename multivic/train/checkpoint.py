@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import pickle  # only for its error type: nothing here unpickles beyond weights_only
 import random
 import re
@@ -282,6 +283,15 @@ def save_checkpoint(
         accelerator.wait_for_everyone()
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _cpu_copy(value: Any) -> Any:
     """``value`` with every tensor replaced by a CPU copy (dicts, lists and tuples rebuilt)."""
     if isinstance(value, torch.Tensor):
@@ -301,12 +311,21 @@ def _write_and_publish(
     last), the rename, LATEST, and the removal of checkpoints beyond the newest ``keep``."""
     final = run_dir.checkpoints / name
     tmp = run_dir.checkpoints / f"{name}.tmp"
-    write_weights(weights, aliases, tmp / "model.safetensors")
-    torch.save(optimizer_state, tmp / "optimizer.pt")
-    atomic_write_text(tmp / TRAINER_FILE, trainer_json)
-    if final.exists():  # a checkpoint of the same name from before a resume: replaced whole
-        shutil.rmtree(final)
-    tmp.rename(final)
+    try:
+        write_weights(weights, aliases, tmp / "model.safetensors")
+        torch.save(optimizer_state, tmp / "optimizer.pt")
+        for written in tmp.iterdir():  # on disk before LATEST may name them (a power loss, not only a kill)
+            _fsync(written)
+        atomic_write_text(tmp / TRAINER_FILE, trainer_json)
+        if final.exists():  # a checkpoint of the same name from before a resume: replaced whole
+            shutil.rmtree(final)
+        tmp.rename(final)
+        _fsync(run_dir.checkpoints)
+    except OSError as exc:
+        raise RunDirError(
+            f"writing checkpoint {tmp} failed ({exc}): free space or fix permissions in {run_dir.checkpoints}, "
+            "then run the same command to resume from the last complete checkpoint (LATEST)"
+        ) from exc
     atomic_write_text(run_dir.checkpoints / "LATEST", name + "\n")
     for old in complete_checkpoints(run_dir)[: -max(keep, 1)]:
         if old.path != final:

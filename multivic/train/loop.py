@@ -144,12 +144,12 @@ def fit(
     forks_each_epoch = s.num_workers > 0 and not getattr(loader, "persistent_workers", False)
 
     def checkpoint(name: str) -> None:
+        _join_writer(accelerator, writer)  # one write at a time; a failed one stops every process here
         save_checkpoint(accelerator, run_dir, name, model, optimizer, schedules, state, s.keep_checkpoints, writer)
 
     def checkpoints_on_disk() -> None:
         """Every process returns once the last checkpoint is complete (before exiting)."""
-        if writer is not None:
-            writer.wait()
+        _join_writer(accelerator, writer)
         accelerator.wait_for_everyone()
 
     alarm = CollapseAlarm(
@@ -168,8 +168,8 @@ def fit(
                 model.train()
                 loader.set_epoch(epoch)
                 sampler.set_epoch(epoch)  # Accelerate's multi-process shard wrapper does not pass it on
-                if writer is not None and forks_each_epoch:
-                    writer.wait()  # never fork workers while the writer thread may hold a lock
+                if forks_each_epoch:
+                    _join_writer(accelerator, writer)  # never fork workers while the writer thread may hold a lock
                 bad_window = None  # why the accumulation window in progress cannot be applied
                 for batch, batch_faults in loader:
                     faults.record(batch, batch_faults)
@@ -197,7 +197,10 @@ def fit(
                         sched.step()
                     state.step += 1
                     state.steps_in_epoch += 1
-                    stop_now, new_faults = _exchange(accelerator, stop.requested, faults.pending)
+                    stop_now, new_faults, write_failed = _exchange(
+                        accelerator, stop.requested, faults.pending, writer is not None and writer.failed)
+                    if write_failed:  # stop now, not at the next checkpoint, however far away
+                        _join_writer(accelerator, writer)
                     faults.count(new_faults, state)
                     log.step(state.step, epoch, lrs, metrics, {"skipped_steps": state.skipped_steps, "bad_samples": state.bad_samples})
                     if stop_now:
@@ -213,7 +216,7 @@ def fit(
                 state.epoch, state.steps_in_epoch, state.bad_in_epoch = epoch + 1, 0, 0
                 if state.epoch % s.checkpoint_every == 0 or state.epoch == s.epochs:
                     checkpoint(f"epoch_{state.epoch:04d}")
-        checkpoints_on_disk()
+            checkpoints_on_disk()  # inside StopRequests: a signal now does not kill the last write
     except BaseException:
         if writer is not None:
             writer.wait_quietly()  # the step's checkpoint still lands; the error that stopped training is raised
@@ -265,14 +268,32 @@ def _clip_and_check(accelerator: Accelerator, model: nn.Module, unwrapped: nn.Mo
     return f"non-finite gradients in {', '.join(nonfinite_branches(unwrapped))}"
 
 
-def _exchange(accelerator: Accelerator, stop: bool, faults: int) -> tuple[bool, int]:
-    """Whether any process was asked to stop, and the data faults of all processes since the
-    last call. One all-reduce of two numbers per step with several processes; none with one."""
+def _exchange(accelerator: Accelerator, stop: bool, faults: int, write_failed: bool) -> tuple[bool, int, bool]:
+    """Whether any process was asked to stop, the data faults of all processes since the last
+    call, and whether any process's checkpoint write has failed. One all-reduce of three
+    numbers per step with several processes; none with one."""
     if accelerator.num_processes == 1:
-        return stop, faults
-    both = torch.tensor([float(stop), float(faults)], device=accelerator.device)
-    both = accelerator.reduce(both, "sum")
-    return bool(both[0] > 0), int(both[1])
+        return stop, faults, write_failed
+    flags = torch.tensor([float(stop), float(faults), float(write_failed)], device=accelerator.device)
+    flags = accelerator.reduce(flags, "sum")
+    return bool(flags[0] > 0), int(flags[1]), bool(flags[2] > 0)
+
+
+def _join_writer(accelerator: Accelerator, writer: BackgroundWriter | None) -> None:
+    """Wait for the checkpoint write in flight. When it failed on any process, raise on every
+    process (the main process its own error), so that none waits for the others at a barrier."""
+    if writer is None:
+        return
+    error = writer.join()
+    failed = error is not None
+    if accelerator.num_processes > 1:
+        flag = accelerator.reduce(torch.tensor([float(failed)], device=accelerator.device), "sum")
+        failed = bool(flag[0] > 0)
+    if error is not None:
+        raise error
+    if failed:
+        raise MultivicError("another process could not write a checkpoint (its error is in its log); "
+                            "run the same command to resume from the last complete checkpoint")
 
 
 def _check_batch(s: TrainSettings, num_samples: int, accelerator: Accelerator) -> int:

@@ -119,25 +119,40 @@ def test_an_empty_history_left_by_a_kill_is_started_afresh_not_blanked(tmp_path)
 
 
 def test_a_background_write_holds_the_state_of_its_step_while_training_goes_on(tmp_path, monkeypatch):
-    """Each checkpoint written on the thread (slowed down so that later steps run meanwhile)
-    equals, byte for byte, the one written inline at the same step."""
+    """Each checkpoint written on the thread equals, byte for byte, the one written inline at the
+    same step, although the thread writes only after later optimiser steps have run."""
     import threading
-    import time
+
+    from torch.optim.optimizer import register_optimizer_step_post_hook
 
     data = PairsOfVectors(64)
     kw = dict(epochs=3, checkpoint_every_steps=2, keep_checkpoints=20)
     inline = train(vicreg_model(), data, tmp_path / "inline", background_checkpoints=False, **kw)
-    write_weights = checkpoint_module.write_weights
-    threads = set()
+    steps, stepped = [0], threading.Condition()
 
-    def slow(tensors, aliases, path):
+    def count(*_):
+        with stepped:
+            steps[0] += 1
+            stepped.notify_all()
+
+    write_weights = checkpoint_module.write_weights
+    overlapped, threads = [], set()
+
+    def after_two_more_steps(tensors, aliases, path):
         threads.add(threading.current_thread().name)
-        time.sleep(0.3)  # steps run meanwhile: they must not reach the tensors being written
+        with stepped:  # the last checkpoint has no later step: it times out and writes
+            start = steps[0]
+            overlapped.append(stepped.wait_for(lambda: steps[0] >= start + 2, timeout=2.0))
         write_weights(tensors, aliases, path)
 
-    monkeypatch.setattr(checkpoint_module, "write_weights", slow)
-    background = train(vicreg_model(), data, tmp_path / "background", background_checkpoints=True, **kw)
+    hook = register_optimizer_step_post_hook(count)
+    monkeypatch.setattr(checkpoint_module, "write_weights", after_two_more_steps)
+    try:
+        background = train(vicreg_model(), data, tmp_path / "background", background_checkpoints=True, **kw)
+    finally:
+        hook.remove()
     assert threads == {"multivic-checkpoint"}
+    assert sum(overlapped) >= 5  # every checkpoint but the last was written after later steps had changed the weights
     assert names(tmp_path / "background") == names(tmp_path / "inline") and len(names(tmp_path / "inline")) == 6
     for name in names(tmp_path / "inline"):
         for f in ("model.safetensors", "optimizer.pt", "rng_0.pt", "trainer.json"):
@@ -146,18 +161,25 @@ def test_a_background_write_holds_the_state_of_its_step_while_training_goes_on(t
     assert_bitwise_equal(background.model.state_dict(), inline.model.state_dict())
 
 
-def test_a_failed_background_write_stops_the_run_and_latest_names_the_last_complete_one(tmp_path, monkeypatch):
+@pytest.mark.parametrize("failing", ["epoch_0002", "epoch_0003"])  # a middle one, and the last (joined at the end)
+def test_a_failed_background_write_stops_the_run_and_latest_names_the_last_complete_one(tmp_path, monkeypatch, failing):
+    import threading
+
     run = tmp_path / "run"
     write_weights = checkpoint_module.write_weights
+    threads = []
 
     def disk_full(tensors, aliases, path):
-        if path.parent.name == "epoch_0002.tmp":
+        if path.parent.name == f"{failing}.tmp":
+            threads.append(threading.current_thread().name)
             raise OSError(28, "No space left on device")
         write_weights(tensors, aliases, path)
 
     monkeypatch.setattr(checkpoint_module, "write_weights", disk_full)
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(RunDirError, match=rf"writing checkpoint .*{failing}\.tmp failed .*No space left on device.*resume") as err:
         train(vicreg_model(), PairsOfVectors(64), run, epochs=3)
-    assert (run / "checkpoints" / "LATEST").read_text() == "epoch_0001\n"
+    assert "\n" not in str(err.value) and threads == ["multivic-checkpoint"]
+    previous = f"epoch_{int(failing[-1]) - 1:04d}"
+    assert (run / "checkpoints" / "LATEST").read_text() == previous + "\n"
     monkeypatch.undo()
-    assert train(vicreg_model(), PairsOfVectors(64), run, epochs=3).resumed_from == "epoch_0001"
+    assert train(vicreg_model(), PairsOfVectors(64), run, epochs=3).resumed_from == previous
