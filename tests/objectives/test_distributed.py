@@ -27,6 +27,9 @@ def two_process_results(tmp_path_factory):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(ROOT / "tests/objectives/ddp_worker.py"), str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    if proc.returncode != 0:  # once more: a loaded machine has aborted gloo at teardown; a real fault fails twice
+        out.unlink(missing_ok=True)
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return torch.load(out)
 
