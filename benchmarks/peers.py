@@ -91,6 +91,14 @@ class LightlyVICReg(nn.Module):
         return self.projection_head(self.backbone(x).flatten(start_dim=1))
 
 
+def lightly_adamw(model: nn.Module, weight_decay: float, lr: float) -> torch.optim.AdamW:
+    """The lightly loop's optimiser: PyTorch's AdamW with its defaults, decay on weights only."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
 def run_lightly(overrides: list[str], seed: int, max_steps: int | None) -> tuple[dict[str, torch.Tensor], list[float], float]:
     """Train the lightly loop; returns (backbone state dict, samples/s per window, wall seconds)."""
     cfg = load_config(RECIPE, [*overrides, f"seed={seed}"])
@@ -105,10 +113,7 @@ def run_lightly(overrides: list[str], seed: int, max_steps: int | None) -> tuple
     )
     model = LightlyVICReg(cfg.model.branch_a.expander)
     criterion = VICRegLoss()
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.optim.weight_decay},
-              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.base_lr * batch / 256)
+    optimizer = lightly_adamw(model, cfg.optim.weight_decay, cfg.optim.base_lr * batch / 256)
     steps_per_epoch = len(loader)
     total = steps_per_epoch * cfg.train.epochs
     # The schedule's formula is multivic's (the same lr at every step); the loop steps it itself.
@@ -165,9 +170,7 @@ def compare_steps(overrides: list[str], steps: int) -> dict[str, float]:
     ours_opt = build_optimizer(spec.name, split_decay_groups(ours, spec.weight_decay), spec.base_lr, spec.momentum, spec.betas)
     theirs = LightlyVICReg(cfg.model.branch_a.expander).train()
     criterion = VICRegLoss()
-    theirs_opt = torch.optim.AdamW(
-        [{"params": [p for p in theirs.parameters() if p.ndim > 1], "weight_decay": cfg.optim.weight_decay},
-         {"params": [p for p in theirs.parameters() if p.ndim <= 1], "weight_decay": 0.0}], lr=spec.base_lr)
+    theirs_opt = lightly_adamw(theirs, cfg.optim.weight_decay, spec.base_lr)
 
     def lightly_step() -> None:
         criterion(theirs(view_a), theirs(view_b)).backward()
