@@ -16,8 +16,8 @@ recipe is loaded, so ``config.yaml`` in a run directory shows every value the ru
 from __future__ import annotations
 
 import dataclasses
-import json
 import inspect
+import json
 import types
 import typing
 from dataclasses import dataclass, field

@@ -28,11 +28,6 @@ class BackgroundWriter:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    @property
-    def busy(self) -> bool:
-        """A job was submitted and has not been waited for."""
-        return self._thread is not None
-
     def submit(self, job: Callable[[], None]) -> None:
         """Run ``job`` on a new thread, after the previous job has finished (its error raised here)."""
         self.wait()
