@@ -75,7 +75,7 @@ def main() -> None:
 
     from webdataset import TarWriter
 
-    from multivic.formats.webdataset import read_raw_samples
+    from multivic.data.formats.webdataset import read_raw_samples
 
     with tempfile.TemporaryDirectory() as tmp:
         shard = str(Path(tmp) / "s.tar")

@@ -4,7 +4,7 @@
     uv run python benchmarks/data.py --sets captions --workers 4 --epochs 5
     uv run python benchmarks/data.py --vs-step                 # each quick-start's pipeline against its step
 
-Each row runs the trainer's own loader (multivic.train.data: the map-style EpochBatches loader
+Each row runs the trainer's own loader (multivic.data.loader: the map-style EpochBatches loader
 for the folder, the streaming loader for the shards) over one quick-start recipe's training split
 with that recipe's views and collate (decode, augment, tokenise), with the same number of
 workers and the same per-process batch, and no model: what one training process can be fed.
@@ -40,7 +40,7 @@ import torch  # noqa: E402
 from multivic.build import build_collate, build_data, build_train_dataset, fit_modalities  # noqa: E402
 from multivic.commands.shard import write_shards  # noqa: E402
 from multivic.config import load_config  # noqa: E402
-from multivic.train.data import build_loader, build_stream_loader, stop_workers, streaming_split  # noqa: E402
+from multivic.data.loader import build_loader, build_stream_loader, stop_workers, streaming_split  # noqa: E402
 
 RECIPES = {
     "shapes": "recipes/quickstart/image_image.yaml",

@@ -39,7 +39,7 @@ from multivic.commands.evaluate import eval_settings  # noqa: E402
 from multivic.config import load_config  # noqa: E402
 from multivic.evaluation.embed import LabelledCollate  # noqa: E402
 from multivic.evaluation.protocols import PROTOCOLS  # noqa: E402
-from multivic.formats import LabelledViews  # noqa: E402
+from multivic.data.formats import LabelledViews  # noqa: E402
 from multivic.optim import split_decay_groups, warmup_cosine  # noqa: E402
 
 

@@ -11,7 +11,7 @@ from multivic.errors import ConfigError, DataError, MultivicError, RegistryError
 from multivic.expander import Expander, parse_expander_spec
 from multivic.export import load_branch
 from multivic.objectives import VICRegLoss, VICRegOutput, covariance_loss, invariance_loss, variance_loss
-from multivic.formats import DataFormat
+from multivic.data.formats import DataFormat
 from multivic.modalities import Modality
 from multivic.objectives import ObjectiveOutput
 from multivic.registry import (

@@ -115,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     sh.add_argument("out", help="folder to create for the shards and shards.json (must not exist)")
     sh.add_argument("--format", default=None, help="the source's data format (default: detected)")
     sh.add_argument("--shard-size", default="1000", help="samples per shard (1000), or a size per shard (256MB)")
+    sh.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE_OR_FILE",
+                    help="a plug-in module (dotted name or .py file) whose format or modality the source needs; repeatable")
     sh.add_argument("overrides", nargs="*", help="the source format's data options, e.g. test_fold=5 sample_rate=16000")
     return p
 
@@ -279,7 +281,8 @@ def _cmd_shard(args: argparse.Namespace) -> None:
     from multivic.commands.shard import write_shards
 
     options = dict(o.split("=", 1) for o in args.overrides)
-    index = write_shards(args.src, args.out, args.format, args.shard_size, {k.removeprefix("data."): v for k, v in options.items()})
+    index = write_shards(args.src, args.out, args.format, args.shard_size,
+                         {k.removeprefix("data."): v for k, v in options.items()}, imports=args.imports)
     print(f"wrote {', '.join(f'{len(s)} {k} shards' for k, s in index['splits'].items())} and shards.json to {args.out}")
 
 

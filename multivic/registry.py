@@ -360,7 +360,7 @@ OBJECTIVES: Registry = Registry("objective", "multivic.objectives", "multivic.ob
 # Modalities: Modality subclasses (views, collate, file reader, example input).
 MODALITIES: Registry = Registry("modality", "multivic.modalities", "multivic.modalities")
 # Data formats: DataFormat subclasses (modalities provided, split reader, options, protocol).
-FORMATS: Registry = Registry("data format", "multivic.formats", "multivic.formats")
+FORMATS: Registry = Registry("data format", "multivic.data.formats", "multivic.formats")
 
 
 def register_encoder(name: str | None = None, *, modality: str, overwrite: bool = False) -> Callable[[F], F]:
@@ -390,7 +390,7 @@ def register_modality(name: str | None = None, *, overwrite: bool = False) -> Ca
 
 
 def register_format(name: str | None = None, *, overwrite: bool = False) -> Callable[[F], F]:
-    """Decorator registering a :class:`multivic.formats.DataFormat` subclass under ``name``."""
+    """Decorator registering a :class:`multivic.data.formats.DataFormat` subclass under ``name``."""
     return FORMATS.register(name, overwrite=overwrite)
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from multivic.cli import main
 from multivic.data.builtin.captions import write_captions_dataset
-from multivic.data.coco import read_coco_official
+from multivic.data.readers.coco import read_coco_official
 
 pytestmark = pytest.mark.slow
 

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from multivic import ConfigError, DataError, DataFormat, Modality, register_encoder, register_format, register_modality
-from multivic.formats import LabelledSamples
+from multivic.data.formats import LabelledSamples
 
 SENSOR_SUFFIXES = (".csv",)
 

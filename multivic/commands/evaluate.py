@@ -15,7 +15,7 @@ from multivic.evaluation.examples import write_examples
 from multivic.evaluation.protocols import PROTOCOLS, EvalSettings
 from multivic.export import export_dir_of, exported_branch_names, load_branch
 from multivic.modalities import Modality
-from multivic.formats import DataSetup
+from multivic.data.formats import DataSetup
 from multivic.registry import ENCODERS, FORMATS, MODALITIES, OBJECTIVES, Registry, code_needed
 from multivic.run_dir import RunDir
 

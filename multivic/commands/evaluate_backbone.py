@@ -21,7 +21,7 @@ from multivic.commands.evaluate import eval_settings
 from multivic.config import RecipeConfig
 from multivic.errors import ConfigError
 from multivic.evaluation.protocols import PROTOCOLS
-from multivic.formats import DataSetup
+from multivic.data.formats import DataSetup
 from multivic.registry import FORMATS, import_modules
 from multivic.weights import load_encoder_weights, load_state_into
 

@@ -4,12 +4,13 @@ Writes ``OUT/train-000000.tar, ...``, ``OUT/val-000000.tar, ...`` (WebDataset la
 ``<key>.<ext>``) and ``OUT/shards.json``, the index the ``webdataset`` format reads (each
 shard's name and sample count, class names, modalities, the evaluation protocol, the source).
 
-What goes in a sample: an image file's or audio file's own bytes when the source names its
-files (``jpg``/``png``/..., ``wav``/``flac``/``ogg``; other files are re-encoded losslessly as
-``png`` / float ``wav``), every caption of an image as ``json`` (``{"captions": [...]}``), the
-label as ``cls``. The val split of a retrieval format is its evaluation set (each image with
-the captions the evaluation uses, ``captions_per_image``); a fold-based format's val split is
-its ``test_fold``.
+What goes in a sample: each modality's member, as the modality encodes it
+(:meth:`~multivic.modalities.Modality.encode`: images as ``png``, audio as float ``wav``, an
+image's every caption as ``json``, a plug-in's tensors as ``<name>.npy``), and the label as
+``cls``. A value read from a file whose type the modality reads as a member (``jpg``,
+``flac``, ...) is copied verbatim, once it has decoded as that modality. The val split of a
+retrieval format is its evaluation set (each image with the captions the evaluation uses,
+``captions_per_image``); a fold-based format's val split is its ``test_fold``.
 
 OUT must not exist (or be an empty folder); everything is written into a temporary folder
 beside it, renamed to OUT when complete, so an interrupted run leaves no half-written OUT.
@@ -17,7 +18,6 @@ beside it, renamed to OUT when complete, so an interrupted run leaves no half-wr
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -25,16 +25,16 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import yaml
 
 from multivic.errors import ConfigError, DataError, MultivicError
-from multivic.formats import DataFormat, builtin_formats
-from multivic.formats.webdataset import AUDIO_EXTS, IMAGE_EXTS, INDEX_FILE, INDEX_VERSION
-from multivic.modalities import Modality, Transformed, create_modality
+from multivic.data.formats import DataFormat, builtin_formats
+from multivic.data.formats.webdataset import INDEX_FILE, INDEX_VERSION, member_codecs
+from multivic.modalities import Modality, create_modality
 from multivic.options import options_for
-from multivic.registry import FORMATS, MODALITIES
+from multivic.registry import FORMATS, MODALITIES, import_modules
 
 logger = logging.getLogger("multivic")
 
@@ -83,75 +83,35 @@ def _source(src: str, format_name: str | None, options: dict[str, Any]) -> tuple
     raise DataError(f"{path} is not readable as any registered data format ({', '.join(reasons)}): name one with --format")
 
 
-def _file_bytes(path: Path, known: tuple[str, ...]) -> tuple[str, bytes] | None:
-    ext = path.suffix.lower().lstrip(".")
-    ext = {"jpeg": "jpg", "tif": "tiff"}.get(ext, ext)
-    return (ext, path.read_bytes()) if ext in known else None
-
-
-def _encode_image(image: Any) -> tuple[str, bytes]:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return "png", buf.getvalue()
-
-
-def _encode_audio(wave: Any, sample_rate: int) -> tuple[str, bytes]:
-    import soundfile
-
-    buf = io.BytesIO()
-    soundfile.write(buf, wave.numpy(), sample_rate, format="WAV", subtype="FLOAT")
-    return "wav", buf.getvalue()
+def _member(modality: Modality, value: Any) -> tuple[str, bytes]:
+    """``(extension, bytes)`` of one sample's value of ``modality``: a file's own bytes when the
+    modality reads its type as a member and they decode (never a file that is not what its name
+    says), else the value encoded by the modality."""
+    if not isinstance(value, Path):
+        return modality.encode(value)
+    ext = value.suffix.lower().lstrip(".")
+    if ext not in modality.member_extensions():
+        return modality.encode(modality.read_file(value))
+    data = value.read_bytes()
+    modality.decode(data, ext, f"file {value}")  # raises DataError naming the file
+    return ext, data
 
 
 def _records(fmt: DataFormat, split: str, modalities: Mapping[str, Modality]) -> tuple[Iterator[dict[str, Any]], int, list[str] | None]:
-    """The split's samples as ``{ext: bytes}``, their number, and the class names."""
-    if fmt.protocol == "retrieval" and split == "val":
-        rs = fmt.retrieval_set(modalities)
-        (mod_a, items), (_, texts) = rs.first, rs.second
-        captions: list[list[str]] = [[] for _ in range(len(items))]
-        for text, i in zip(texts, rs.second_to_first):
-            captions[i].append(text)
-        paths = items.items if isinstance(items, Transformed) else None
-
-        def retrieval() -> Iterator[dict[str, Any]]:
-            for i in range(len(items)):
-                raw = _file_bytes(Path(paths[i]), IMAGE_EXTS) if paths is not None and isinstance(paths[i], (str, Path)) else None
-                ext, data = raw or _encode_image(items[i])
-                yield {ext: data, "json": json.dumps({"captions": captions[i]}).encode()}
-        return retrieval(), len(items), None
-
-    samples = fmt.split(split, modalities)
-    coco = getattr(samples, "coco", None)  # images with every caption (the coco format)
-    reader = getattr(samples, "reader", None)
-    files = getattr(reader, "samples", None) or getattr(reader, "files", None)  # (path, label) pairs
-    classes = list(getattr(samples, "classes", []) or []) or None
-    sample_rate = int(getattr(modalities.get("waveform"), "sample_rate", 16000))
+    """The split's samples as shard members ``{ext: bytes}``, their number, and the class names."""
+    samples, n, classes = fmt.stored(split, modalities)
 
     def records() -> Iterator[dict[str, Any]]:
-        for i in range(len(samples)):  # type: ignore[arg-type]
-            if coco is not None:
-                raw = _file_bytes(Path(coco.image_paths[i]), IMAGE_EXTS)
-                ext, data = raw or _encode_image(samples[i]["image"])
-                yield {ext: data, "json": json.dumps({"captions": list(coco.captions[i])}).encode()}
-                continue
-            if files is not None:
-                path, label = files[i]
-                raw = _file_bytes(Path(path), IMAGE_EXTS + AUDIO_EXTS)
-                if raw is not None:
-                    yield {raw[0]: raw[1], "cls": str(int(label)).encode()}
-                    continue
-            sample = samples[i]
-            out: dict[str, Any] = {}
-            if "image" in sample:
-                out.update([_encode_image(sample["image"])])
-            if "waveform" in sample:
-                out.update([_encode_audio(sample["waveform"], sample_rate)])
-            if "text" in sample:
-                out["json"] = json.dumps({"captions": [sample["text"]]}).encode()
-            if "label" in sample:
-                out["cls"] = str(int(sample["label"])).encode()
-            yield out
-    return records(), len(samples), classes  # type: ignore[arg-type]
+        for sample in samples:
+            record: dict[str, bytes] = {}
+            for name, value in sample.items():
+                if name == "label":
+                    record["cls"] = str(int(value)).encode()
+                else:
+                    ext, data = _member(modalities[name], value)
+                    record[ext] = data
+            yield record
+    return records(), n, classes
 
 
 def _write_split(records: Iterator[dict[str, Any]], folder: Path, split: str, max_samples: int | None,
@@ -185,8 +145,11 @@ def _write_split(records: Iterator[dict[str, Any]], folder: Path, split: str, ma
 
 
 def write_shards(src: str, out: str | Path, format_name: str | None = None, shard_size: str = "1000",
-                 options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write SRC's train and val splits as shards into OUT with the index; returns the index."""
+                 options: dict[str, Any] | None = None, imports: Sequence[str] = ()) -> dict[str, Any]:
+    """Write SRC's train and val splits as shards into OUT with the index; returns the index.
+    ``imports``: plug-in modules (dotted names or .py files) the source's format or modalities
+    come from."""
+    import_modules(list(imports))
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out} already exists: multivic shard never overwrites; choose another OUT or remove it")
@@ -194,6 +157,7 @@ def write_shards(src: str, out: str | Path, format_name: str | None = None, shar
     # Command-line values are text: "5" -> 5, "null" -> None, as in a recipe.
     options = {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in (options or {}).items()}
     fmt, modalities = _source(src, format_name, options)
+    member_codecs(modalities)  # two modalities claiming one member type: refused before writing
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     umask = os.umask(0)

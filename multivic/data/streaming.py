@@ -2,7 +2,7 @@
 order, in each epoch; a pure function of (seed, epoch, shard sizes, processes, workers).
 
 A streaming split is a list of shards with known sample counts (:class:`StreamingSplit`). The
-training loader (:mod:`multivic.train.data`) never indexes it at random: each of the
+training loader (:mod:`multivic.data.loader`) never indexes it at random: each of the
 ``world × workers`` *slots* (one DataLoader worker of one process) reads its own shards in
 sequence through a shuffle buffer and cuts its stream into batches. The plan of one epoch:
 
@@ -146,7 +146,7 @@ class StreamPlan:
     """The epochs of a streaming split for ``world`` processes of ``workers`` workers each.
 
     ``batch_size`` is per process; ``batches_per_step`` = world × grad_accum_steps (as for
-    :class:`multivic.train.data.EpochBatches`)."""
+    :class:`multivic.data.loader.EpochBatches`)."""
 
     def __init__(
         self, sizes: Sequence[int], world: int, workers: int, batch_size: int, batches_per_step: int, seed: int,

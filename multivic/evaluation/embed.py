@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from multivic.branch import Branch
 from multivic.errors import DataError
-from multivic.train.data import describe_fault, shutdown_workers
+from multivic.data.loader import describe_fault, shutdown_workers
 
 logger = logging.getLogger("multivic")
 

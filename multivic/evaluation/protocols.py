@@ -1,6 +1,6 @@
 """The evaluation protocols a data format can name: classification and retrieval.
 
-Each takes the run's data (:class:`~multivic.formats.DataSetup`), the trained branches by name
+Each takes the run's data (:class:`~multivic.data.formats.DataSetup`), the trained branches by name
 (each with its input pipeline, ``branch.preprocess``), a device and :class:`EvalSettings`, and
 returns an :class:`~multivic.evaluation.result.EvalResult`: flat metrics, and the arrays and
 examples the report draws (each branch's spectra and per-dimension std on the evaluation split). A format says which applies (``DataFormat.protocol``); new protocols are
@@ -25,7 +25,7 @@ from multivic.evaluation.embed import Embedded, embed_dataset
 from multivic.evaluation.examples import retrieval_examples
 from multivic.evaluation.result import EvalResult
 from multivic.evaluation.retrieval import retrieval_recall, retrieval_recall_folds
-from multivic.formats import DataFormat, DataSetup, LabelledViews
+from multivic.data.formats import DataFormat, DataSetup, LabelledViews
 from multivic.modalities import Transformed, identity
 
 logger = logging.getLogger("multivic")

@@ -9,6 +9,13 @@ set in a recipe's ``data`` section (``data.image_size``, ``data.sample_rate``, .
 - ``collate()``: how a list of viewed items becomes an encoder's batch;
 - ``embed_inputs(path)``: what ``multivic embed`` reads (files under a folder by default);
 - ``example_batch(n)``: a tiny batch for the registry-wide encoder contract test;
+- ``encode(value)`` / ``decode(data, ext, where)``: one sample's value as the bytes of a shard
+  member and back (``member_extensions()`` names the members it reads), so ``multivic shard``
+  and the ``webdataset`` format carry every registered modality, plug-ins included. A sample
+  may hold several items of a modality (an image's captions): ``decode`` returns the whole
+  value, ``items(value)`` lists its items and ``pick(value)`` draws the one a training pair
+  uses. The default stores tensor values as ``<name>.npy`` (NumPy's format, never pickle);
+  images, waveforms and captions keep their usual file types;
 - optionally a fitted state learnt from the training data (a text vocabulary): ``fit``,
   ``save``, ``load`` and ``encoder_kwargs`` (e.g. the vocabulary size for the encoder).
 
@@ -18,9 +25,12 @@ Register one with ``@multivic.register_modality("name")`` on the class, in a mod
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Sequence
 
+import numpy as np
+import torch
 from torch.utils.data import Dataset, default_collate
 
 from multivic.errors import DataError
@@ -49,6 +59,11 @@ class Transformed(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         return self.transform(self.load(self.items[index]))
+
+    def stored(self, index: int) -> Any:
+        """Item ``index`` as stored: a Path item is the file ``load`` reads; others are loaded."""
+        item = self.items[index]
+        return item if isinstance(item, Path) else self.load(item)
 
 
 @dataclasses.dataclass
@@ -94,6 +109,50 @@ class Modality:
 
     def check_encoder(self, where: str, encoder: Any) -> None:
         """Refuse an encoder that cannot read this modality's views (ConfigError naming ``where``)."""
+
+    # -- a sample's value as a shard member --------------------------------------------------
+
+    # True when one sample holds several items of this modality (an image's captions): the
+    # retrieval protocol then ranks those items against the other modality's single item.
+    groups_items: ClassVar[bool] = False
+
+    def member_extensions(self) -> tuple[str, ...]:
+        """Extensions of the shard members this modality decodes; :meth:`encode` writes the first.
+
+        The default, ``<name>.npy``, is unique per modality (webdataset splits a member name at
+        its first dot: key ``000001``, extension ``sensor.npy``)."""
+        return (f"{self.name}.npy",)
+
+    def encode(self, value: Any) -> tuple[str, bytes]:
+        """``(extension, bytes)`` of one sample's value; the default writes a tensor or array as
+        ``.npy`` (values of other types need the modality's own encode)."""
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        if not isinstance(value, np.ndarray) or value.dtype == object:
+            raise DataError(
+                f"modality {self.name!r} holds {type(value).__name__} values, which only tensors and arrays are "
+                "written to shards by default: give the modality its own encode and decode"
+            )
+        buffer = io.BytesIO()
+        np.save(buffer, value, allow_pickle=False)
+        return self.member_extensions()[0], buffer.getvalue()
+
+    def decode(self, data: bytes, ext: str, where: str) -> Any:
+        """One member's bytes (extension ``ext``) as the value :meth:`encode` was given; a
+        DataError naming ``where`` (the member and its shard) when they cannot be decoded."""
+        try:
+            return torch.from_numpy(np.load(io.BytesIO(data), allow_pickle=False))
+        except (ValueError, OSError, EOFError) as exc:
+            raise DataError(f"cannot read {self.name} {where}: {type(exc).__name__}: {exc}") from None
+
+    def items(self, value: Any) -> list[Any]:
+        """Every item a decoded value holds (an image's captions); by default the value itself."""
+        return [value]
+
+    def pick(self, value: Any) -> Any:
+        """The item a training pair uses from a decoded value, drawn with torch's RNG (which the
+        loader seeds per sample) when there are several."""
+        return value
 
     # -- a state fitted on the training data (none by default) ---------------------------------
 

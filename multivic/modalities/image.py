@@ -8,6 +8,7 @@ grayscale 0.2, then normalisation with the ImageNet statistics.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -26,26 +27,30 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+# Shard members read as images; what `multivic shard` re-encodes is written as the first (lossless).
+IMAGE_MEMBERS = ("png", "jpg", "jpeg", "webp", "bmp", "ppm", "tif", "tiff")
 
 
 # Grayscale modes holding 16-bit values (PNG, TIFF, PGM of 16 bits); convert("RGB") clips them at 255.
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """Open an image file as 8-bit RGB; a DataError naming the file when it cannot be read.
+def load_rgb(source: Path | bytes, where: str | None = None) -> Image.Image:
+    """An image file (a path, or its bytes) as 8-bit RGB; a DataError naming ``where`` (default:
+    the path) when it cannot be read. The one image decoder: files and shard members alike.
 
     16-bit grayscale is scaled to 8 bits (v / 257, so 65535 is 255), not clipped; a palette
     image with a transparent colour goes through RGBA, as Pillow asks; alpha is dropped.
     """
+    where = where or str(source)
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
             return to_rgb(img)
     except Image.DecompressionBombError as exc:  # not an OSError: PIL refuses to decode it at all
-        raise DataError(f"cannot read image {path}: {_bomb_size(exc)}, over PIL's decompression-bomb limit; "
+        raise DataError(f"cannot read image {where}: {_bomb_size(exc)}, over PIL's decompression-bomb limit; "
                         "resize it or remove it") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
+        raise DataError(f"cannot read image {where}: {exc.__class__.__name__}: {exc}") from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -161,3 +166,14 @@ class ImageModality(Modality):
 
     def example_batch(self, batch_size: int = 2) -> torch.Tensor:
         return torch.randn(batch_size, 3, 32, 32)
+
+    def member_extensions(self) -> tuple[str, ...]:
+        return IMAGE_MEMBERS
+
+    def encode(self, value: Image.Image) -> tuple[str, bytes]:
+        buffer = io.BytesIO()
+        value.save(buffer, format="PNG")
+        return "png", buffer.getvalue()
+
+    def decode(self, data: bytes, ext: str, where: str) -> Image.Image:
+        return load_rgb(data, where)

@@ -47,6 +47,26 @@ def read_captions(path: Path) -> list[str]:
     return texts
 
 
+def parse_captions(data: bytes, ext: str, where: str) -> list[str]:
+    """The captions of a shard member: ``json`` (a list, ``{"captions": [...]}``, or
+    ``{"caption": "..."}``) or ``txt`` (one per line); a DataError naming ``where`` when there
+    are none or the member cannot be read."""
+    try:
+        if ext == "json":
+            value = json.loads(data.decode("utf-8"))
+            if isinstance(value, dict):
+                value = value.get("captions", value.get("caption", value.get("text")))
+            captions = [value] if isinstance(value, str) else list(value or [])
+        else:
+            captions = [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
+    except (ValueError, TypeError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise DataError(f"cannot read the captions of {where}: {type(exc).__name__}: {exc}") from None
+    captions = [str(c) for c in captions if str(c).strip()]
+    if not captions:
+        raise DataError(f"{where} has an empty caption list")
+    return captions
+
+
 @register_modality("text")
 @dataclass
 class TextModality(Modality):
@@ -62,6 +82,7 @@ class TextModality(Modality):
     fitted: Tokenizer | None = field(default=None, init=False, repr=False)
 
     needs_fitting = True
+    groups_items = True  # an image's several captions travel in one shard member
 
     def train_view(self) -> Callable[[str], str]:
         return identity
@@ -79,6 +100,23 @@ class TextModality(Modality):
         mask = torch.ones_like(ids)
         ids[0, -1], mask[0, -1] = 0, 0  # one padded position
         return {"input_ids": ids, "attention_mask": mask}
+
+    def member_extensions(self) -> tuple[str, ...]:
+        return ("json", "txt")
+
+    def encode(self, value: str | list[str]) -> tuple[str, bytes]:
+        captions = [value] if isinstance(value, str) else [str(c) for c in value]
+        return "json", json.dumps({"captions": captions}).encode()
+
+    def decode(self, data: bytes, ext: str, where: str) -> list[str]:
+        return parse_captions(data, ext, where)
+
+    def items(self, value: list[str]) -> list[str]:
+        return list(value)
+
+    def pick(self, value: list[str]) -> str:
+        # A caption drawn from torch's RNG, seeded per sample by the loader (as the coco format's).
+        return value[int(torch.randint(0, len(value), ()))]
 
     def embed_inputs(self, path: Path) -> tuple[Transformed, list[str]]:
         """The captions of a text file (one per line) or a COCO captions JSON; named by themselves."""

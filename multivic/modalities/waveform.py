@@ -1,27 +1,71 @@
 """The waveform modality: mono audio [T] at a fixed sample rate.
 
 Each side of the joint embedding gets its own random segment and augmentation of the same clip
-(identical inputs would make the invariance term trivial). Audio *files* are read by
-:mod:`multivic.data.audio_io`; "waveform" is the modality, "audio" the files and data sets.
+(identical inputs would make the invariance term trivial). Audio files and shard members are
+read here too, by one decoder: soundfile for I/O (WAV, FLAC, OGG), torchaudio for resampling
+(torchaudio 2.9+ loads files only through torchcodec and FFmpeg; soundfile needs neither).
+"waveform" is the modality, "audio" the files and data sets.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+import soundfile
 import torch
+import torchaudio.functional as AF
 
-from multivic.data.audio_io import crop_or_pad, load_mono
-from multivic.errors import ConfigError
+from multivic.errors import ConfigError, DataError
 from multivic.modalities import Modality
 from multivic.registry import accepted_kwargs, register_modality
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+# Shard members read as audio; what `multivic shard` re-encodes is written as the first.
+AUDIO_MEMBERS = ("wav", "flac", "ogg")
 
 AudioTransform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def audio_frames(path: Path) -> tuple[int, int]:
+    """(frames, sample rate) from the file header; DataError if it cannot be read."""
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, soundfile.LibsndfileError, OSError) as exc:
+        raise DataError(f"cannot read audio file {path}: {str(exc).splitlines()[0]}") from None
+    return int(info.frames), int(info.samplerate)
+
+
+def load_mono(source: Path | bytes, sample_rate: int, where: str | None = None) -> torch.Tensor:
+    """An audio file (a path, or its bytes) as a mono float32 waveform [T] at ``sample_rate``
+    (channels averaged); a DataError naming ``where`` (default: the path) when it cannot be read.
+    The one audio decoder: files and shard members alike."""
+    where = where or f"file {source}"
+    try:
+        data, rate = soundfile.read(io.BytesIO(source) if isinstance(source, bytes) else str(source),
+                                    dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError, OSError) as exc:
+        raise DataError(f"cannot read audio {where}: {str(exc).splitlines()[0]}") from None
+    if data.shape[0] == 0:
+        raise DataError(f"audio {where} is empty (0 samples)")
+    wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
+    if rate != sample_rate:
+        wave = AF.resample(wave, orig_freq=rate, new_freq=sample_rate)
+    return wave
+
+
+def crop_or_pad(wave: torch.Tensor, length: int, start: int | None = None) -> torch.Tensor:
+    """A window of ``length`` samples from [T] starting at ``start`` (centre when None);
+    clips shorter than ``length`` are zero-padded at the end."""
+    if wave.shape[0] < length:
+        return torch.nn.functional.pad(wave, (0, length - wave.shape[0]))
+    if start is None:
+        start = (wave.shape[0] - length) // 2
+    return wave[start : start + length]
 
 
 def _uniform(low: float, high: float) -> float:
@@ -127,6 +171,17 @@ class WaveformModality(Modality):
 
     def example_batch(self, batch_size: int = 2) -> torch.Tensor:
         return torch.randn(batch_size, 4000)
+
+    def member_extensions(self) -> tuple[str, ...]:
+        return AUDIO_MEMBERS
+
+    def encode(self, value: torch.Tensor) -> tuple[str, bytes]:
+        buffer = io.BytesIO()  # float samples: the waveform comes back bit for bit
+        soundfile.write(buffer, value.numpy(), self.sample_rate, format="WAV", subtype="FLOAT")
+        return "wav", buffer.getvalue()
+
+    def decode(self, data: bytes, ext: str, where: str) -> torch.Tensor:
+        return load_mono(data, self.sample_rate, where)
 
     def check_encoder(self, where: str, encoder: Any) -> None:
         # A spectrogram encoder needs at least one STFT window of samples.

@@ -15,7 +15,7 @@ with full pickle, so a crafted file in a run directory would run code on resume.
 DDP run needs is here (one process's weights and optimiser state, every process's RNGs).
 
 Sample order and augmentations are functions of (seed, epoch, sample) (see
-multivic.train.data), so a checkpoint taken in the middle of an epoch resumes at the exact
+multivic.data.loader), so a checkpoint taken in the middle of an epoch resumes at the exact
 batch: the sampler skips the steps already done and the remaining batches are the ones the
 uninterrupted run would have drawn.
 

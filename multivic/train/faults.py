@@ -1,6 +1,6 @@
 """Unreadable samples during training: replaced by the loader, counted and judged here.
 
-The loader (multivic.train.data) replaces a sample it cannot read or view by the next readable
+The loader (multivic.data.loader) replaces a sample it cannot read or view by the next readable
 one and hands the trainer a :class:`SampleFault` naming it. Here, in the training process, each
 fault is warned about once with its path and counted (history.csv's ``bad_samples``); with
 ``strict`` the first one stops the run, and more than ``max_bad_fraction`` of the split in one
@@ -14,7 +14,7 @@ from typing import Sequence
 
 from multivic.errors import DataError
 from multivic.train.checkpoint import TrainState
-from multivic.train.data import MAX_REPLACEMENT_TRIES, SampleFault
+from multivic.data.loader import MAX_REPLACEMENT_TRIES, SampleFault
 
 logger = logging.getLogger("multivic")
 

@@ -12,7 +12,7 @@ from webdataset import TarWriter
 
 from multivic.data.streaming import Shard
 from multivic.errors import DataError
-from multivic.formats.webdataset import ShardSplit, label_of
+from multivic.data.formats.webdataset import ShardSplit, label_of
 
 DIM = 6
 
@@ -59,7 +59,7 @@ class VectorShards(ShardSplit):
         super().__init__(shards, {}, None, shuffle_buffer)
         self.x = torch.randn(self.num_samples, DIM, generator=torch.Generator().manual_seed(0))
 
-    def decode(self, raw, every_caption: bool = False):
+    def decode(self, raw, every_item: bool = False):
         i = label_of(raw)  # a corrupt cls raises DataError
         if i >= len(self.x):
             raise DataError(f"sample id {i} out of range")
@@ -71,8 +71,8 @@ if __name__ == "__main__":  # a torchrun worker: python -m torch.distributed.run
     import torch.distributed as dist
     from accelerate import PartialState
 
-    from multivic.formats.webdataset import WebDatasetFormat
-    from multivic.train.data import build_stream_loader
+    from multivic.data.formats.webdataset import WebDatasetFormat
+    from multivic.data.loader import build_stream_loader
 
     out, root = Path(sys.argv[1]), Path(sys.argv[2])
     state = PartialState(cpu=True)  # the gloo process group, initialised once for both parts below

@@ -9,8 +9,8 @@ import torch
 
 from multivic import create_encoder
 from multivic.config import load_config
-from multivic.data.audio_folder import LabelledAudio, csv_audio_files, esc50_files
-from multivic.data.audio_io import crop_or_pad, load_mono
+from multivic.data.readers.audio_folder import LabelledAudio, csv_audio_files, esc50_files
+from multivic.modalities.waveform import crop_or_pad, load_mono
 from multivic.modalities.waveform import audio_eval_view, audio_train_view
 from multivic.data.builtin import SOUND_CLASSES, write_sounds_dataset
 from multivic.errors import ConfigError, DataError

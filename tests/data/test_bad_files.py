@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multivic.data.audio_folder import csv_audio_files
+from multivic.data.readers.audio_folder import csv_audio_files
 from multivic.errors import DataError
-from multivic.formats.audio_csv import AudioCsvFormat
-from multivic.formats.esc50 import ESC50Format
+from multivic.data.formats.audio_csv import AudioCsvFormat
+from multivic.data.formats.esc50 import ESC50Format
 from multivic.modalities.image import load_rgb
 
 # -- images ---------------------------------------------------------------------------------

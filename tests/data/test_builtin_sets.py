@@ -30,11 +30,11 @@ from multivic.data.builtin import (
 from multivic.data.builtin.captions import COLOURS, SHAPES
 from multivic.data.builtin.location import ensure_written
 from multivic.data.builtin.scenes import GROUNDS, SKIES
-from multivic.data.coco import read_coco
-from multivic.formats import builtin_formats
-from multivic.formats.coco import CocoFormat
-from multivic.formats.esc50 import ESC50Format
-from multivic.formats.image_folder import ImageFolderFormat
+from multivic.data.readers.coco import read_coco
+from multivic.data.formats import builtin_formats
+from multivic.data.formats.coco import CocoFormat
+from multivic.data.formats.esc50 import ESC50Format
+from multivic.data.formats.image_folder import ImageFolderFormat
 from multivic.modalities.waveform import WaveformModality
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import logging
 import pytest
 from PIL import Image
 
-from multivic.data.coco import read_coco, read_coco_karpathy, read_coco_official
+from multivic.data.readers.coco import read_coco, read_coco_karpathy, read_coco_official
 from multivic.errors import DataError
 
 

@@ -5,9 +5,9 @@ import torch
 
 from multivic.data.builtin import SHAPE_CLASSES, write_shapes_dataset
 from multivic.data.builtin.location import COMPLETE_MARKER, ensure_written
-from multivic.data.image_folder import ImageFolderDataset
+from multivic.data.readers.image_folder import ImageFolderDataset
 from multivic.modalities.image import image_eval_view, image_train_view
-from multivic.formats import LabelledSamples, PairedViews
+from multivic.data.formats import LabelledSamples, PairedViews
 from multivic.errors import DataError
 
 
@@ -107,7 +107,7 @@ def test_bad_crop_scale():
 
 @pytest.mark.parametrize("name", ["cifar10", "stl10"])
 def test_torchvision_sets_are_never_downloaded(tmp_path, name):
-    from multivic.data.image_folder import TorchvisionImageDataset
+    from multivic.data.readers.image_folder import TorchvisionImageDataset
 
     with pytest.raises(DataError, match=rf"{name} not found under .*never downloads"):
         TorchvisionImageDataset(name, tmp_path, "train")

@@ -17,10 +17,10 @@ from multivic.data.builtin import write_shapes_dataset, write_sounds_dataset
 from multivic.data.builtin.captions import write_captions_dataset
 from multivic.data.streaming import StreamPlan, buffer_order, make_bins
 from multivic.errors import DataError
-from multivic.formats.webdataset import WebDatasetFormat, captions_of
+from multivic.data.formats.webdataset import WebDatasetFormat
 from multivic.modalities import create_modality
 from multivic.registry import FORMATS
-from multivic.train.data import build_stream_loader
+from multivic.data.loader import build_stream_loader
 from tests.data.shard_helpers import VectorShards, sample_id, truncate, write_id_shards, write_index
 from tests.train.test_resume import assert_bitwise_equal, keep_only, without_rate
 from tests.train.toy import history, train, vicreg_model
@@ -61,7 +61,7 @@ def test_shards_of_each_builtin_set_hold_the_same_samples_labels_and_captions(sm
         assert len(train_dst) == len(train_src) == 24
         for i in range(len(train_src)):
             raw = train_dst.raw(i)
-            assert captions_of(raw) == list(train_src.coco.captions[i])
+            assert train_dst.stored(i)["text"] == list(train_src.coco.captions[i])
             assert np.array_equal(np.asarray(shards.split("train", mods)[i]["image"]),
                                   np.asarray(mods["image"].read_file(train_src.coco.image_paths[i])))
         want, got = src.retrieval_set(mods), shards.retrieval_set(mods)

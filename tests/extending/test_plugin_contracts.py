@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from multivic.evaluation.protocols import PROTOCOLS
-from multivic.formats import builtin_formats
+from multivic.data.formats import builtin_formats
 from multivic.options import option_fields
 from multivic.modalities import Modality, create_modality
 from multivic.registry import FORMATS, MODALITIES, list_encoders

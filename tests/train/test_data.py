@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from multivic.train.data import EpochBatches, SeededSamples, seeded_rng
+from multivic.data.loader import EpochBatches, SeededSamples, seeded_rng
 from tests.train.toy import PairsOfVectors
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from multivic.errors import MultivicError
-from multivic.train.data import EpochBatches
+from multivic.data.loader import EpochBatches
 from multivic.train.optimizers import JointOptimizer
 from tests.train.toy import PairsOfVectors, history, train, vicreg_model
 

@@ -40,7 +40,7 @@ def test_unreadable_samples_are_replaced_counted_and_named(tmp_path, caplog, num
 
 
 def test_a_replaced_sample_is_the_next_readable_one_under_the_same_seed():
-    from multivic.train.data import SeededSamples
+    from multivic.data.loader import SeededSamples
 
     data = SeededSamples(SomeUnreadable(64))
     (a, b), fault = data[(3, 1234)]
@@ -52,7 +52,7 @@ def test_a_replaced_sample_is_the_next_readable_one_under_the_same_seed():
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_strict_mode_stops_on_the_first_unreadable_sample_with_its_path(tmp_path, num_workers):
     with pytest.raises(DataError, match=r"unreadable training sample: cannot read image /data/img_\d+\.png.*data\.strict=true") as err:
-        train(vicreg_model(), SomeUnreadable(64), tmp_path / "run", epochs=1, num_workers=num_workers, strict_data=True)
+        train(vicreg_model(), SomeUnreadable(64), tmp_path / "run", epochs=1, num_workers=num_workers, strict=True)
     assert "\n" not in str(err.value)
 
 
@@ -63,4 +63,4 @@ def test_more_than_max_bad_fraction_of_the_split_stops_the_run(tmp_path):
 
 def test_any_exception_in_a_worker_is_a_fault_naming_the_sample_not_a_traceback(tmp_path):
     with pytest.raises(DataError, match=r"sample 7: TypeError: a bug in a user transform"):
-        train(vicreg_model(), TypeErrorAt(64), tmp_path / "run", epochs=1, num_workers=2, strict_data=True)
+        train(vicreg_model(), TypeErrorAt(64), tmp_path / "run", epochs=1, num_workers=2, strict=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from multivic.data.builtin.coco_layout import write_coco_split
-from multivic.data.builtin.shapes import _draw_shape
+from multivic.data.builtin.shapes import draw_shape
 
 SHAPES = ("circle", "square", "triangle", "star", "cross")
 COLOURS = {"red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 80, 230), "yellow": (235, 215, 40),
@@ -58,7 +58,7 @@ def draw_captioned_image(rng: random.Random, size: int = 64) -> tuple[Image.Imag
                 continue
         objects.append(o)
     for o in objects:
-        _draw_shape(draw, o["shape"], o["pos"][0], o["pos"][1], o["r"], rng.uniform(0, 6.283), COLOURS[o["colour"]])
+        draw_shape(draw, o["shape"], o["pos"][0], o["pos"][1], o["r"], rng.uniform(0, 6.283), COLOURS[o["colour"]])
     o1, o2 = objects
     return img.resize((size, size), Image.Resampling.LANCZOS), _captions(o1, o2, _relation(o1["pos"], o2["pos"]))
 

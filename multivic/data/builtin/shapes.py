@@ -53,7 +53,7 @@ def _polygon(cx: float, cy: float, radii: list[float], rotation: float) -> list[
     ]
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, rot: float, fill) -> None:
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, rot: float, fill) -> None:
     if shape == "circle":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
     elif shape == "ring":
@@ -83,7 +83,7 @@ def draw_shape_image(shape: str, rng: random.Random, size: int = 64) -> Image.Im
     r = rng.uniform(0.28, 0.45) * big
     cx = rng.uniform(r, big - r)
     cy = rng.uniform(r, big - r)
-    _draw_shape(draw, shape, cx, cy, r, rng.uniform(0, 2 * math.pi), _random_colour(rng, not light_bg))
+    draw_shape(draw, shape, cx, cy, r, rng.uniform(0, 2 * math.pi), _random_colour(rng, not light_bg))
     for _ in range(rng.randint(1, 4)):  # clutter: thin lines and small dots of any colour
         colour = _random_colour(rng, rng.random() < 0.5)
         x0, y0 = rng.uniform(0, big), rng.uniform(0, big)

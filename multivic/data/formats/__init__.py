@@ -8,7 +8,9 @@ labelled train/val splits; "retrieval": paired items of two modalities), whether
 built-in data sets it can write. ``split(name, modalities)`` returns a Dataset whose items are
 dicts ``{modality name: raw item, ..., "label": int}`` (no label for retrieval data), read with
 the given :class:`~multivic.modalities.Modality` instances. Training pairs are built from these
-items the same way for every format (:class:`PairedViews`).
+items the same way for every format (:class:`PairedViews`). ``stored(split, modalities)`` is the
+split as ``multivic shard`` writes it (whole values, or the files they are read from), which
+every format gets from its splits.
 
 Register one with ``@multivic.register_format("name")`` on the class, in a module of its own.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 from torch.utils.data import Dataset
 
@@ -27,6 +29,27 @@ from multivic.options import option_fields
 from multivic.registry import FORMATS
 
 Sample = dict[str, Any]
+
+
+@runtime_checkable
+class FileBacked(Protocol):
+    """A reader whose item ``index`` is read from one file (kept verbatim in shards)."""
+
+    def path(self, index: int) -> Path: ...
+
+
+@runtime_checkable
+class StoredSamples(Protocol):
+    """A split that says how each sample is stored, when that differs from its items: a
+    modality's whole value (every caption of an image, not the one drawn for a training pair)
+    or the :class:`~pathlib.Path` of the file the value is read from."""
+
+    def stored(self, index: int) -> Sample: ...
+
+
+def stored_item(items: Sequence[Any], index: int) -> Any:
+    """Item ``index`` as stored: the file it is read from when there is one, else the item."""
+    return items.stored(index) if isinstance(items, StoredSamples) else items[index]
 
 
 @dataclass
@@ -76,6 +99,23 @@ class DataFormat:
     def options(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in option_fields(type(self))}
 
+    def stored(self, split: str, modalities: Mapping[str, Modality]) -> tuple[Iterator[Sample], int, list[str] | None]:
+        """The split as ``multivic shard`` writes it, its size and its class names: per sample,
+        each modality's whole value or the Path of its file (:class:`StoredSamples`), and the
+        label. The val split of a retrieval format is its evaluation set, each first-side item
+        with the second-side items that belong to it (an image with its captions)."""
+        if self.protocol == "retrieval" and split == "val":
+            rs = self.retrieval_set(modalities)
+            (first, items), (second, others) = rs.first, rs.second
+            groups: list[list[Any]] = [[] for _ in range(len(items))]
+            for item, i in zip(others, rs.second_to_first):
+                groups[i].append(item)
+            return ({first: stored_item(items, i), second: groups[i]} for i in range(len(items))), len(items), None
+        samples = self.split(split, modalities)
+        classes = list(getattr(samples, "classes", None) or []) or None
+        n = len(samples)  # type: ignore[arg-type]
+        return (stored_item(samples, i) for i in range(n)), n, classes  # type: ignore[arg-type]
+
 
 @dataclass
 class DataSetup:
@@ -102,6 +142,11 @@ class LabelledSamples(Dataset):
     def __getitem__(self, index: int) -> Sample:
         x, y = self.reader[index]
         return {self.modality: x, "label": y}
+
+    def stored(self, index: int) -> Sample:
+        if isinstance(self.reader, FileBacked):
+            return {self.modality: self.reader.path(index), "label": self.targets[index]}
+        return self[index]
 
 
 class PairedViews(Dataset):
@@ -142,6 +187,6 @@ def builtin_formats() -> dict[str, str]:
 
 
 __all__ = [
-    "DataFormat", "DataSetup", "LabelledSamples", "LabelledViews", "PairedViews", "RetrievalSet", "Sample",
-    "builtin_formats",
+    "DataFormat", "DataSetup", "FileBacked", "LabelledSamples", "LabelledViews", "PairedViews", "RetrievalSet",
+    "Sample", "StoredSamples", "builtin_formats", "stored_item",
 ]

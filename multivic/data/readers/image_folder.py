@@ -48,6 +48,9 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def path(self, index: int) -> Path:
+        return self.samples[index][0]
+
     def __getitem__(self, index: int) -> tuple[Any, int]:
         path, label = self.samples[index]
         image = load_rgb(path)

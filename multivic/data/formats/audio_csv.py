@@ -2,7 +2,7 @@
 
 Columns ``file`` and ``label``; optionally ``fold`` (1-5), or a source column (``src_file``,
 ``source``) that keeps the clips of one recording in one fold; see
-:func:`multivic.data.audio_folder.csv_audio_files`.
+:func:`multivic.data.readers.audio_folder.csv_audio_files`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from typing import Mapping
 
 from torch.utils.data import Dataset
 
-from multivic.data.audio_folder import csv_audio_files
-from multivic.formats import DataFormat, LabelledSamples
-from multivic.formats.esc50 import _clips
+from multivic.data.readers.audio_folder import LabelledAudio, csv_audio_files
+from multivic.data.formats import DataFormat, LabelledSamples
 from multivic.modalities import Modality
 from multivic.registry import register_format
 
@@ -33,4 +32,5 @@ class AudioCsvFormat(DataFormat):
 
     def split(self, split: str, modalities: Mapping[str, Modality]) -> Dataset:
         files, classes = csv_audio_files(self.root, self.meta_csv, split, self.test_fold, self.folds)
-        return LabelledSamples(_clips(files, classes, modalities, self.min_seconds), "waveform")
+        rate = int(getattr(modalities["waveform"], "sample_rate"))
+        return LabelledSamples(LabelledAudio(files, classes, rate, None, self.min_seconds), "waveform")

@@ -1,9 +1,10 @@
 """``coco``: COCO captions, in the official layout or the Karpathy split (see
-:mod:`multivic.data.coco`), evaluated by image–text retrieval (the VSE++ protocol)."""
+:mod:`multivic.data.readers.coco`), evaluated by image–text retrieval (the VSE++ protocol)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Optional
 
 import torch
@@ -11,8 +12,8 @@ from torch.utils.data import Dataset
 
 from multivic.data.builtin.captions import write_captions_dataset
 from multivic.data.builtin.scenes import write_scenes_dataset
-from multivic.data.coco import VSEPP_CAPTIONS_PER_IMAGE, CaptionedImages, read_coco
-from multivic.formats import DataFormat, RetrievalSet, Sample
+from multivic.data.readers.coco import VSEPP_CAPTIONS_PER_IMAGE, CaptionedImages, read_coco
+from multivic.data.formats import DataFormat, RetrievalSet, Sample
 from multivic.modalities import Modality, Transformed, identity
 from multivic.registry import register_format
 
@@ -31,6 +32,9 @@ class CaptionedSamples(Dataset):
         captions = self.coco.captions[index]
         pick = int(torch.randint(0, len(captions), ()))
         return {"image": self.image.read_file(self.coco.image_paths[index]), "text": captions[pick]}
+
+    def stored(self, index: int) -> Sample:
+        return {"image": Path(self.coco.image_paths[index]), "text": list(self.coco.captions[index])}
 
 
 @register_format("coco")

@@ -1,16 +1,16 @@
 """``webdataset``: tar shards (WebDataset layout) read as a stream, for data past one disk.
 
 A shard is a tar file whose members are grouped into samples by their name without the
-extension (``000123.jpg``, ``000123.json``, ``000123.cls``); the extension says what a member
-is:
+extension (``000123.jpg``, ``000123.json``, ``000123.cls``); the extension says which modality
+decodes a member (each modality names its own: :meth:`~multivic.modalities.Modality.member_extensions`):
 
-- an image: ``jpg``, ``jpeg``, ``png``, ``webp``, ``bmp``, ``ppm``, ``tif``, ``tiff``
-  (modality ``image``);
+- an image: ``jpg``, ``png``, ``webp``, ... (modality ``image``);
 - captions: ``json`` (a list of captions, ``{"captions": [...]}``, or ``{"caption": "..."}``)
   or ``txt`` (one caption per line) (modality ``text``; training pairs an image with one of
   its captions drawn at random each epoch, as the ``coco`` format does);
 - audio: ``wav``, ``flac``, ``ogg`` (modality ``waveform``; mixed to mono and resampled to
   ``data.sample_rate``);
+- any other registered modality's own members (a plug-in's tensors as ``<name>.npy``);
 - a label: ``cls`` (an integer).
 
 Where the shards are: ``data.root`` is a folder of ``.tar`` files, normally written by
@@ -28,7 +28,6 @@ standard library's tarfile), other URLs by reading the split into memory once.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import tarfile
@@ -37,23 +36,19 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 from urllib.parse import urlparse
 
-import numpy as np
-import torch
 from torch.utils.data import Dataset
 
+from multivic.data.formats import DataFormat, RetrievalSet
 from multivic.data.streaming import Shard, StreamingSplit
-from multivic.errors import DataError
-from multivic.formats import DataFormat, RetrievalSet
-from multivic.modalities import Modality, Transformed, identity
-from multivic.registry import register_format
+from multivic.errors import DataError, MultivicError
+from multivic.modalities import Modality, create_modality
+from multivic.options import resumable
+from multivic.registry import MODALITIES, register_format
 
 logger = logging.getLogger("multivic")
 
 INDEX_FILE = "shards.json"
 INDEX_VERSION = 1
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm", "tif", "tiff")
-TEXT_EXTS = ("json", "txt")
-AUDIO_EXTS = ("wav", "flac", "ogg")
 LABEL_EXT = "cls"
 
 
@@ -108,59 +103,36 @@ def read_raw_samples(url: str, errors: list[str]) -> Iterator[dict[str, Any]]:
                 errors.append(f"the command of {url} failed")
 
 
-def captions_of(raw: Mapping[str, Any]) -> list[str]:
-    """Every caption of a raw sample (``json`` or ``txt``); DataError when it has none."""
-    if "json" in raw:
-        value = json.loads(bytes(raw["json"]).decode("utf-8"))
-        if isinstance(value, dict):
-            value = value.get("captions", value.get("caption", value.get("text")))
-        captions = [value] if isinstance(value, str) else list(value or [])
-    elif "txt" in raw:
-        captions = [ln.strip() for ln in bytes(raw["txt"]).decode("utf-8").splitlines() if ln.strip()]
-    else:
-        raise DataError(f"{describe(raw)} has no captions (.json or .txt)")
-    captions = [str(c) for c in captions if str(c).strip()]
-    if not captions:
-        raise DataError(f"{describe(raw)} has an empty caption list")
-    return captions
-
-
 def describe(raw: Mapping[str, Any]) -> str:
     return f"sample {raw.get('__key__', '?')} of shard {raw.get('__url__', '?')}"
 
 
-def decode_image(raw: Mapping[str, Any]) -> Any:
-    from PIL import Image, UnidentifiedImageError
-
-    from multivic.modalities.image import to_rgb
-
-    ext = next((e for e in IMAGE_EXTS if e in raw), None)
-    if ext is None:
-        raise DataError(f"{describe(raw)} has no image ({', '.join(IMAGE_EXTS[:3])}, ...)")
-    try:
-        with Image.open(io.BytesIO(raw[ext])) as img:
-            return to_rgb(img)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read image {raw.get('__key__')}.{ext} in shard {raw.get('__url__')}: "
-                        f"{type(exc).__name__}: {exc}") from None
+def member_codecs(modalities: Mapping[str, Modality]) -> dict[str, Modality]:
+    """Member extension -> the modality that decodes it; two modalities claiming one extension
+    is a DataError naming both (a shard member must mean one thing)."""
+    codecs: dict[str, Modality] = {}
+    for modality in modalities.values():
+        for ext in modality.member_extensions():
+            other = codecs.setdefault(ext.lower(), modality)
+            if other is not modality:
+                raise DataError(f"modalities {other.name!r} and {modality.name!r} both read shard members .{ext}: "
+                                "give one of them other member_extensions()")
+    return codecs
 
 
-def decode_audio(raw: Mapping[str, Any], sample_rate: int) -> torch.Tensor:
-    import soundfile
-    import torchaudio.functional as AF
+def members_by_modality(raw: Mapping[str, Any], codecs: Mapping[str, Modality]) -> dict[str, tuple[str, bytes]]:
+    """``{modality name: (extension, bytes)}`` of a raw sample's members (the first member of
+    each modality; members no modality reads, and the label, are left out)."""
+    found: dict[str, tuple[str, bytes]] = {}
+    for ext, data in raw.items():
+        modality = codecs.get(ext) if not ext.startswith("__") else None
+        if modality is not None and modality.name not in found:
+            found[modality.name] = (ext, bytes(data))
+    return found
 
-    ext = next((e for e in AUDIO_EXTS if e in raw), None)
-    if ext is None:
-        raise DataError(f"{describe(raw)} has no audio ({', '.join(AUDIO_EXTS)})")
-    where = f"{raw.get('__key__')}.{ext} in shard {raw.get('__url__')}"
-    try:
-        data, rate = soundfile.read(io.BytesIO(raw[ext]), dtype="float32", always_2d=True)
-    except (RuntimeError, soundfile.LibsndfileError, OSError) as exc:
-        raise DataError(f"cannot read audio {where}: {str(exc).splitlines()[0]}") from None
-    if data.shape[0] == 0:
-        raise DataError(f"audio {where} is empty (0 samples)")
-    wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
-    return AF.resample(wave, orig_freq=rate, new_freq=sample_rate) if rate != sample_rate else wave
+
+def decode_member(raw: Mapping[str, Any], modality: Modality, ext: str, data: bytes) -> Any:
+    return modality.decode(data, ext, f"{raw.get('__key__')}.{ext} in shard {raw.get('__url__')}")
 
 
 def label_of(raw: Mapping[str, Any]) -> int:
@@ -178,13 +150,14 @@ def label_of(raw: Mapping[str, Any]) -> int:
 
 class ShardSplit(StreamingSplit, Dataset):
     """One split's shards. Items (random access, and each streamed sample once decoded) are
-    sample dicts ``{"image": PIL image, "text": one caption, "waveform": [T], "label": y}`` with
-    the modalities the sample has."""
+    sample dicts ``{modality name: value, ..., "label": y}`` with the modalities the sample has
+    (an image's captions: one drawn at random, see :meth:`Modality.pick`)."""
 
     def __init__(self, shards: Sequence[Shard], modalities: Mapping[str, Modality], classes: list[str] | None,
                  shuffle_buffer: int = 1000, epoch_samples: int | None = None) -> None:
         self.shards = list(shards)
-        self.sample_rate = int(getattr(modalities.get("waveform"), "sample_rate", 16000))
+        self.modalities = dict(modalities)
+        self.codecs = member_codecs(self.modalities)
         self.shuffle_buffer, self.epoch_samples = shuffle_buffer, epoch_samples
         self._classes = classes
         self._members: list[dict[str, Any]] | None = None  # random access, built on first use
@@ -194,16 +167,14 @@ class ShardSplit(StreamingSplit, Dataset):
     def read_shard(self, shard: Shard, errors: list[str]) -> Iterator[dict[str, Any]]:
         return read_raw_samples(shard.url, errors)
 
-    def decode(self, raw: Mapping[str, Any], every_caption: bool = False) -> dict[str, Any]:
+    def decode(self, raw: Mapping[str, Any], every_item: bool = False) -> dict[str, Any]:
+        """A raw sample as a sample dict; ``every_item``: each modality's whole value (every
+        caption) instead of the one a training pair uses."""
         sample: dict[str, Any] = {}
-        if any(e in raw for e in IMAGE_EXTS):
-            sample["image"] = decode_image(raw)
-        if any(e in raw for e in AUDIO_EXTS):
-            sample["waveform"] = decode_audio(raw, self.sample_rate)
-        if any(e in raw for e in TEXT_EXTS):
-            captions = captions_of(raw)
-            # A caption drawn from torch's RNG, seeded per sample by the loader (as CaptionedSamples).
-            sample["text"] = captions if every_caption else captions[int(torch.randint(0, len(captions), ()))]
+        for name, (ext, data) in members_by_modality(raw, self.codecs).items():
+            modality = self.modalities[name]
+            value = decode_member(raw, modality, ext, data)
+            sample[name] = value if every_item else modality.pick(value)
         if LABEL_EXT in raw:
             sample["label"] = label_of(raw)
         return sample
@@ -241,8 +212,17 @@ class ShardSplit(StreamingSplit, Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.decode(self.raw(index))
 
-    def image_at(self, index: int) -> Any:
-        return decode_image(self.raw(index))
+    def stored(self, index: int) -> dict[str, Any]:
+        return self.decode(self.raw(index), every_item=True)
+
+    def value_at(self, index: int, modality: str) -> Any:
+        """Sample ``index``'s whole value of ``modality`` (every caption), reading only its member."""
+        raw = self.raw(index, self.modalities[modality].member_extensions())
+        found = members_by_modality(raw, self.codecs)
+        if modality not in found:
+            raise DataError(f"{describe(raw)} has no {modality} member (.{', .'.join(self.modalities[modality].member_extensions()[:3])})")
+        ext, data = found[modality]
+        return decode_member(raw, self.modalities[modality], ext, data)
 
     @property
     def targets(self) -> list[int]:
@@ -299,6 +279,26 @@ def count_samples(urls: Sequence[str]) -> list[Shard]:
 # --------------------------------------------------------------------------------------------
 
 
+class _EveryRegisteredModality:
+    """``modalities`` of the format: every registered modality (plug-ins included), since a
+    shard member of any of them can be read; the recipe's branches pick the ones they use."""
+
+    def __get__(self, obj: Any, cls: type) -> tuple[str, ...]:
+        return tuple(MODALITIES.names())
+
+
+def registered_codecs() -> dict[str, Modality]:
+    """:func:`member_codecs` of every registered modality with its default options (those that
+    need options without defaults are left out)."""
+    modalities = {}
+    for name in MODALITIES.names():
+        try:
+            modalities[name] = create_modality(name)
+        except (MultivicError, TypeError, ValueError):
+            continue
+    return member_codecs(modalities)
+
+
 class _ProtocolFromShards:
     """``protocol`` of the format: on an instance, the shards' (from the index, or retrieval when
     a sample carries captions beside an image or audio, else classification); on the class,
@@ -321,22 +321,23 @@ def read_index(path: Path) -> dict[str, Any]:
 @register_format("webdataset")
 @dataclass
 class WebDatasetFormat(DataFormat):
-    """Tar shards (WebDataset): images, captions, audio and labels by member extension,
+    """Tar shards (WebDataset): members of any registered modality and labels, by extension,
     streamed for training, split over processes and workers."""
 
     name = "webdataset"
-    modalities = ("image", "text", "waveform")
+    modalities = _EveryRegisteredModality()  # type: ignore[assignment]
     protocol = _ProtocolFromShards()  # type: ignore[assignment]
     # Training shards instead of data.root's: a brace pattern, a list, or URLs (pipe:, https:).
-    shards: Any = None
+    shards: Any = resumable(None)
     # Evaluation shards with data.shards (default: data.root's val split).
-    val_shards: Any = None
+    val_shards: Any = resumable(None)
     # Samples held by each worker's shuffle buffer (1: the shards' own order, after shuffling shards).
     shuffle_buffer: int = 1000
     # An infinite stream: shards drawn with replacement, an epoch being this many samples (null:
     # one pass over the shards).
     epoch_samples: Optional[int] = None
-    # Evaluation: each image's first k captions (5, as VSE++), null for all of them.
+    # Evaluation: each image's first k captions (5, as VSE++), null for all of them (any
+    # modality whose samples hold several items: its first k).
     captions_per_image: Optional[int] = 5
     # Fold-based sources (esc50, audio_csv): the held-out fold the val shards hold, chosen when
     # they were written; set (as fold-based recipes do), it must match shards.json's.
@@ -394,11 +395,11 @@ class WebDatasetFormat(DataFormat):
 
     @staticmethod
     def _detect_protocol(splits: dict[str, list[Shard]]) -> str:
+        """Retrieval when a sample carries members of two modalities (an image and its captions),
+        else classification."""
         first = splits.get("val") or splits["train"]
         for raw in read_raw_samples(first[0].url, []):
-            has_text = any(e in raw for e in TEXT_EXTS)
-            has_other = any(e in raw for e in IMAGE_EXTS + AUDIO_EXTS)
-            return "retrieval" if has_text and has_other else "classification"
+            return "retrieval" if len(members_by_modality(raw, registered_codecs())) >= 2 else "classification"
         return "classification"
 
     def split(self, split: str, modalities: Mapping[str, Modality]) -> ShardSplit:
@@ -410,28 +411,49 @@ class WebDatasetFormat(DataFormat):
         return ShardSplit(shards, modalities, info["classes"], self.shuffle_buffer, self.epoch_samples)
 
     def corpus(self, modality: str, modalities: Mapping[str, Modality]) -> Iterator[Any]:
-        if modality != "text":
-            return super().corpus(modality, modalities)  # type: ignore[return-value]
-        return self._captions(self.split("train", modalities))
-
-    @staticmethod
-    def _captions(split: ShardSplit) -> Iterator[str]:
+        """Every item of ``modality`` in the training shards (every caption of every image)."""
+        split = self.split("train", modalities)
+        codec = split.modalities[modality]
         for shard in split.shards:
-            errors: list[str] = []
-            for raw in read_raw_samples(shard.url, errors):
-                if any(e in raw for e in TEXT_EXTS):
-                    yield from captions_of(raw)
+            for raw in read_raw_samples(shard.url, []):
+                found = members_by_modality(raw, split.codecs)
+                if modality in found:
+                    yield from codec.items(decode_member(raw, codec, *found[modality]))
 
     def retrieval_set(self, modalities: Mapping[str, Modality]) -> RetrievalSet:
+        """The val shards' pairs: the modality with one item per sample (images) against the one
+        whose samples hold several (captions, the first ``captions_per_image`` of each)."""
         val = self.split("val", modalities)
-        texts: list[str] = []
+        if len(val) == 0:
+            raise DataError("the val shards hold no samples")
+        present = list(members_by_modality(val.raw(0), val.codecs))
+        if len(present) != 2:
+            raise DataError(f"retrieval needs samples of two modalities; {describe(val.raw(0))} has {present or 'none'}")
+        first, second = sorted(present, key=lambda m: (val.modalities[m].groups_items, present.index(m)))
+        codec = val.modalities[second]
+        items: list[Any] = []
         index: list[int] = []
         for i in range(len(val)):
-            captions = captions_of(val.raw(i, TEXT_EXTS))[: self.captions_per_image]
-            texts.extend(captions)
-            index.extend([i] * len(captions))
-        images = Transformed(list(range(len(val))), val.image_at, identity)
-        return RetrievalSet(("image", images), ("text", texts), index)
+            kept = codec.items(val.value_at(i, second))[: self.captions_per_image]
+            items.extend(kept)
+            index.extend([i] * len(kept))
+        return RetrievalSet((first, SplitMembers(val, first)), (second, items), index)
 
 
-__all__ = ["ShardSplit", "WebDatasetFormat", "captions_of", "expand_shards", "read_index", "read_raw_samples"]
+class SplitMembers(Dataset):
+    """The ``modality`` values of a split's samples, by random access (retrieval's first side)."""
+
+    def __init__(self, split: ShardSplit, modality: str) -> None:
+        self.split, self.modality = split, modality
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.split.value_at(index, self.modality)
+
+
+__all__ = [
+    "ShardSplit", "SplitMembers", "WebDatasetFormat", "expand_shards", "member_codecs", "members_by_modality",
+    "read_index", "read_raw_samples",
+]

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 from torch.utils.data import Dataset
 
-from multivic.data.audio_io import audio_frames, load_mono
+from multivic.modalities.waveform import audio_frames, load_mono
 from multivic.errors import DataError
 
 logger = logging.getLogger("multivic")
@@ -91,6 +91,9 @@ class LabelledAudio(Dataset):
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def path(self, index: int) -> Path:
+        return self.files[index][0]
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         path, label = self.files[index]

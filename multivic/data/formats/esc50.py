@@ -7,9 +7,9 @@ from typing import Mapping
 
 from torch.utils.data import Dataset
 
-from multivic.data.audio_folder import LabelledAudio, esc50_files
+from multivic.data.readers.audio_folder import LabelledAudio, esc50_files
 from multivic.data.builtin import write_sounds22k_dataset, write_sounds_dataset
-from multivic.formats import DataFormat, LabelledSamples
+from multivic.data.formats import DataFormat, LabelledSamples
 from multivic.modalities import Modality
 from multivic.registry import register_format
 
@@ -29,9 +29,6 @@ class ESC50Format(DataFormat):
 
     def split(self, split: str, modalities: Mapping[str, Modality]) -> Dataset:
         files, classes = esc50_files(self.root, split, self.test_fold, self.folds)
-        return LabelledSamples(_clips(files, classes, modalities, self.min_seconds), "waveform")
+        rate = int(getattr(modalities["waveform"], "sample_rate"))
+        return LabelledSamples(LabelledAudio(files, classes, rate, None, self.min_seconds), "waveform")
 
-
-def _clips(files, classes, modalities: Mapping[str, Modality], min_seconds: float) -> LabelledAudio:
-    """The clips at the waveform modality's sample rate."""
-    return LabelledAudio(files, classes, int(getattr(modalities["waveform"], "sample_rate")), None, min_seconds)
