@@ -1,6 +1,8 @@
 """Audio: reading, resampling, cropping, views, the ESC-50 and CSV layouts, bad input."""
 
 import logging
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -66,14 +68,37 @@ def test_esc50_fold_split(sounds):
 
 
 def test_generic_csv_layout(sounds, tmp_path):
-    files = sorted((sounds / "audio").glob("*.wav"))
-    (tmp_path / "labels.csv").write_text("file,label\n" + "".join(f"{f},{f.name.split('-')[-1][:-4]}\n" for f in files))
+    shutil.copytree(sounds / "audio", tmp_path / "clips")
+    files = sorted((tmp_path / "clips").glob("*.wav"))
+    (tmp_path / "labels.csv").write_text(
+        "file,label\n" + "".join(f"clips/{f.name},{f.name.split('-')[-1][:-4]}\n" for f in files))
     train, classes = csv_audio_files(tmp_path, "labels.csv", "train", 5)
     val, _ = csv_audio_files(tmp_path, "labels.csv", "val", 5)
     assert len(train) + len(val) == len(files) and len(val) == len(files) // 5
     (tmp_path / "bad.csv").write_text("path,label\nx.wav,a\n")
     with pytest.raises(DataError, match=r"lacks column\(s\) file"):
         csv_audio_files(tmp_path, "bad.csv", "train", 5)
+
+
+@pytest.mark.parametrize("row", ["absolute", "../outside.wav", "link.wav"])
+def test_csv_rows_naming_files_outside_the_root_are_refused_naming_the_row(tmp_path, row):
+    """A labels.csv handed over by someone else reads nothing outside data.root (it did:
+    absolute and ../ rows were read, and sharded)."""
+    root = tmp_path / "data"
+    root.mkdir()
+    outside = tmp_path / "outside.wav"
+    soundfile.write(str(outside), np.zeros(800, dtype="float32"), 8000)
+    (root / "link.wav").symlink_to(outside)
+    name = str(outside) if row == "absolute" else row
+    (root / "labels.csv").write_text(f"file,label,fold\n{name},a,1\n")
+    with pytest.raises(DataError, match=r"labels.csv row 2 \(file\).*(absolute path|outside the data set's root)"):
+        csv_audio_files(root, "labels.csv", "val", 1)
+
+
+def test_a_fifo_in_place_of_the_csv_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "labels.csv")
+    with pytest.raises(DataError, match="not a regular file"):
+        csv_audio_files(tmp_path, "labels.csv", "train", 5)
 
 
 def test_generic_csv_without_fold_or_source_warns_once(tmp_path, caplog):

@@ -166,3 +166,25 @@ def test_captions_per_image_in_the_karpathy_layout(tmp_path):
     (tmp_path / "dataset_coco.json").write_text(json.dumps({"images": [entry]}))
     assert read_coco(tmp_path, "test", captions_per_image=5).captions == [[f"cap {n}" for n in range(5)]]
     assert len(read_coco(tmp_path, "test").captions[0]) == 6
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../../../etc/passwd", "link.jpg"])
+def test_a_file_name_outside_the_root_is_refused_naming_the_entry(official, tmp_path_factory, name):
+    """A caption file from someone else opens nothing outside data.root (it opened /etc/passwd)."""
+    outside = tmp_path_factory.mktemp("elsewhere") / "secret.jpg"
+    _image(outside)
+    (official / "val2017" / "link.jpg").symlink_to(outside)
+    path = official / "annotations" / "captions_val2017.json"
+    data = json.loads(path.read_text())
+    data["images"][0]["file_name"] = name
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"images\[0\] \(file_name\).*(absolute path|outside the data set's root)"):
+        read_coco_official(official, "val")
+
+
+@pytest.mark.parametrize("images", [[["not", "an", "object"]], [{"id": [1], "file_name": "a.jpg"}], [{"id": 1}]])
+def test_malformed_image_entries_are_one_line_errors(official, images):
+    path = official / "annotations" / "captions_val2017.json"
+    path.write_text(json.dumps({"images": images, "annotations": [{"image_id": 1, "caption": "x"}]}))
+    with pytest.raises(DataError, match=r"images\[0\] lacks"):
+        read_coco_official(official, "val")

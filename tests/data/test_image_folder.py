@@ -111,3 +111,19 @@ def test_torchvision_sets_are_never_downloaded(tmp_path, name):
 
     with pytest.raises(DataError, match=rf"{name} not found under .*never downloads"):
         TorchvisionImageDataset(name, tmp_path, "train")
+
+
+def test_a_symlink_out_of_the_data_set_is_refused(tmp_path):
+    """An image folder from someone else links nothing outside its root (a link to /etc/passwd
+    named x.png was read, and copied into shards)."""
+    root = write_shapes_dataset(tmp_path / "data", train_per_class=1, val_per_class=1, size=16)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0")
+    (root / "train" / SHAPE_CLASSES[0] / "x.png").symlink_to(secret)
+    with pytest.raises(DataError, match=r"image .*x.png resolves to .*secret.txt, outside the data set's root"):
+        ImageFolderDataset(root / "train")
+    # A link that stays inside the data set is fine.
+    (root / "train" / SHAPE_CLASSES[0] / "x.png").unlink()
+    first = next((root / "val" / SHAPE_CLASSES[0]).iterdir())
+    (root / "train" / SHAPE_CLASSES[0] / "x.png").symlink_to(first)
+    assert len(ImageFolderDataset(root / "train")) == len(SHAPE_CLASSES) + 1

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +40,13 @@ from urllib.parse import urlparse
 from torch.utils.data import Dataset
 
 from multivic.data.formats import DataFormat, RetrievalSet
+from multivic.data.readers.files import inside_root, read_index_bytes
 from multivic.data.streaming import Shard, StreamingSplit
 from multivic.errors import DataError, MultivicError
 from multivic.modalities import Modality, create_modality
 from multivic.options import resumable
 from multivic.registry import MODALITIES, register_format
+from multivic.trust import untrusted_urls
 
 logger = logging.getLogger("multivic")
 
@@ -308,13 +311,49 @@ class _ProtocolFromShards:
         return "classification" if obj is None else obj.index_info()["protocol"]
 
 
+TAR_BLOCK = 512  # every tar member starts with a header block of this size
+
+
 def read_index(path: Path) -> dict[str, Any]:
+    """``shards.json``, checked like user input: each split a list of ``{"url", "samples"}``
+    whose ``url`` is a shard file inside the index's folder and whose ``samples`` that file can
+    hold; class names a list of strings. A damaged or tampered index is a DataError naming it.
+
+    Entries are file names, never commands or remote URLs: streaming those is the user's own
+    choice, made with ``data.shards`` on the command line or in the recipe."""
+    what = f"shard index {path}"
     try:
-        index = json.loads(path.read_text())
-        if not isinstance(index, dict) or "splits" not in index:
-            raise ValueError("no 'splits'")
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path} is not a shard index written by multivic shard ({exc})") from None
+        index = json.loads(read_index_bytes(path, "shard index").decode("utf-8"))
+    except ValueError as exc:
+        raise DataError(f"{what} is not valid JSON ({exc}): write it again with multivic shard") from None
+    if not isinstance(index, dict) or not isinstance(index.get("splits"), dict):
+        raise DataError(f"{what} is not a shard index written by multivic shard (no 'splits')")
+    classes = index.get("classes")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise DataError(f"{what}: 'classes' must be a list of class names")
+    if index.get("protocol") not in (None, "classification", "retrieval"):
+        raise DataError(f"{what}: 'protocol' must be classification or retrieval, not {str(index.get('protocol'))[:40]!r}")
+    for split, shards in index["splits"].items():
+        if not isinstance(shards, list):
+            raise DataError(f"{what}: split {str(split)[:40]!r} is not a list of shards")
+        for n, shard in enumerate(shards):
+            entry = f"{what}: splits.{split}[{n}]"
+            if not isinstance(shard, dict) or not isinstance(shard.get("url"), str):
+                raise DataError(f"{entry} has no 'url' (a shard file name)")
+            name = shard["url"]
+            if untrusted_urls(name) or "/" in name or "\\" in name:
+                raise DataError(f"{entry} names {name[:80]!r}: index entries are shard files inside {path.parent}; "
+                                "to stream from elsewhere (pipe:, https:) name the shards yourself with data.shards=...")
+            file = inside_root(path.parent, name, entry)
+            samples = shard.get("samples")
+            if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
+                raise DataError(f"{entry}: 'samples' must be a count of samples, not {str(samples)[:40]!r}")
+            size = file.stat().st_size if file.is_file() else None
+            if size is None:
+                raise DataError(f"{entry}: shard {file} does not exist or is not a regular file")
+            if samples * TAR_BLOCK > size:
+                raise DataError(f"{entry}: {samples} samples cannot fit in {name} ({size} bytes): the index is damaged; "
+                                "write the shards again with multivic shard")
     return index
 
 
@@ -357,16 +396,15 @@ class WebDatasetFormat(DataFormat):
         if self._info is not None:
             return self._info
         root = Path(self.root) if self.root is not None else None
-        index = read_index(root / INDEX_FILE) if root is not None and (root / INDEX_FILE).is_file() else None
+        index = read_index(root / INDEX_FILE) if root is not None and os.path.lexists(root / INDEX_FILE) else None
         sizes: dict[str, int] = {}
         splits: dict[str, list[Shard]] = {}
         if index is not None:
             for split, shards in index["splits"].items():
-                splits[split] = [Shard(str(root / s["url"]) if is_local(s["url"]) and not Path(s["url"]).is_absolute()
-                                       else s["url"], int(s["samples"])) for s in shards]
+                splits[split] = [Shard(str(root / s["url"]), s["samples"]) for s in shards]
                 sizes.update({Path(urlparse(s.url).path).name: s.samples for s in splits[split]})
         elif root is not None and self.shards is None:
-            tars = sorted(p for p in root.glob("*.tar"))
+            tars = sorted(inside_root(root, p.name, f"shard {p}") for p in root.glob("*.tar"))
             if not tars:
                 raise DataError(f"data.root {root} holds no .tar shards and no {INDEX_FILE}: "
                                 "write shards with `multivic shard`, or set data.shards=PATTERN")

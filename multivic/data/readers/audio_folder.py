@@ -14,6 +14,7 @@ the other folds.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from pathlib import Path
@@ -23,6 +24,7 @@ import pandas as pd
 from torch.utils.data import Dataset
 
 from multivic.modalities.waveform import audio_frames, load_mono
+from multivic.data.readers.files import inside_root, read_index_bytes
 from multivic.errors import DataError
 
 logger = logging.getLogger("multivic")
@@ -38,10 +40,9 @@ _warned_ungrouped: set[Path] = set()
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"meta CSV {path} not found")
+    data = read_index_bytes(path, "meta CSV")
     try:
-        table = pd.read_csv(path)
+        table = pd.read_csv(io.BytesIO(data))
     except Exception as exc:
         raise DataError(f"cannot read meta CSV {path}: {str(exc).splitlines()[0]}") from None
     missing = [c for c in required if c not in table.columns]
@@ -152,7 +153,9 @@ def esc50_files(
     classes = [classes_by_target[t] for t in sorted(classes_by_target)]
     index = {t: i for i, t in enumerate(sorted(classes_by_target))}
     chosen = _split(table, split, test_fold, meta)
-    return [(root / "audio" / str(f), index[int(t)]) for f, t in zip(chosen["filename"], chosen["target"])], classes
+    audio = root / "audio"
+    return [(inside_root(audio, str(f), f"{meta} row {n + 2} (filename)"), index[int(t)])
+            for n, f, t in zip(chosen.index, chosen["filename"], chosen["target"])], classes
 
 
 def _folds_by_source(sources: pd.Series) -> list[int]:
@@ -214,4 +217,5 @@ def csv_audio_files(
     classes = sorted(table["label"].astype(str).unique())
     index = {c: i for i, c in enumerate(classes)}
     chosen = _split(table, split, test_fold, meta)
-    return [(root / str(f), index[str(c)]) for f, c in zip(chosen["file"], chosen["label"])], classes
+    return [(inside_root(root, str(f), f"{meta} row {n + 2} (file)"), index[str(c)])
+            for n, f, c in zip(chosen.index, chosen["file"], chosen["label"])], classes

@@ -29,6 +29,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from multivic.data.readers.files import inside_root, read_index_bytes
 from multivic.errors import DataError
 
 logger = logging.getLogger("multivic")
@@ -62,10 +63,9 @@ class CaptionedImages:
 
 
 def _load_json(path: Path) -> dict:
-    if not path.is_file():
-        raise DataError(f"caption file {path} not found")
+    raw = read_index_bytes(path, "caption file")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"caption file {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
@@ -154,11 +154,16 @@ def read_coco_official(
     if not isinstance(data.get("annotations"), list):
         raise DataError(f"caption file {path} is not a COCO caption file: it has no 'annotations' list")
     images, order = {}, []
-    for entry in data["images"]:
-        images[entry["id"]] = (root / f"{split}{y}" / entry["file_name"], [])
+    for n, entry in enumerate(data["images"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), (int, str)) or "file_name" not in entry:
+            raise DataError(f"{path}: images[{n}] lacks an 'id' (a number) or a 'file_name': not a COCO caption file")
+        where = f"{path}: images[{n}] (file_name)"
+        images[entry["id"]] = (inside_root(root, Path(f"{split}{y}") / str(entry["file_name"]), where), [])
         order.append(entry["id"])
     empty = 0
-    for ann in data["annotations"]:
+    for n, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), (int, str)):
+            raise DataError(f"{path}: annotations[{n}] is not an object with an 'image_id': not a COCO caption file")
         if ann.get("image_id") not in images:
             raise DataError(f"{path}: annotation {ann.get('id')} names image_id {ann.get('image_id')}, which 'images' does not list")
         text = str(ann.get("caption") or "").strip()
@@ -181,18 +186,22 @@ def read_coco_karpathy(
     data = _load_json(path)
     items, empty = [], 0
     for n, entry in enumerate(data["images"]):
-        if "split" not in entry or "filename" not in entry:
+        if not isinstance(entry, dict) or "split" not in entry or "filename" not in entry:
             raise DataError(f"{path}: images[{n}] lacks 'split' or 'filename': not a Karpathy split file")
         if entry["split"] not in KARPATHY_SPLITS[split]:
             continue
         caps = []
-        for sentence in entry.get("sentences", []):
+        sentences = entry.get("sentences", [])
+        if not isinstance(sentences, list) or not all(isinstance(x, dict) for x in sentences):
+            raise DataError(f"{path}: images[{n}] 'sentences' is not a list of objects: not a Karpathy split file")
+        for sentence in sentences:
             text = str(sentence.get("raw") or " ".join(sentence.get("tokens", []))).strip()
             if text:
                 caps.append(text)
             else:
                 empty += 1
-        items.append((root / entry.get("filepath", "") / entry["filename"], caps))
+        name = Path(str(entry.get("filepath", ""))) / str(entry["filename"])
+        items.append((inside_root(root, name, f"{path}: images[{n}] (filepath/filename)"), caps))
     return _finish(path, items, empty, captions_per_image)
 
 
