@@ -1,6 +1,6 @@
 """Evaluation protocols on frozen features: linear probe, k-NN, collapse statistics."""
 
-from multivic.evaluation.collapse import collapse_stats, rankme
+from multivic.collapse import collapse_stats, rankme
 from multivic.evaluation.knn import knn_classify
 from multivic.evaluation.linear_probe import linear_probe
 

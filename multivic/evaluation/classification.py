@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import Dataset
 
 from multivic.branch import Branch
-from multivic.evaluation.collapse import branch_collapse
+from multivic.collapse import branch_collapse
 from multivic.evaluation.features import extract_features
 from multivic.evaluation.knn import knn_classify
 from multivic.evaluation.linear_probe import linear_probe
@@ -36,7 +36,7 @@ def evaluate_classification(
     """Metrics of ``branch`` named ``<branch>/<metric>``: linear_top1, linear_top5, knn_top1
     (percent, on val, trained on train); the collapse statistics of the expander output on val
     (rankme, std_mean, std_min, std_below_gamma for ``gamma``, corr_offdiag_rms, see
-    multivic.evaluation.collapse) and rankme_repr, the RankMe of the encoder output; the val
+    multivic.collapse) and rankme_repr, the RankMe of the encoder output; the val
     split's spectra and per-dimension std as arrays (see :func:`branch_collapse`)."""
     tr = extract_features(branch, train, device, batch_size, num_workers, max_train_samples, seed, collate, skip_unreadable)
     va = extract_features(branch, val, device, batch_size, num_workers, collate=collate, skip_unreadable=skip_unreadable)

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from multivic.branch import Branch
 from multivic.errors import ConfigError, RunDirError
 from multivic.evaluation.classification import evaluate_classification
-from multivic.evaluation.collapse import branch_collapse
+from multivic.collapse import branch_collapse
 from multivic.evaluation.embed import Embedded, embed_dataset
 from multivic.evaluation.examples import retrieval_examples
 from multivic.evaluation.result import EvalResult

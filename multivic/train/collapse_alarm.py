@@ -1,7 +1,7 @@
 """The collapse alarm: a logged step whose embeddings look collapsed, named by branch and step.
 
 A side is flagged when its per-dimension std (mean over dimensions, on the step's batch) falls
-under ``min_std``, or its RankMe (uncentred, see multivic.evaluation.collapse) under
+under ``min_std``, or its RankMe (uncentred, see multivic.collapse) under
 ``min_rankme_fraction`` × min(rows, width) of the batch it was computed on. The flag goes to
 the log (a warning, once per side until it recovers) and to history.csv's ``collapse_alarm``.
 """

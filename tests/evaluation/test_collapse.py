@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from multivic.evaluation.collapse import RANKME_EPS, collapse_stats, rankme
+from multivic.collapse import RANKME_EPS, collapse_stats, rankme
 
 
 def numpy_rankme(z: np.ndarray, eps: float = RANKME_EPS) -> float:
@@ -59,7 +59,7 @@ def test_correlation_rms_of_copied_dimensions_is_one():
 def test_branch_collapse_keeps_the_spectra_and_stds_numpy_gives():
     import numpy as np
 
-    from multivic.evaluation.collapse import branch_collapse
+    from multivic.collapse import branch_collapse
 
     g = torch.Generator().manual_seed(3)
     emb, rep = torch.randn(40, 12, generator=g) + 2.0, torch.randn(40, 60, generator=g)
