@@ -1,8 +1,12 @@
 """What the ``multivic`` commands do; :mod:`multivic.cli` parses arguments and dispatches here.
 
-- :mod:`~multivic.commands.train`: a recipe into a run directory (train, export, evaluate);
-- :mod:`~multivic.commands.evaluate`: the evaluation protocol of a run's exported branches;
-- :mod:`~multivic.commands.embed`: embeddings of a user's inputs with an exported branch;
-- :mod:`~multivic.commands.compare`: one table of several runs' differing settings and metrics;
-- ``multivic report`` is :func:`multivic.report.write_report` (figures and pages of a run).
+    train.py              a recipe into a run directory (train, export, evaluate)
+    evaluate.py           the evaluation protocol of a run's exported branches
+    evaluate_backbone.py  the same protocol on any weights (torchvision, timm, lightly, ...)
+    embed.py              embeddings of a user's inputs with an exported branch
+    compare.py            one table of several runs' differing settings and metrics
+    sweep.py              a grid of train runs in sibling run directories, then compare
+    shard.py              any data format (or a built-in set) as tar shards with an index
+
+``multivic report`` is :func:`multivic.report.write_report` (figures and pages of a run).
 """

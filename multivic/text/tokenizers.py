@@ -125,8 +125,3 @@ def load_tokenizer(folder: Path) -> Tokenizer:
     if (folder / PRETRAINED_DIR).is_dir():
         return PretrainedTokenizer.from_dir(folder / PRETRAINED_DIR)
     raise DataError(f"no saved tokenizer in {folder}: train the run first")
-
-
-def saved_tokenizer_exists(folder: Path) -> bool:
-    return any((folder / n).exists() for n in (WORD_FILE, WORDPIECE_FILE, PRETRAINED_DIR))
-
