@@ -10,10 +10,10 @@ from multivic.evaluation.retrieval import retrieval_recall
 from multivic.errors import ConfigError, DataError, MultivicError, RegistryError, RunDirError
 from multivic.expander import Expander, parse_expander_spec
 from multivic.export import load_branch
-from multivic.objectives import VICRegLoss, VICRegOutput, covariance_loss, invariance_loss, variance_loss
+from multivic.objectives import VICRegLoss, covariance_loss, invariance_loss, variance_loss
 from multivic.data.formats import DataFormat
 from multivic.modalities import Modality
-from multivic.objectives import ObjectiveOutput
+from multivic.objectives import Objective, ObjectiveOutput
 from multivic.registry import (
     create_encoder,
     list_encoders,
@@ -29,6 +29,7 @@ __all__ = [
     "Branch",
     "DataFormat",
     "Modality",
+    "Objective",
     "ObjectiveOutput",
     "ConfigError",
     "DataError",
@@ -38,7 +39,6 @@ __all__ = [
     "RegistryError",
     "RunDirError",
     "VICRegLoss",
-    "VICRegOutput",
     "build_branch",
     "covariance_loss",
     "create_encoder",

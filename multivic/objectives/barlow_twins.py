@@ -23,7 +23,7 @@ The off-diagonal sum never needs the d×d matrix when n < d::
 
 two n×n Grams, O(n²d) instead of O(nd²), and C's diagonal is Σ_i A_ij B_ij / n, O(nd).
 ``covariance_form="auto"`` takes the Gram form when n < d. As in VICReg, the subtraction is
-checked for cancellation and redone in float64 beyond κ = 10³ (see multivic.objectives.vicreg).
+checked for cancellation and redone in float64 beyond κ = 10³ (see multivic.objectives._numerics).
 
 Across processes, Z and Z' are gathered with gradient and normalised over the whole batch (the
 official code's SyncBatchNorm); each process computes only its share of the Gram rows (or of
@@ -34,24 +34,14 @@ all-reduces C without gradient, which leaves the DDP-averaged gradient 1/world_s
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from multivic.distributed import all_reduce_sum_with_grad, gather_with_grad, rank, world_size
-from multivic.objectives._common import (
-    ObjectiveResult,
-    add_variance,
-    check_rows,
-    check_variance_options,
-    guarded_forward,
-    std_stats,
-)
-from multivic.objectives.vicreg import _cancels_too_much, _resolve_form
+from multivic.distributed import all_reduce_sum_with_grad, rank
+from multivic.objectives._base import Objective, ObjectiveOutput, check_choice, check_option
+from multivic.objectives._numerics import COVARIANCE_FORMS, CovarianceForm, cancels_too_much, resolve_form
+from multivic.objectives._variance import add_variance, check_regulariser_options, std_stats
 from multivic.registry import register_objective
-
-CovarianceForm = Literal["auto", "gram", "covariance"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,14 +62,16 @@ def cross_correlation(z_a: Tensor, z_b: Tensor, eps: float = 1e-5) -> Tensor:
     return a.T @ b / z_a.shape[0]
 
 
-def barlow_twins_terms(z_a: Tensor, z_b: Tensor, eps: float = 1e-5, form: CovarianceForm = "auto") -> tuple[Tensor, Tensor]:
+def barlow_twins_terms(
+    z_a: Tensor, z_b: Tensor, eps: float = 1e-5, form: CovarianceForm = "auto"
+) -> tuple[Tensor, Tensor]:
     """(Σ_j (1 - C_jj)², Σ_{i≠j} C_ij²) of the batch [n, d] on one process.
 
     ``form``: "gram" (n×n Grams), "covariance" (the d×d matrix C) or "auto" (Gram when n < d).
     """
     n, d = z_a.shape
     a, b = batch_normalise(z_a, eps), batch_normalise(z_b, eps)
-    on, off = _shard_sums(a, b, _resolve_form(form, n, d), 0, 1)
+    on, off = _shard_sums(a, b, resolve_form(form, n, d), 0, 1)
     return on, off
 
 
@@ -118,8 +110,8 @@ def _shard_sums(a: Tensor, b: Tensor, form: str, shard: int, shards: int) -> tup
     total = all_reduce_sum_with_grad(partial) if shards > 1 else partial
     if form != "gram":
         return total[0], total[1]
-    if _cancels_too_much(total[1:], a.dtype):
-        # ‖C‖_F² and Σ C_jj² nearly cancel: redo both in float64 (see vicreg's module docstring).
+    if cancels_too_much(total[1:], a.dtype):
+        # ‖C‖_F² and Σ C_jj² nearly cancel: redo both in float64 (see the _numerics module docstring).
         partial64 = _shard_partials(a.double(), b.double(), form, shard, shards)
         total64 = all_reduce_sum_with_grad(partial64) if shards > 1 else partial64
         return total[0], (total64[1] - total64[2]).to(a.dtype)
@@ -132,7 +124,7 @@ def _shard_sums(a: Tensor, b: Tensor, form: str, shard: int, shards: int) -> tup
 
 
 @register_objective("barlow_twins")
-class BarlowTwinsLoss(nn.Module):
+class BarlowTwinsLoss(Objective):
     """Barlow Twins: drive the cross-correlation of the batch-normalised embeddings to identity.
 
     Args:
@@ -149,10 +141,14 @@ class BarlowTwinsLoss(nn.Module):
         gather: with several processes, gather the embeddings of all (with gradient).
         check_finite: raise a clear error when the loss holds NaN or Inf (one host read).
 
-    ``forward(z_a, z_b)`` returns an :class:`ObjectiveResult` with terms ``on_diagonal`` and
-    ``off_diagonal`` (unweighted; ``variance`` too when μ > 0) and per-branch std statistics
-    of the raw embeddings. float32 arithmetic (float64 stays float64), autocast off.
+    ``forward(z_a, z_b)`` returns an :class:`~multivic.objectives.ObjectiveOutput` with terms
+    ``on_diagonal`` and ``off_diagonal`` (unweighted; ``variance`` too when μ > 0) and
+    per-branch std statistics of the raw embeddings. float32 arithmetic (float64 stays
+    float64), autocast off.
     """
+
+    title = "Barlow Twins"
+    rows_needed_for = "to normalise over it"
 
     def __init__(
         self,
@@ -167,15 +163,12 @@ class BarlowTwinsLoss(nn.Module):
         gather: bool = True,
         check_finite: bool = True,
     ) -> None:
-        super().__init__()
-        if not lambda_offdiag >= 0:
-            raise ValueError(f"lambda_offdiag must be >= 0 (the paper's is 5e-3); got {lambda_offdiag}")
-        if not scale_loss > 0:
-            raise ValueError(f"scale_loss must be > 0 (1 is the official code's current value); got {scale_loss}")
-        if not bn_eps > 0:
-            raise ValueError(f"bn_eps must be > 0 (BatchNorm1d's is 1e-5); got {bn_eps}")
-        check_variance_options(variance_coeff, gamma, eps)
-        _resolve_form(covariance_form, 1, 1)  # validates the name, with VICReg's message
+        super().__init__(gather=gather, check_finite=check_finite)
+        check_option("lambda_offdiag", lambda_offdiag, lambda_offdiag >= 0, ">= 0 (the paper's is 5e-3)")
+        check_option("scale_loss", scale_loss, scale_loss > 0, "> 0 (1 is the official code's current value)")
+        check_option("bn_eps", bn_eps, bn_eps > 0, "> 0 (BatchNorm1d's is 1e-5)")
+        check_regulariser_options(variance_coeff, gamma, eps)
+        check_choice("covariance_form", covariance_form, COVARIANCE_FORMS)
         self.lambda_offdiag = lambda_offdiag
         self.scale_loss = scale_loss
         self.scale_by_dim = scale_by_dim
@@ -184,8 +177,6 @@ class BarlowTwinsLoss(nn.Module):
         self.gamma = gamma
         self.eps = eps
         self.covariance_form = covariance_form
-        self.gather = gather
-        self.check_finite = check_finite
 
     def extra_repr(self) -> str:
         return (
@@ -193,20 +184,15 @@ class BarlowTwinsLoss(nn.Module):
             f"variance_coeff={self.variance_coeff}, covariance_form={self.covariance_form!r}"
         )
 
-    def forward(self, z_a: Tensor, z_b: Tensor) -> ObjectiveResult:
-        return guarded_forward(z_a, z_b, self._compute, self.check_finite, "BarlowTwinsLoss", "Barlow Twins", "to normalise over it")
-
-    def _compute(self, z_a: Tensor, z_b: Tensor) -> ObjectiveResult:
-        shards = world_size() if self.gather else 1
-        if shards > 1:
-            z_a, z_b = gather_with_grad(z_a), gather_with_grad(z_b)
+    def compute(self, z_a: Tensor, z_b: Tensor) -> ObjectiveOutput:
+        z_a, z_b, shards = self.gather_batch(z_a, z_b)
         n, d = z_a.shape
-        check_rows(n, "Barlow Twins", "to normalise over it")
-        form = _resolve_form(self.covariance_form, n, d)
+        self.check_rows(n)
+        form = resolve_form(self.covariance_form, n, d)
         a, b = batch_normalise(z_a, self.bn_eps), batch_normalise(z_b, self.bn_eps)
         on, off = _shard_sums(a, b, form, rank() if shards > 1 else 0, shards)
         scale = self.scale_loss / d if self.scale_by_dim else self.scale_loss
         loss = scale * (on + self.lambda_offdiag * off)
         loss, terms = add_variance(loss, {"on_diagonal": on, "off_diagonal": off}, z_a, z_b,
                                    self.variance_coeff, self.gamma, self.eps)
-        return ObjectiveResult(loss, terms, std_stats(z_a, z_b, self.gamma, self.eps))
+        return ObjectiveOutput(loss, terms, std_stats(z_a, z_b, self.gamma, self.eps))

@@ -29,58 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from multivic.distributed import gather_with_grad, rank, world_size
-from multivic.objectives._common import (
-    ObjectiveResult,
-    add_variance,
-    check_rows,
-    check_variance_options,
-    guarded_forward,
-    std_stats,
-)
+from multivic.objectives._base import Objective, ObjectiveOutput, check_option
+from multivic.objectives._contrastive import own_cosine_rows
+from multivic.objectives._variance import add_variance, check_regulariser_options, std_stats
 from multivic.registry import register_objective
 
 
-def local_rows(n_local: int, device: torch.device, shards: int) -> tuple[slice, Tensor]:
-    """This process's rows of the gathered batch and their positive columns (labels)."""
-    start = rank() * n_local if shards > 1 else 0
-    return slice(start, start + n_local), torch.arange(start, start + n_local, device=device)
-
-
-def cosine_rows(z_a: Tensor, z_b: Tensor, rows: slice) -> tuple[Tensor, Tensor]:
-    """Cosine similarities of rows ``rows`` of each side against all rows of the other:
-    (a[rows] · b^T, b[rows] · a^T), each [|rows|, n], from the gathered raw embeddings."""
-    a, b = F.normalize(z_a, dim=1), F.normalize(z_b, dim=1)
-    return a[rows] @ b.T, b[rows] @ a.T
-
-
-def gathered_cosine_rows(z_a: Tensor, z_b: Tensor, gather: bool, name: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, int]:
-    """The common start of the contrastive objectives on this process's [n_local, d] rows:
-    gather both sides with gradient (when ``gather`` and several processes), check the whole
-    batch has a negative, and take this process's rows of the cosine similarities.
-
-    Returns (z_a, z_b) gathered [n, d], sim_ab and sim_ba [n_local, n] (see :func:`cosine_rows`),
-    the positive columns [n_local] and the number of shards.
-    """
-    n_local = z_a.shape[0]
-    shards = world_size() if gather else 1
-    if shards > 1:
-        z_a, z_b = gather_with_grad(z_a), gather_with_grad(z_b)
-    check_rows(z_a.shape[0], name, "(a pair needs a negative)")
-    rows, labels = local_rows(n_local, z_a.device, shards)
-    sim_ab, sim_ba = cosine_rows(z_a, z_b, rows)
-    return z_a, z_b, sim_ab, sim_ba, labels, shards
-
-
-def infonce_terms(z_a: Tensor, z_b: Tensor, logit_scale: Tensor | float) -> tuple[Tensor, Tensor]:
-    """(a_to_b, b_to_a) mean cross-entropies of the whole batch [n, d] on one process."""
-    rows, labels = local_rows(z_a.shape[0], z_a.device, 1)
-    sim_ab, sim_ba = cosine_rows(z_a, z_b, rows)
-    return F.cross_entropy(logit_scale * sim_ab, labels), F.cross_entropy(logit_scale * sim_ba, labels)
-
-
 @register_objective("infonce")
-class InfoNCELoss(nn.Module):
+class InfoNCELoss(Objective):
     """Symmetric contrastive InfoNCE (CLIP): each row's pair against every other row of the batch.
 
     Args:
@@ -94,10 +50,13 @@ class InfoNCELoss(nn.Module):
         gather: with several processes, contrast against the rows of all (gathered with gradient).
         check_finite: raise a clear error when the loss holds NaN or Inf (one host read).
 
-    ``forward(z_a, z_b)`` returns an :class:`ObjectiveResult` with terms ``a_to_b`` and
-    ``b_to_a`` (mean cross-entropies of this process's rows; ``variance`` too when μ > 0) and
-    statistics ``temperature`` and the per-branch std of the raw embeddings.
+    ``forward(z_a, z_b)`` returns an :class:`~multivic.objectives.ObjectiveOutput` with terms
+    ``a_to_b`` and ``b_to_a`` (mean cross-entropies of this process's rows; ``variance`` too
+    when μ > 0) and statistics ``temperature`` and the per-branch std of the raw embeddings.
     """
+
+    title = "InfoNCE"
+    rows_needed_for = "(a pair needs a negative)"
 
     def __init__(
         self,
@@ -110,17 +69,14 @@ class InfoNCELoss(nn.Module):
         gather: bool = True,
         check_finite: bool = True,
     ) -> None:
-        super().__init__()
-        if not max_logit_scale > 0:
-            raise ValueError(f"max_logit_scale must be > 0 (CLIP's is 100); got {max_logit_scale}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0 (CLIP starts at 0.07); got {temperature}")
-        if 1.0 / temperature > max_logit_scale:
-            raise ValueError(
-                f"temperature must be >= 1/max_logit_scale = {1.0 / max_logit_scale:g}; got {temperature} "
-                "(raise it, or raise max_logit_scale)"
-            )
-        check_variance_options(variance_coeff, gamma, eps)
+        super().__init__(gather=gather, check_finite=check_finite)
+        check_option("max_logit_scale", max_logit_scale, max_logit_scale > 0, "> 0 (CLIP's is 100)")
+        check_option("temperature", temperature, temperature > 0, "> 0 (CLIP starts at 0.07)")
+        check_option(
+            "temperature", temperature, 1.0 / temperature <= max_logit_scale,
+            f">= 1/max_logit_scale = {1.0 / max_logit_scale:g} (raise it, or raise max_logit_scale)",
+        )
+        check_regulariser_options(variance_coeff, gamma, eps)
         log_scale = torch.tensor(math.log(1.0 / temperature), dtype=torch.float32)
         if learnable_temperature:
             self.log_logit_scale = nn.Parameter(log_scale)
@@ -131,8 +87,6 @@ class InfoNCELoss(nn.Module):
         self.variance_coeff = variance_coeff
         self.gamma = gamma
         self.eps = eps
-        self.gather = gather
-        self.check_finite = check_finite
 
     def extra_repr(self) -> str:
         return (
@@ -144,11 +98,11 @@ class InfoNCELoss(nn.Module):
         """1/τ, clamped at ``max_logit_scale``; a scalar with gradient when learnable."""
         return self.log_logit_scale.clamp(max=math.log(self.max_logit_scale)).exp()
 
-    def forward(self, z_a: Tensor, z_b: Tensor) -> ObjectiveResult:
-        return guarded_forward(z_a, z_b, self._compute, self.check_finite, "InfoNCELoss", "InfoNCE", "(a pair needs a negative)")
-
-    def _compute(self, z_a: Tensor, z_b: Tensor) -> ObjectiveResult:
-        z_a, z_b, sim_ab, sim_ba, labels, _ = gathered_cosine_rows(z_a, z_b, self.gather, "InfoNCE")
+    def compute(self, z_a: Tensor, z_b: Tensor) -> ObjectiveOutput:
+        n_local = z_a.shape[0]
+        z_a, z_b, shards = self.gather_batch(z_a, z_b)
+        self.check_rows(z_a.shape[0])
+        sim_ab, sim_ba, labels = own_cosine_rows(z_a, z_b, n_local, shards)
         scale = self.logit_scale().to(z_a.dtype)
         a_to_b = F.cross_entropy(scale * sim_ab, labels)
         b_to_a = F.cross_entropy(scale * sim_ba, labels)
@@ -156,4 +110,4 @@ class InfoNCELoss(nn.Module):
         loss, terms = add_variance(loss, {"a_to_b": a_to_b, "b_to_a": b_to_a}, z_a, z_b,
                                    self.variance_coeff, self.gamma, self.eps)
         stats = {"temperature": 1.0 / scale.detach(), **std_stats(z_a, z_b, self.gamma, self.eps)}
-        return ObjectiveResult(loss, terms, stats)
+        return ObjectiveOutput(loss, terms, stats)

@@ -27,16 +27,11 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from multivic.objectives._common import (
-    ObjectiveResult,
-    add_variance,
-    check_variance_options,
-    guarded_forward,
-    std_stats,
-)
-from multivic.objectives.infonce import gathered_cosine_rows
+from multivic.objectives._base import Objective, ObjectiveOutput, check_choice, check_option
+from multivic.objectives._contrastive import own_cosine_rows
+from multivic.objectives._variance import add_variance, check_regulariser_options, std_stats
 from multivic.registry import register_objective
 
 Reduction = Literal["sum", "mean"]
@@ -54,15 +49,8 @@ def hinge_rows(sim: Tensor, positives: Tensor, margin: float, max_violation: boo
     return cost.amax(dim=1) if max_violation else cost.sum(dim=1)
 
 
-def vsepp_terms(z_a: Tensor, z_b: Tensor, margin: float = 0.2, max_violation: bool = True) -> tuple[Tensor, Tensor]:
-    """(a_to_b, b_to_a) summed over the rows of the whole batch [n, d] on one process."""
-    rows, labels = local_rows(z_a.shape[0], z_a.device, 1)
-    sim_ab, sim_ba = cosine_rows(z_a, z_b, rows)
-    return hinge_rows(sim_ab, labels, margin, max_violation).sum(), hinge_rows(sim_ba, labels, margin, max_violation).sum()
-
-
 @register_objective("vsepp")
-class VSEPPLoss(nn.Module):
+class VSEPPLoss(Objective):
     """VSE++ hinge on cosine similarities, both directions, hardest negatives or all of them.
 
     Args:
@@ -76,10 +64,13 @@ class VSEPPLoss(nn.Module):
         gather: with several processes, contrast against the rows of all (gathered with gradient).
         check_finite: raise a clear error when the loss holds NaN or Inf (one host read).
 
-    ``forward(z_a, z_b)`` returns an :class:`ObjectiveResult` with terms ``a_to_b`` and
-    ``b_to_a`` (this process's share, reduced as the loss is; ``variance`` too when μ > 0) and
-    per-branch std statistics of the raw embeddings.
+    ``forward(z_a, z_b)`` returns an :class:`~multivic.objectives.ObjectiveOutput` with terms
+    ``a_to_b`` and ``b_to_a`` (this process's share, reduced as the loss is; ``variance`` too
+    when μ > 0) and per-branch std statistics of the raw embeddings.
     """
+
+    title = "VSE++"
+    rows_needed_for = "(a pair needs a negative)"
 
     def __init__(
         self,
@@ -92,20 +83,16 @@ class VSEPPLoss(nn.Module):
         gather: bool = True,
         check_finite: bool = True,
     ) -> None:
-        super().__init__()
-        if not margin >= 0:
-            raise ValueError(f"margin must be >= 0 (the paper's is 0.2); got {margin}")
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
-        check_variance_options(variance_coeff, gamma, eps)
+        super().__init__(gather=gather, check_finite=check_finite)
+        check_option("margin", margin, margin >= 0, ">= 0 (the paper's is 0.2)")
+        check_choice("reduction", reduction, REDUCTIONS)
+        check_regulariser_options(variance_coeff, gamma, eps)
         self.margin = margin
         self.max_violation = max_violation
         self.reduction = reduction
         self.variance_coeff = variance_coeff
         self.gamma = gamma
         self.eps = eps
-        self.gather = gather
-        self.check_finite = check_finite
 
     def extra_repr(self) -> str:
         return (
@@ -113,16 +100,15 @@ class VSEPPLoss(nn.Module):
             f"variance_coeff={self.variance_coeff}"
         )
 
-    def forward(self, z_a: Tensor, z_b: Tensor) -> ObjectiveResult:
-        return guarded_forward(z_a, z_b, self._compute, self.check_finite, "VSEPPLoss", "VSE++", "(a pair needs a negative)")
-
-    def _compute(self, z_a: Tensor, z_b: Tensor) -> ObjectiveResult:
+    def compute(self, z_a: Tensor, z_b: Tensor) -> ObjectiveOutput:
         n_local = z_a.shape[0]
-        z_a, z_b, sim_ab, sim_ba, labels, shards = gathered_cosine_rows(z_a, z_b, self.gather, "VSE++")
+        z_a, z_b, shards = self.gather_batch(z_a, z_b)
+        self.check_rows(z_a.shape[0])
+        sim_ab, sim_ba, labels = own_cosine_rows(z_a, z_b, n_local, shards)
         # Mean over processes of this factor times the local sum is the whole batch's sum / mean.
         factor = shards if self.reduction == "sum" else 1.0 / n_local
         a_to_b = factor * hinge_rows(sim_ab, labels, self.margin, self.max_violation).sum()
         b_to_a = factor * hinge_rows(sim_ba, labels, self.margin, self.max_violation).sum()
         loss, terms = add_variance(a_to_b + b_to_a, {"a_to_b": a_to_b, "b_to_a": b_to_a}, z_a, z_b,
                                    self.variance_coeff, self.gamma, self.eps)
-        return ObjectiveResult(loss, terms, std_stats(z_a, z_b, self.gamma, self.eps))
+        return ObjectiveOutput(loss, terms, std_stats(z_a, z_b, self.gamma, self.eps))
