@@ -94,10 +94,10 @@ def measure_step(name: str, args: argparse.Namespace) -> dict:
     from accelerate.utils import set_seed
 
     import multivic.train.loop as loop
-    from multivic.build import build_data, build_model, build_optimizer_specs
+    from multivic.build import build_data, build_model, build_optimizer_specs, build_train_settings
     from multivic.config import load_config
     from multivic.run_dir import RunDir
-    from multivic.train import TrainSettings, fit
+    from multivic.train import fit
     from multivic.train.optimizers import build_joint_optimizer
 
     cfg = load_config(ROOT / QUICKSTART, model_overrides(name, args))
@@ -128,13 +128,10 @@ def measure_step(name: str, args: argparse.Namespace) -> dict:
     real_build_loader = loop.build_loader
     loop.build_loader = lambda *a, **k: (stand_in, stand_in)
     try:
-        settings = TrainSettings(
-            epochs=1, batch_size=t.batch_size, grad_accum_steps=1, mixed_precision=t.mixed_precision, num_workers=0,
-            seed=cfg.seed, log_every=t.log_every, checkpoint_every=t.checkpoint_every, checkpoint_every_steps=0,
-            keep_checkpoints=t.keep_checkpoints, background_checkpoints=False, on_nonfinite=t.on_nonfinite, max_nonfinite_in_row=t.max_nonfinite_in_row,
-            clip_grad_norm=t.clip_grad_norm, strict_data=False, max_bad_fraction=1.0,
-            alarm_min_std=t.alarm_min_std, alarm_min_rankme_fraction=t.alarm_min_rankme_fraction,
-            sync_batchnorm=False, cpu=True, progress=False, trackers=(),
+        settings = build_train_settings(
+            cfg, progress=False, epochs=1, grad_accum_steps=1, num_workers=0, checkpoint_every_steps=0,
+            background_checkpoints=False, strict=False, max_bad_fraction=1.0, sync_batchnorm=False, cpu=True,
+            trackers=(),
         )
         with tempfile.TemporaryDirectory(prefix="multivic-step-") as tmp:
             fit(model, list(range(t.batch_size * steps)), RunDir(Path(tmp) / "run"), build_optimizer_specs(cfg, model), settings)

@@ -7,6 +7,7 @@ their registries by name; nothing here branches on a modality's or a format's na
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,10 +17,10 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from multivic.branch import Branch, JointEmbedding, build_branch
-from multivic.config import BranchConfig, OptimConfig, RecipeConfig
+from multivic.config import BranchConfig, DataCommon, OptimConfig, RecipeConfig, TrainConfig
 from multivic.data.builtin.location import builtin_root, ensure_written
 from multivic.errors import ConfigError, DataError, MultivicError
-from multivic.formats import DataSetup, PairedViews
+from multivic.data.formats import DataSetup, PairedViews
 from multivic.modalities import Modality, create_modality
 from multivic.optim import OptimizerSpec
 from multivic.options import options_for
@@ -33,6 +34,8 @@ from multivic.registry import (
     encoder_spec,
     import_modules,
 )
+from multivic.train import TrainSettings
+from multivic.train.trackers import check_trackers
 
 
 def plain(value: Any) -> Any:
@@ -249,3 +252,25 @@ def build_optimizer_specs(cfg: RecipeConfig, model: JointEmbedding) -> list[Opti
     if any(p.requires_grad for p in model.loss_fn.parameters()):
         specs.append(_optimizer_spec(cfg.optim, model.loss_fn, "objective"))
     return specs
+
+
+# The keys of ``data`` that TrainSettings holds (under the same names), beside every train.* key and seed.
+TRAIN_SETTINGS_DATA_KEYS = ("num_workers", "strict", "max_bad_fraction")
+
+
+def build_train_settings(cfg: RecipeConfig | None = None, progress: bool = True, **overrides: Any) -> TrainSettings:
+    """The trainer's settings of a validated recipe: every ``train.*`` key, ``data.num_workers``,
+    ``data.strict``, ``data.max_bad_fraction`` and ``seed``, under their own names, with
+    ``train.trackers`` checked (installed, known to Accelerate); ``progress`` is the command line's.
+
+    Without ``cfg``, the schema's defaults, so code that calls :func:`multivic.train.fit` itself
+    (tests, benchmarks) shares them with the recipes. ``overrides`` replace fields by name
+    (``epochs=2, cpu=True``); like a :class:`TrainSettings` made directly, only ``trackers`` is checked.
+    """
+    train = cfg.train if cfg is not None else TrainConfig()
+    data = cfg.data if cfg is not None else DataCommon()
+    values: dict[str, Any] = {f.name: getattr(train, f.name) for f in dataclasses.fields(TrainConfig)}
+    values.update({key: getattr(data, key) for key in TRAIN_SETTINGS_DATA_KEYS})
+    values.update(seed=cfg.seed if cfg is not None else RecipeConfig.seed, progress=progress, **overrides)
+    values["trackers"] = check_trackers(values["trackers"])
+    return TrainSettings(**values)

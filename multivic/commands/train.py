@@ -21,6 +21,7 @@ from multivic.build import (
     build_model,
     build_optimizer_specs,
     build_train_dataset,
+    build_train_settings,
     fit_modalities,
     save_modalities,
 )
@@ -29,8 +30,8 @@ from multivic.config import RecipeConfig, flatten, load_config, to_container, to
 from multivic.errors import MultivicError, RunDirError
 from multivic.export import export_branch
 from multivic.run_dir import RunDir, atomic_write_text
-from multivic.train import TrainSettings, fit
-from multivic.train.trackers import check_trackers, finish_trackers, log_row
+from multivic.train import fit
+from multivic.train.trackers import finish_trackers, log_row
 
 logger = logging.getLogger("multivic")
 
@@ -114,17 +115,7 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
     collate = build_collate(cfg, data)
     if cfg.eval.enabled:  # fail on broken evaluation data now, not after training
         data.format.check_evaluation_data(data.modalities)
-    t = cfg.train
-    settings = TrainSettings(
-        epochs=t.epochs, batch_size=t.batch_size, grad_accum_steps=t.grad_accum_steps, mixed_precision=t.mixed_precision,
-        num_workers=cfg.data.num_workers, seed=cfg.seed, log_every=t.log_every, checkpoint_every=t.checkpoint_every,
-        checkpoint_every_steps=t.checkpoint_every_steps, keep_checkpoints=t.keep_checkpoints,
-        background_checkpoints=t.background_checkpoints,
-        on_nonfinite=t.on_nonfinite, max_nonfinite_in_row=t.max_nonfinite_in_row, clip_grad_norm=t.clip_grad_norm,
-        strict_data=cfg.data.strict, max_bad_fraction=cfg.data.max_bad_fraction,
-        alarm_min_std=t.alarm_min_std, alarm_min_rankme_fraction=t.alarm_min_rankme_fraction,
-        sync_batchnorm=t.sync_batchnorm, cpu=t.cpu, progress=progress, trackers=check_trackers(t.trackers),
-    )
+    settings = build_train_settings(cfg, progress=progress)
     settings.check_data_size(len(train_set))  # type: ignore[arg-type]
 
     run_dir.root.mkdir(parents=True, exist_ok=True)

@@ -159,7 +159,7 @@ def fit(
     start_trackers(accelerator, run_dir, hparams or {})
     log = StepLogger(accelerator, run_dir, state.step, steps_per_epoch * s.epochs, s, alarm)
     epoch_size = len(train_set) if stream is None else sampler.samples_per_epoch  # type: ignore[arg-type, union-attr]
-    faults = DataFaults(epoch_size, s.strict_data, s.max_bad_fraction)
+    faults = DataFaults(epoch_size, s.strict, s.max_bad_fraction)
     nonfinite = NonFiniteSteps(s.on_nonfinite, s.max_nonfinite_in_row)
     sampler.resume_at(state.epoch, state.steps_in_epoch)  # skips the steps a mid-epoch checkpoint already did
     try:

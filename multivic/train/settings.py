@@ -1,4 +1,9 @@
-"""The scalar settings of a training run, in one typed value."""
+"""The scalar settings of a training run, in one typed value.
+
+Its fields are the recipe's keys under the same names, and it has no defaults of its own: the
+recipe schema (:mod:`multivic.config`) holds them, and :func:`multivic.build.build_train_settings`
+builds a value from a recipe, or from the schema's defaults for code that calls ``fit`` itself.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,9 @@ from multivic.errors import ConfigError
 @dataclass(frozen=True)
 class TrainSettings:
     """How :func:`multivic.train.fit` trains; what it trains comes in as arguments.
+
+    Every field but ``progress`` is the recipe key ``train.<name>``, except ``num_workers``,
+    ``strict`` and ``max_bad_fraction`` (``data.<name>``) and ``seed`` (top level).
 
     Attributes:
         epochs: passes over the training set (a resumed run continues up to this many).
@@ -31,7 +39,7 @@ class TrainSettings:
         on_nonfinite: "stop" (raise, naming the term, branch and step) or "skip" the step.
         max_nonfinite_in_row: with "skip", stop after this many skipped steps in a row.
         clip_grad_norm: clip the global gradient norm to this before each step (None: off).
-        strict_data: stop on the first unreadable sample instead of replacing it.
+        strict: stop on the first unreadable sample instead of replacing it.
         max_bad_fraction: stop when more than this fraction of the split is unreadable in an epoch.
         alarm_min_std, alarm_min_rankme_fraction: the collapse alarm's thresholds (see
             multivic.train.collapse_alarm): a logged step's per-dimension std (mean) under the
@@ -46,26 +54,26 @@ class TrainSettings:
 
     epochs: int
     batch_size: int
-    grad_accum_steps: int = 1
-    mixed_precision: str = "no"
-    num_workers: int = 0
-    seed: int = 0
-    log_every: int = 10
-    checkpoint_every: int = 1
-    checkpoint_every_steps: int = 0
-    keep_checkpoints: int = 1
-    background_checkpoints: bool = True
-    on_nonfinite: str = "stop"
-    max_nonfinite_in_row: int = 10
-    clip_grad_norm: float | None = None
-    strict_data: bool = False
-    max_bad_fraction: float = 0.01
-    alarm_min_std: float = 0.1
-    alarm_min_rankme_fraction: float = 0.01
-    sync_batchnorm: bool = True
-    cpu: bool = False
-    progress: bool = True
-    trackers: tuple[str, ...] = ()
+    grad_accum_steps: int
+    mixed_precision: str
+    num_workers: int
+    seed: int
+    log_every: int
+    checkpoint_every: int
+    checkpoint_every_steps: int
+    keep_checkpoints: int
+    background_checkpoints: bool
+    on_nonfinite: str
+    max_nonfinite_in_row: int
+    clip_grad_norm: float | None
+    strict: bool
+    max_bad_fraction: float
+    alarm_min_std: float
+    alarm_min_rankme_fraction: float
+    sync_batchnorm: bool
+    cpu: bool
+    progress: bool
+    trackers: tuple[str, ...]
 
     @property
     def samples_per_step(self) -> int:

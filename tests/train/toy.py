@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from multivic import Branch, Expander, JointEmbedding
+from multivic.build import build_train_settings
 from multivic.optim import OptimizerSpec
 from multivic.run_dir import RunDir
 from multivic.train import TrainSettings, fit
@@ -87,9 +88,10 @@ def adamw(module: nn.Module, label: str = "model", **kw: float) -> OptimizerSpec
 
 
 def settings(**kw: object) -> TrainSettings:
-    args: dict[str, object] = dict(epochs=2, batch_size=16, cpu=True, progress=False, log_every=1)
+    """The schema's defaults, for a short quiet CPU run in this process (no loader workers), and ``kw``."""
+    args: dict[str, object] = dict(epochs=2, batch_size=16, cpu=True, progress=False, log_every=1, num_workers=0)
     args.update(kw)
-    return TrainSettings(**args)  # type: ignore[arg-type]
+    return build_train_settings(**args)  # type: ignore[arg-type]
 
 
 def train(model: JointEmbedding, data: Dataset, root, specs=None, **kw: object):

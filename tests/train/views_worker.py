@@ -11,8 +11,9 @@ import torch
 from accelerate.utils import set_seed
 
 from multivic import Branch, Expander, JointEmbedding
+from multivic.build import build_train_settings
 from multivic.run_dir import RunDir
-from multivic.train import TrainSettings, fit
+from multivic.train import fit
 from tests.train.toy import Linear, PairsOfVectors, adamw
 
 
@@ -35,7 +36,7 @@ def main(out: Path) -> None:
     branch = Branch("vec", encoder, Expander(8, "16-16"))
     model = JointEmbedding(branch, branch)
     built = encoder.lin.weight.detach().clone()
-    settings = TrainSettings(epochs=1, batch_size=16, num_workers=2, cpu=True, progress=False)
+    settings = build_train_settings(progress=False, epochs=1, batch_size=16, num_workers=2, cpu=True)
     result = fit(model, PairsOfVectors(64, constant=True), RunDir(out / "run"), [adamw(model)], settings)
     rank = result.accelerator.process_index
     torch.save({"built": built, **encoder.first}, out / f"rank{rank}.pt")
