@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from multivic.objectives import NonFiniteLossError, VICRegLoss, _numerics, covariance_loss, invariance_loss, variance_loss
+from multivic.objectives import VICRegLoss, _numerics, covariance_loss, invariance_loss, variance_loss
 from multivic.objectives._numerics import FusedVarianceCovariance, resolve_form
 from tests.objectives.reference import off_diagonal, reference_vicreg
 
@@ -64,7 +64,9 @@ def test_auto_form_switches_at_n_equals_d():
         resolve_form("dense", 2, 2)
 
 
-@pytest.mark.parametrize("form,shape", [("gram", (5, 9)), ("covariance", (9, 5)), ("gram", (9, 5)), ("covariance", (5, 9))])
+@pytest.mark.parametrize(
+    "form,shape", [("gram", (5, 9)), ("covariance", (9, 5)), ("gram", (9, 5)), ("covariance", (5, 9))]
+)
 def test_fused_backward_is_exact(form, shape):
     z = (torch.randn(*shape, dtype=torch.float64) * 0.8).requires_grad_()  # stds on both sides of gamma
 
@@ -171,20 +173,6 @@ def test_float32_sharded_gram_form_when_nearly_uncorrelated(tmp_path):
         assert _relative_error(g, g_ref) < 5e-3
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_computed_in_float32_under_autocast(dtype):
-    a, b = _pair(32, 128, seed=5, dtype=torch.float32)
-    a_low, b_low = a.detach().to(dtype).requires_grad_(), b.detach().to(dtype).requires_grad_()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = VICRegLoss()(a_low, b_low)
-    assert out.loss.dtype == torch.float32
-    # The same low-precision numbers, upcast by hand and computed in float64: only float32 rounding apart.
-    ref = reference_vicreg(a_low.detach().double(), b_low.detach().double())[0]
-    assert abs(out.loss.item() - ref.item()) / ref.item() < 1e-5
-    out.loss.backward()
-    assert a_low.grad is not None and a_low.grad.dtype == dtype
-
-
 def test_statistics_match_direct_computation():
     a, b = _pair(40, 30, seed=6)
     out = VICRegLoss()(a, b)
@@ -199,31 +187,15 @@ def test_statistics_match_direct_computation():
 
 
 @pytest.mark.parametrize(
-    "a,b,message",
-    [
-        (torch.randn(4, 8), torch.randn(4, 9), "same shape"),
-        (torch.randn(8), torch.randn(8), "2-D"),
-        (torch.randn(1, 8), torch.randn(1, 8), "at least 2 rows"),
-        (torch.randint(0, 3, (4, 8)), torch.randint(0, 3, (4, 8)), "floating-point"),
-    ],
+    "kwargs,message",
+    [({"variance_convention": "sum"}, "^variance_convention must be one of"),
+     ({"covariance_form": "fast"}, "^covariance_form must be one of"),
+     ({"gamma": 0.0}, "^gamma must be > 0"), ({"eps": 0.0}, "^eps must be > 0"),
+     ({"sim_coeff": -1.0}, "^sim_coeff must be >= 0"), ({"cov_coeff": [1.0, -2.0]}, "^cov_coeff must be >= 0")],
 )
-def test_bad_input_names_the_problem(a, b, message):
+def test_bad_options_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        VICRegLoss()(a, b)
-
-
-def test_non_finite_input_names_the_tensor():
-    a, b = torch.randn(4, 8), torch.randn(4, 8)
-    b[2, 3] = float("nan")
-    with pytest.raises(NonFiniteLossError, match=r"z_b holds 1 non-finite .* rows \[2\]"):
-        VICRegLoss()(a, b)
-
-
-def test_bad_options_rejected():
-    with pytest.raises(ValueError, match="variance_convention"):
-        VICRegLoss(variance_convention="sum")
-    with pytest.raises(ValueError, match="covariance_form"):
-        VICRegLoss(covariance_form="fast")
+        VICRegLoss(**kwargs)
 
 
 # --- per-branch coefficients ------------------------------------------------------------------
@@ -245,7 +217,8 @@ def _reference_per_branch(a, b, mu, nu, paper=False):
 @pytest.mark.parametrize("form", ["gram", "covariance"])
 def test_per_branch_coefficients_match_reference(convention, form):
     a, b = _pair(12, 20, seed=8)
-    out = VICRegLoss(std_coeff=[25, 10], cov_coeff=[1.0, 4.0], variance_convention=convention, covariance_form=form)(a, b)
+    loss_fn = VICRegLoss(std_coeff=[25, 10], cov_coeff=[1.0, 4.0], variance_convention=convention, covariance_form=form)
+    out = loss_fn(a, b)
     ref = _reference_per_branch(a, b, (25.0, 10.0), (1.0, 4.0), paper=convention == "paper")
     assert abs(out.loss.item() - ref.item()) <= 1e-10 * ref.item()
     for x, y in zip(torch.autograd.grad(out.loss, (a, b)), torch.autograd.grad(ref, (a, b))):
@@ -265,7 +238,8 @@ def test_per_branch_with_one_list_and_one_number():
 
 def test_equal_per_branch_coefficients_equal_the_scalar():
     a, b = _pair(16, 8, seed=10)
-    assert torch.allclose(VICRegLoss(std_coeff=[25, 25], cov_coeff=[1, 1])(a, b).loss, VICRegLoss()(a, b).loss, rtol=1e-14)
+    equal = VICRegLoss(std_coeff=[25, 25], cov_coeff=[1, 1])(a, b).loss
+    assert torch.allclose(equal, VICRegLoss()(a, b).loss, rtol=1e-14)
 
 
 def test_default_coefficients_stay_bitwise_the_expression_of_before():
