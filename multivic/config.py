@@ -11,6 +11,10 @@ keys below plus the options of the data format and of each modality it provides 
 fields, e.g. ``data.test_fold`` of esc50 and ``data.sample_rate`` of the waveform modality).
 Both are checked and typed against those signatures, and filled with their defaults, when the
 recipe is loaded, so ``config.yaml`` in a run directory shows every value the run used.
+
+A key that may change when a run is resumed is declared so on its field, with
+:func:`multivic.options.resumable` (e.g. ``train.epochs``; a format's option such as
+``data.shards`` the same way); :func:`resumable_keys` collects them.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from multivic.errors import ConfigError, MultivicError
-from multivic.options import option_fields, options_for
-from multivic.registry import FORMATS, OBJECTIVES, import_modules
+from multivic.options import is_resumable, option_fields, options_for, resumable
+from multivic.registry import FORMATS, MODALITIES, OBJECTIVES, import_modules
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 OPTIMIZERS = ("lars", "adamw")
@@ -99,44 +103,47 @@ class DataCommon:
     # coco, or one a plug-in registers (`multivic plugins` lists them).
     format: str = "image_folder"
     # Folder of the user's data. Empty: the built-in data set named by `builtin` is used.
-    root: Optional[str] = None
+    root: Optional[str] = resumable(None)
     builtin: Optional[str] = None
-    num_workers: int = 4
+    num_workers: int = resumable(4)
     # An unreadable sample (corrupt image, empty audio file, bad caption) is replaced by the next
     # readable one, counted in history.csv (bad_samples) and warned about with its path;
     # strict=true stops the run on the first one instead.
-    strict: bool = False
+    strict: bool = resumable(False)
     # More than this fraction of the training split unreadable in one epoch stops the run.
-    max_bad_fraction: float = 0.01
+    max_bad_fraction: float = resumable(0.01)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 100
+    """The ``train`` section; :class:`multivic.train.TrainSettings` holds these keys under the same names."""
+
+    # A resumed run continues up to this many epochs.
+    epochs: int = resumable(100)
     # Global batch: rows the variance and covariance terms see, over all processes.
     batch_size: int = 2048
     grad_accum_steps: int = 1
     mixed_precision: str = "no"
-    log_every: int = 10
+    log_every: int = resumable(10)
     # A checkpoint every this many epochs (and after the last one) ...
-    checkpoint_every: int = 1
+    checkpoint_every: int = resumable(1)
     # ... and every this many optimiser steps (0: off); a run resumes at the exact batch.
-    checkpoint_every_steps: int = 0
+    checkpoint_every_steps: int = resumable(0)
     # How many of the newest checkpoints to keep in the run directory.
-    keep_checkpoints: int = 1
+    keep_checkpoints: int = resumable(1)
     # Write checkpoints on a thread while training goes on (false: each checkpoint stalls the step).
-    background_checkpoints: bool = True
+    background_checkpoints: bool = resumable(True)
     # A non-finite loss or gradient: "stop" with a message naming the term, branch and step
     # (the last checkpoint stays), or "skip" the step, count it in history.csv and stop after
     # max_nonfinite_in_row skipped steps in a row.
-    on_nonfinite: str = "stop"
-    max_nonfinite_in_row: int = 10
+    on_nonfinite: str = resumable("stop")
+    max_nonfinite_in_row: int = resumable(10)
     # Clip the global gradient norm to this value before each optimiser step (null: no clipping).
     clip_grad_norm: Optional[float] = None
     # Collapse alarm on logged steps: a side's per-dimension std (mean) under alarm_min_std, or
     # its RankMe under alarm_min_rankme_fraction × min(rows, width) of the batch, is flagged.
-    alarm_min_std: float = 0.1
-    alarm_min_rankme_fraction: float = 0.01
+    alarm_min_std: float = resumable(0.1)
+    alarm_min_rankme_fraction: float = resumable(0.01)
     # Batch norm over the global batch on several GPUs (as released); no effect on one process or CPU.
     sync_batchnorm: bool = True
     # Train on the CPU even when a GPU is present.
@@ -144,7 +151,7 @@ class TrainConfig:
     # Accelerate trackers that also receive the history rows and final metrics: tensorboard,
     # wandb, mlflow, aim, comet_ml, clearml, dvclive, ... (their package must be installed).
     # Empty: history.csv only, and nothing is sent anywhere.
-    trackers: list[str] = field(default_factory=list)
+    trackers: list[str] = resumable(default_factory=list)
 
 
 @dataclass
@@ -179,7 +186,8 @@ class RecipeConfig:
     data: dict[str, Any] = field(default_factory=lambda: {"format": "image_folder"})
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    # Evaluation reads the trained weights: a resumed run may evaluate differently.
+    eval: EvalConfig = resumable(default_factory=EvalConfig)
 
 
 def _one_line(exc: OmegaConfBaseException) -> str:
@@ -318,19 +326,23 @@ LEGACY_DATA_KEYS = (
 )
 
 
+def _data_plugins(name: str) -> tuple[type, list[type]]:
+    """The class of data format ``name`` and those of the modalities it provides."""
+    try:
+        fmt = FORMATS.get(name).factory
+        return fmt, [MODALITIES.get(m).factory for m in fmt.modalities]
+    except MultivicError as exc:
+        raise ConfigError(f"data.format: {exc}") from None
+
+
 def resolve_data(data: dict[str, Any], legacy: bool = False) -> dict[str, Any]:
     """``data`` with the common keys and the options of its format and modalities, checked and
     typed. ``legacy``: the config.yaml of a multivic 0.1 run directory, whose keys of other
     formats and modalities are dropped instead of refused."""
-    from multivic.formats import builtin_formats
-    from multivic.registry import MODALITIES
+    from multivic.data.formats import builtin_formats
 
     name = str(data.get("format") or "image_folder")
-    try:
-        fmt = FORMATS.get(name).factory
-        modality_classes = [MODALITIES.get(m).factory for m in fmt.modalities]
-    except MultivicError as exc:
-        raise ConfigError(f"data.format: {exc}") from None
+    fmt, modality_classes = _data_plugins(name)
     fields = _dataclass_fields(DataCommon, every_field=True) + _dataclass_fields(fmt)
     for cls in modality_classes:
         fields += _dataclass_fields(cls)
@@ -356,6 +368,35 @@ def resolve_data(data: dict[str, Any], legacy: bool = False) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:  # their messages start with the option's name
         raise ConfigError(f"data.{exc}") from None
     return resolved
+
+
+def _resumable_paths(cls: type, prefix: str = "") -> set[str]:
+    """The dotted keys of the schema dataclass ``cls`` declared resumable (a section: its own key)."""
+    hints = typing.get_type_hints(cls)
+    out: set[str] = set()
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        hint = hints[f.name]
+        # A section (train), or an optional one (model.branch_a.optim): look inside it.
+        sections = [t for t in (hint, *typing.get_args(hint)) if isinstance(t, type) and dataclasses.is_dataclass(t)]
+        if is_resumable(f):
+            out.add(key)
+        elif sections:
+            out |= _resumable_paths(sections[0], f"{key}.")
+    return out
+
+
+def resumable_keys(cfg: RecipeConfig) -> set[str]:
+    """The keys of ``cfg``, as :func:`flatten` names them, that may change when its run is resumed.
+
+    Those the schema, the data format and the format's modalities declare with
+    :func:`multivic.options.resumable`, and every key under a section declared so.
+    """
+    fmt, modality_classes = _data_plugins(cfg.data.format)
+    data_fields = dataclasses.fields(DataCommon) + tuple(f for c in (fmt, *modality_classes) for f in option_fields(c))
+    declared = _resumable_paths(RecipeConfig) | {f"data.{f.name}" for f in data_fields if is_resumable(f)}
+    sections = tuple(f"{key}." for key in declared)
+    return {key for key in flatten(to_container(cfg)) if key in declared or key.startswith(sections)}
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:

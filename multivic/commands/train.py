@@ -26,7 +26,7 @@ from multivic.build import (
     save_modalities,
 )
 from multivic.commands.evaluate import evaluate
-from multivic.config import RecipeConfig, flatten, load_config, to_container, to_yaml
+from multivic.config import RecipeConfig, flatten, load_config, resumable_keys, to_container, to_yaml
 from multivic.errors import MultivicError, RunDirError
 from multivic.export import export_branch
 from multivic.run_dir import RunDir, atomic_write_text
@@ -34,14 +34,6 @@ from multivic.train import fit
 from multivic.train.trackers import finish_trackers, log_row
 
 logger = logging.getLogger("multivic")
-
-# Keys that may change between a run and its resumption: how long, how it is watched and
-# evaluated, and where the data is mounted, but not what is trained.
-RESUMABLE_CHANGES = (
-    "train.epochs", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.background_checkpoints", "train.on_nonfinite",
-    "train.max_nonfinite_in_row", "train.alarm_", "train.trackers", "data.num_workers", "data.root", "data.shards", "data.val_shards", "data.strict", "data.max_bad_fraction", "eval.",
-)
-
 
 def _check_can_create(folder: Path) -> None:
     """The nearest existing ancestor of ``folder`` must be a writable folder."""
@@ -73,13 +65,17 @@ def check_run_dir(run_dir: RunDir, cfg: RecipeConfig) -> None:
     try:  # resolved like the new one, so defaults and keys added since compare equal
         # Its `imports:` are compared, never imported: a file in a run directory runs no code.
         # (This recipe's own imports are loaded by now, so the plug-ins a matching run names resolve.)
-        old = flatten(to_container(load_config(run_dir.config, ["imports=[]"], legacy=True)))
+        old_cfg = load_config(run_dir.config, ["imports=[]"], legacy=True)
+        old = flatten(to_container(old_cfg))
         old["imports"] = json.dumps(list(OmegaConf.load(run_dir.config).get("imports") or []))
     except (MultivicError, OmegaConfBaseException) as exc:
         raise RunDirError(f"{run_dir.config} cannot be read ({exc}): choose another --output-dir") from None
     new = flatten(to_container(cfg))
+    # The keys the schema and the data plug-ins declare resumable: how long, how it is watched and
+    # evaluated, and where the data is mounted, but not what is trained.
+    may_change = resumable_keys(old_cfg) | resumable_keys(cfg)
     for key in sorted(set(old) | set(new)):
-        if key.startswith(RESUMABLE_CHANGES):
+        if key in may_change:
             continue
         if old.get(key) != new.get(key):
             raise RunDirError(
