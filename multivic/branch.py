@@ -25,9 +25,17 @@ from multivic.registry import create_encoder
 
 
 class Branch(nn.Module):
-    """Encoder + expander. Input: the batch of the encoder's modality; output [B, expander width]."""
+    """Encoder + expander. Input: the batch of the encoder's modality; output [B, expander width].
 
-    def __init__(self, name: str, encoder: nn.Module, expander: Expander) -> None:
+    ``encoder_name`` and ``encoder_kwargs`` record what built the encoder (a registry name and its
+    keyword arguments), so an export can rebuild exactly this branch; :func:`build_branch` sets
+    them. A branch around a module the registry did not build has ``encoder_name=None``.
+    """
+
+    def __init__(
+        self, name: str, encoder: nn.Module, expander: Expander,
+        encoder_name: str | None = None, encoder_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         if getattr(encoder, "out_dim", None) != expander.in_dim:
             raise ValueError(
@@ -37,6 +45,8 @@ class Branch(nn.Module):
         self.name = name
         self.encoder = encoder
         self.expander = expander
+        self.encoder_name = encoder_name
+        self.encoder_kwargs: dict[str, Any] = dict(encoder_kwargs or {})
         # The input pipeline of this branch (a multivic.modalities.Modality: file reader,
         # evaluation view, collate), set by the build layer and by load_branch.
         self.preprocess: Any = None
@@ -99,10 +109,7 @@ def build_branch(
 ) -> Branch:
     """A branch from an encoder registry name, its keyword arguments and an expander spec."""
     enc = create_encoder(encoder, **(encoder_kwargs or {}))
-    branch = Branch(name, enc, Expander(enc.out_dim, expander))
-    # What built it, so an export can rebuild exactly this branch.
-    branch.encoder_name, branch.encoder_kwargs = encoder, dict(encoder_kwargs or {})
-    return branch
+    return Branch(name, enc, Expander(enc.out_dim, expander), encoder_name=encoder, encoder_kwargs=encoder_kwargs)
 
 
 class JointEmbedding(nn.Module):
