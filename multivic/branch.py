@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from multivic.collapse import rankme
 from multivic.errors import ConfigError, NonFiniteLossError
 from multivic.expander import Expander
 from multivic.registry import create_encoder
@@ -143,7 +144,7 @@ class JointEmbedding(nn.Module):
 
             loss = VICRegLoss()
         self.loss_fn = loss
-        # When set, forward adds the RankMe (multivic.evaluation.collapse) of each side's
+        # When set, forward adds the RankMe (multivic.collapse) of each side's
         # embeddings and representations, on this batch, to the metrics.
         self.record_rankme = False
 
@@ -169,8 +170,6 @@ class JointEmbedding(nn.Module):
             raise NonFiniteLossError(text.replace("z_b", f"z_b (branch {self.branch_b.name!r})", 1)) from None
         metrics = out.metrics()
         if self.record_rankme:  # an SVD per side: only on the steps the trainer logs
-            from multivic.evaluation.collapse import rankme
-
             for side, y, z in (("a", y_a, z_a), ("b", y_b, z_b)):
                 metrics[f"{side}/rankme"] = torch.tensor(rankme(z))
                 metrics[f"{side}/rankme_repr"] = torch.tensor(rankme(y))

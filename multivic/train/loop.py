@@ -12,7 +12,7 @@ uninterrupted run bitwise (sample order and augmentations are functions of (seed
 sample); the model, optimisers, schedules, RNGs and counters are checkpointed).
 
 Streaming data (a training set over a :class:`multivic.data.streaming.StreamingSplit`, e.g. the
-``webdataset`` format's shards) takes the iterable path of :mod:`multivic.train.data`: each
+``webdataset`` format's shards) takes the iterable path of :mod:`multivic.data.loader`: each
 process reads its own shards (the loader is not handed to Accelerate, which would shard or
 dispatch it), the number of steps per epoch comes from the shards' plan, and a resume skips the
 batches already done, without decoding them, and the shards none of whose samples are still due.
@@ -37,7 +37,7 @@ from multivic.run_dir import RunDir
 from multivic.train.collapse_alarm import CollapseAlarm
 from multivic.train.background_writer import BackgroundWriter
 from multivic.train.checkpoint import TrainState, find_resume_point, load_checkpoint, remove_partial_checkpoints, save_checkpoint
-from multivic.train.data import build_loader, build_stream_loader, stop_workers, streaming_split
+from multivic.data.loader import build_loader, build_stream_loader, stop_workers, streaming_split
 from multivic.train.divergence import NonFiniteSteps, describe_metrics, gradient_norm, nonfinite_branches
 from multivic.train.faults import DataFaults
 from multivic.train.optimizers import build_joint_optimizer
@@ -78,7 +78,7 @@ def fit(
     Args:
         model: its weights must already be the same on every process (build it after seeding).
         train_set: items ``(view_a, view_b)``; its transforms draw from the global RNGs, which
-            are seeded per sample (see multivic.train.data). An item that raises is replaced
+            are seeded per sample (see multivic.data.loader). An item that raises is replaced
             by the next readable one and counted (see multivic.train.faults).
         optimizers: one spec over the whole model, or one per branch; each has its own schedule
             (linear warm-up, then cosine to final_lr_ratio × peak), with the peak at
