@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, default_collate, get_worker_info
 
+from multivic.data.formats import PairedViews
 from multivic.data.streaming import SlotPlan, StreamingSplit, StreamPlan, sample_seed, worker_batches
 from multivic.errors import DataError
 
@@ -241,13 +242,12 @@ def build_loader(
 def streaming_split(train_set: Dataset) -> tuple[StreamingSplit, Callable[[dict], Any]] | None:
     """The streaming split under a training set and the function that makes a training item of
     one of its decoded samples, or None for a map-style training set. A training set is
-    streaming when it is a :class:`~multivic.data.streaming.StreamingSplit`, or holds one as
-    ``samples`` with the sides' views as ``side_a`` and ``side_b`` (PairedViews)."""
+    streaming when it is a :class:`~multivic.data.streaming.StreamingSplit`, or the
+    :class:`~multivic.data.formats.PairedViews` of one."""
     if isinstance(train_set, StreamingSplit):
         return train_set, identity
-    samples = getattr(train_set, "samples", None)
-    if isinstance(samples, StreamingSplit):
-        return samples, PairOfViews(getattr(train_set, "side_a"), getattr(train_set, "side_b"))
+    if isinstance(train_set, PairedViews) and isinstance(train_set.samples, StreamingSplit):
+        return train_set.samples, PairOfViews(train_set.side_a, train_set.side_b)
     return None
 
 
@@ -440,7 +440,7 @@ def build_stream_loader(
     resumes like :class:`EpochBatches`. ``batch_size`` is per process."""
     plan = StreamPlan(
         [s.samples for s in split.shards], world, num_workers, batch_size, batches_per_step, seed,
-        int(getattr(split, "shuffle_buffer", 1)), getattr(split, "epoch_samples", None),
+        split.shuffle_buffer, split.epoch_samples,
     )
     epochs = StreamEpochs(plan)
     loader = StreamLoader(

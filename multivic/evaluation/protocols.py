@@ -82,7 +82,7 @@ def classification(data: DataSetup, branches: dict[str, Branch], device: torch.d
     the encoder's training data. The headline numbers are the test fold's, unseen in pretraining.
     """
     fmt = data.format
-    test_fold = getattr(fmt, "test_fold", None)
+    test_fold = fmt.options().get("test_fold")  # an option of the formats that have folds
     other_folds = [k for k in fmt.folds if k != test_fold] if s.cross_validate else []
     main_splits = _read_splits(data, fmt)
     fold_splits = {k: _read_splits(data, dataclasses.replace(fmt, test_fold=k)) for k in other_folds}

@@ -13,7 +13,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import soundfile
@@ -191,3 +191,11 @@ class WaveformModality(Modality):
                 f"data.crop_seconds={self.crop_seconds} at {self.sample_rate} Hz gives {self.crop_samples} samples, "
                 f"fewer than the {need} that {where} needs for one window: lengthen the crop"
             )
+
+
+def waveform_of(modalities: Mapping[str, Modality]) -> WaveformModality:
+    """The ``waveform`` modality of a format's modalities (its sample rate is the files' target rate)."""
+    modality = modalities["waveform"]
+    if not isinstance(modality, WaveformModality):
+        raise ConfigError(f"the waveform modality is a {type(modality).__name__}, not a WaveformModality")
+    return modality

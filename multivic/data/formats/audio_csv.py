@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from multivic.data.readers.audio_folder import LabelledAudio, csv_audio_files
 from multivic.data.formats import DataFormat, LabelledSamples
 from multivic.modalities import Modality
+from multivic.modalities.waveform import waveform_of
 from multivic.registry import register_format
 
 
@@ -32,5 +33,5 @@ class AudioCsvFormat(DataFormat):
 
     def split(self, split: str, modalities: Mapping[str, Modality]) -> Dataset:
         files, classes = csv_audio_files(self.root, self.meta_csv, split, self.test_fold, self.folds)
-        rate = int(getattr(modalities["waveform"], "sample_rate"))
+        rate = waveform_of(modalities).sample_rate
         return LabelledSamples(LabelledAudio(files, classes, rate, None, self.min_seconds), "waveform")

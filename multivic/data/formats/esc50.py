@@ -11,6 +11,7 @@ from multivic.data.readers.audio_folder import LabelledAudio, esc50_files
 from multivic.data.builtin import write_sounds22k_dataset, write_sounds_dataset
 from multivic.data.formats import DataFormat, LabelledSamples
 from multivic.modalities import Modality
+from multivic.modalities.waveform import waveform_of
 from multivic.registry import register_format
 
 
@@ -29,6 +30,6 @@ class ESC50Format(DataFormat):
 
     def split(self, split: str, modalities: Mapping[str, Modality]) -> Dataset:
         files, classes = esc50_files(self.root, split, self.test_fold, self.folds)
-        rate = int(getattr(modalities["waveform"], "sample_rate"))
+        rate = waveform_of(modalities).sample_rate
         return LabelledSamples(LabelledAudio(files, classes, rate, None, self.min_seconds), "waveform")
 
