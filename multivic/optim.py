@@ -154,9 +154,9 @@ def build_optimizer(
         return LARS(groups, lr=lr, momentum=momentum, eta=0.001)
     if name == "adamw":
         # foreach: one multi-tensor kernel per group instead of ~10 small ops per parameter.
-        # PyTorch picks it by default only on CUDA; on CPU the per-parameter path took 1052 ms
-        # per ResNet-18 update against 127 ms with foreach (2 busy cores; the small ops suffer
-        # most from a loaded machine). Bitwise the same update, state and checkpoints.
+        # PyTorch picks it by default only on CUDA; on CPU the per-parameter path is several
+        # times slower (benchmarks/step.py measures it). Bitwise the same update, state and
+        # checkpoints.
         return torch.optim.AdamW(groups, lr=lr, betas=(float(betas[0]), float(betas[1])), foreach=True)
     raise ValueError(f"unknown optimizer {name!r}; known: lars, adamw")
 
