@@ -85,9 +85,9 @@ class ModelConfig:
     # on recent GPUs, mostly with mixed precision. Needs an encoder with 2-D convolutions.
     channels_last: bool = False
     # torch.compile each branch's encoder (the expander and loss stay eager). The first step
-    # pays the compile time (ResNet-18 of the image quick-start: about 2 minutes on 2 CPU cores
-    # with a cold cache, benchmarks/compile.py), and again when the batch shape or train/eval
-    # mode changes; on CPUs the compiled steps were not faster. State-dict keys and exports are
+    # pays the compile time (minutes on a CPU with a cold cache: benchmarks/compile.py measures
+    # it), and again when the batch shape or train/eval mode changes; on CPUs the compiled steps
+    # were not faster. State-dict keys and exports are
     # the same as without. Needs a C++ compiler on the CPU and Triton on GPUs.
     compile: bool = False
     # torch.compile's mode with model.compile=true: default, reduce-overhead (CUDA graphs),
