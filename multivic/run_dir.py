@@ -8,25 +8,44 @@
       checkpoints/step_N/      step_N every train.checkpoint_every_steps)
       export/<branch>.safetensors, export/<branch>.json   trained branches and their configs
       modalities/<modality>/   a fitted modality state (the text tokenizer), as data files
-      metrics.json             flat final evaluation numbers
+      metrics.json             flat final evaluation numbers (standard JSON: a NaN metric is null)
+      .lock                    while a process writes the run: who (see RunDir.lock)
 
 Files other code reads are replaced atomically (write a temporary file, then rename), so a
-killed run leaves either the old or the new version, never half of one.
+killed run leaves either the old or the new version, never half of one. Files are read back as
+data from elsewhere (read_file_bytes and the readers on it): regular files only, bounded in
+size, any damage one RunDirError naming the file and the fix.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import io
 import json
+import logging
+import math
 import os
+import socket
+import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 
-from multivic.errors import RunDirError
+from multivic.errors import MultivicError, RunDirError
+
+logger = logging.getLogger("multivic")
+
+# Bounds on what a run directory's files may hold: a tampered file is refused, never read whole.
+MAX_SMALL_FILE = 16 << 20  # config.yaml, metrics.json, trainer.json, export json, examples.json
+MAX_HISTORY_FILE = 1 << 30  # history.csv: a row per logged step
+MAX_POINTER_FILE = 256  # checkpoints/LATEST: one folder name
+MAX_CONFIG_NODES = 100_000  # values in a config (YAML aliases can make a small file a huge tree)
+LOCK_FILE = ".lock"
 
 
 @contextlib.contextmanager
@@ -59,6 +78,231 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+
+
+# --------------------------------------------------------------------------------------------
+# Reading files written by someone else: one path for every run-directory (and index) file.
+#
+# A run directory, an export and a data set's index are data, as often written by someone else
+# as by the user. Every read goes through :func:`read_file_bytes` (and the text, JSON and YAML
+# readers on top of it): the file must be a regular file (a FIFO, a device or a socket is
+# refused without being read, so nothing hangs), no larger than a bound, and any damage is one
+# error naming the file and the fix, never a traceback.
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def is_present(path: Path, fix: str, error: type[MultivicError] = RunDirError) -> bool:
+    """Whether ``path`` exists; False when it does not, True when it is a regular file (through
+    symbolic links), and ``error`` when it is something else (a folder, a FIFO, a device), which a
+    reader must never open."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.lexists(path):  # a symbolic link to nothing
+            raise error(f"{path} is a symbolic link to a missing file: {fix}") from None
+        return False
+    except OSError as exc:
+        raise error(f"{path} cannot be read ({exc.strerror or exc}): {fix}") from None
+    if not stat.S_ISREG(mode):
+        raise error(f"{path} is {_kind(mode)}, not a regular file: {fix}")
+    return True
+
+
+def check_regular_file(path: Path, fix: str, error: type[MultivicError] = RunDirError) -> None:
+    """``error`` unless ``path`` is an existing regular file (checked before a library opens it:
+    safetensors, torch.load and Pillow would block on a FIFO)."""
+    if not is_present(path, fix, error):
+        raise error(f"{path} is missing: {fix}")
+
+
+def read_file_bytes(
+    path: Path,
+    fix: str,
+    limit: int = MAX_SMALL_FILE,
+    error: type[MultivicError] = RunDirError,
+    follow_symlinks: bool = True,
+    inside: Path | None = None,
+) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them.
+
+    Refused with one ``error`` naming the file, ending with ``fix``: a missing file, anything
+    but a regular file (opened without blocking, then checked, so a FIFO is never read), a file
+    over ``limit`` bytes, a symbolic link when ``follow_symlinks`` is False, a path that
+    resolves outside the folder ``inside`` when it is given.
+    """
+    path = Path(path)
+    if inside is not None:
+        real, root = os.path.realpath(path), os.path.realpath(inside)
+        if os.path.commonpath([real, root]) != root:
+            raise error(f"{path} leads outside {inside}: {fix}")
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    if not follow_symlinks:
+        if os.path.islink(path):
+            raise error(f"{path} is a symbolic link, not a file multivic wrote: {fix}")
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise error(f"{path} is missing: {fix}") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise error(f"{path} is a symbolic link, not a file multivic wrote: {fix}") from None
+        raise error(f"{path} cannot be opened ({exc.strerror or exc}): {fix}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{path} is {_kind(info.st_mode)}, not a regular file: {fix}")
+        if info.st_size > limit:
+            raise error(f"{path} is too large ({info.st_size} bytes; at most {limit} expected): {fix}")
+        os.set_blocking(fd, True)
+        chunks, size = [], 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:  # grew while read
+                raise error(f"{path} is too large (over {limit} bytes): {fix}")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise error(f"{path} cannot be read ({exc.strerror or exc}): {fix}") from None
+    finally:
+        os.close(fd)
+
+
+def read_text_file(path: Path, fix: str, limit: int = MAX_SMALL_FILE, error: type[MultivicError] = RunDirError,
+                   follow_symlinks: bool = True, inside: Path | None = None) -> str:
+    """:func:`read_file_bytes` decoded as UTF-8; ``error`` "<file> is damaged (not UTF-8 text)"."""
+    data = read_file_bytes(path, fix, limit, error, follow_symlinks, inside)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{path} is damaged (not UTF-8 text): {fix}") from None
+
+
+def read_json_file(path: Path, fix: str, limit: int = MAX_SMALL_FILE, error: type[MultivicError] = RunDirError,
+                   expect: type | None = dict, inside: Path | None = None) -> Any:
+    """:func:`read_text_file` parsed as JSON, of type ``expect`` (None: any); every failure is
+    ``error`` "<file> is damaged (<what>): <fix>"."""
+    text = read_text_file(path, fix, limit, error, inside=inside)
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, an integer too long to convert
+        raise error(f"{path} is damaged (not valid JSON: {_first_line(exc)}): {fix}") from None
+    if expect is not None and not isinstance(value, expect):
+        raise error(f"{path} is damaged (a JSON {type(value).__name__}, not a {_json_name(expect)}): {fix}")
+    return value
+
+
+def read_yaml_file(path: Path, fix: str, limit: int = MAX_SMALL_FILE, error: type[MultivicError] = RunDirError,
+                   inside: Path | None = None) -> Any:
+    """:func:`read_text_file` parsed with ``yaml.safe_load`` (plain data: nothing is imported),
+    at most :data:`MAX_CONFIG_NODES` values once aliases are followed."""
+    text = read_text_file(path, fix, limit, error, inside=inside)
+    try:
+        value = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        raise error(f"{path} is damaged (not readable YAML: {exc.__class__.__name__}): {fix}") from None
+    if _count_nodes(value, MAX_CONFIG_NODES) > MAX_CONFIG_NODES:
+        raise error(f"{path} is damaged (over {MAX_CONFIG_NODES} values once its aliases are expanded): {fix}")
+    return value
+
+
+def _count_nodes(value: Any, budget: int) -> int:
+    """Values in ``value`` (aliases counted each time they are used), stopping past ``budget``."""
+    count, stack = 0, [value]
+    while stack and count <= budget:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return count
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else exc.__class__.__name__)[:200]
+
+
+def _json_name(kind: type) -> str:
+    return {dict: "JSON object", list: "JSON list"}.get(kind, kind.__name__)
+
+
+def finite_json(value: Any, where: str = "") -> tuple[Any, list[str]]:
+    """``value`` with every NaN or infinite float replaced by None, and the keys (dotted) where
+    that happened: what standard JSON can hold (json.dumps(allow_nan=False) accepts it)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [where or "value"]
+    if isinstance(value, dict):
+        out, bad = {}, []
+        for k, v in value.items():
+            out[k], b = finite_json(v, f"{where}.{k}" if where else str(k))
+            bad += b
+        return out, bad
+    if isinstance(value, (list, tuple)):
+        items = [finite_json(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [v for v, _ in items], [k for _, b in items for k in b]
+    return value, []
+
+
+def metrics_json(metrics: dict[str, Any]) -> str:
+    """Metrics as standard JSON text: a NaN or infinite value is written as ``null`` (with a
+    warning naming it), never as the bare token ``NaN`` that other JSON readers refuse."""
+    clean, bad = finite_json(metrics)
+    if bad:
+        logger.warning("metrics not finite (NaN or infinite), recorded as null: %s", ", ".join(bad[:10]))
+    return json.dumps(clean, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# One writer per run directory
+
+
+def _launch_rank() -> int:
+    """This process's global rank in a multi-process launch (the variables Accelerate reads), 0
+    when it runs alone."""
+    for name in ("RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMI_RANK"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+_HELD: set[str] = set()  # run directories this process holds (a POSIX lock is per process)
+
+
+def _holder(path: Path) -> str:
+    """Who holds the lock, as its file says: "pid 123 on host h, multivic train since ..."."""
+    from multivic.trust import terminal_safe
+
+    try:
+        info = json.loads(read_file_bytes(path, "", limit=4096))
+        pid, host = int(info["pid"]), terminal_safe(str(info.get("host", "?")))[:64]
+        command, since = terminal_safe(str(info.get("command", "?")))[:40], terminal_safe(str(info.get("since", "?")))[:32]
+        return f"`{command}`, pid {pid} on {host}, since {since}"
+    except (MultivicError, ValueError, KeyError, TypeError):
+        return "a process that has not yet said who it is"
+
+
+def _make_dirs(root: Path) -> list[Path]:
+    """Create ``root`` and its missing parents; the folders created, outermost first."""
+    missing = []
+    folder = root
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    root.mkdir(parents=True, exist_ok=True)
+    return list(reversed(missing))
 
 
 class RunDir:
@@ -99,7 +343,107 @@ class RunDir:
         return self.root / "metrics.json"
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
-        atomic_write_text(self.metrics, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        """metrics.json, standard JSON: a NaN or infinite metric is written as null, with a
+        warning (see :func:`metrics_json`)."""
+        atomic_write_text(self.metrics, metrics_json(metrics))
+
+    @contextlib.contextmanager
+    def lock(self, command: str = "multivic") -> Iterator[None]:
+        """Hold the run directory for the block: one writer at a time.
+
+        An exclusive POSIX lock on ``RUN_DIR/.lock``, which names the holder (pid, host, command,
+        start). A second process is refused at once with a RunDirError naming the holder,
+        having written nothing. The kernel drops the lock when its process dies, however it
+        dies (SIGKILL included), so the next command takes over a dead run's directory without
+        a stale lock to clear; data-loading workers forked by the holder do not hold it.
+
+        Creates ``root`` (and missing parents) when needed; when the block fails and leaves it
+        empty, removes them again, so a refused command leaves no trace. In a multi-process
+        launch only the main process (global rank 0) locks: the others are its own.
+        ``.lock`` is removed when the block ends.
+        """
+        if _launch_rank() != 0:
+            yield
+            return
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            yield
+            return
+        key = os.path.realpath(self.root)
+        if key in _HELD:
+            raise RunDirError(f"{self.root} is already being written by this process: one writer at a time")
+        path = self.root / LOCK_FILE
+        fix = "wait for it to finish (or stop it), then run this command again; one run directory has one writer at a time"
+        try:
+            created = _make_dirs(self.root)
+        except OSError as exc:
+            raise RunDirError(f"{self.root} cannot be created ({exc.strerror or exc}): choose another folder") from None
+        fd = -1
+        ok = False
+        try:
+            fd = self._acquire(path, fcntl, fix)
+            _HELD.add(key)
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                    "since": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+            if fd >= 0:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+            yield
+            ok = True
+        finally:
+            if fd >= 0:
+                _HELD.discard(key)
+                try:  # removed while still held: a process waiting on this file retries on the new one
+                    if os.path.samestat(os.fstat(fd), os.stat(path)):
+                        os.unlink(path)
+                except OSError:
+                    pass
+                os.close(fd)  # releases the lock
+            if not ok:
+                for folder in reversed(created):  # a refused or failed first command leaves no folder
+                    try:
+                        folder.rmdir()
+                    except OSError:
+                        break
+
+    def _acquire(self, path: Path, fcntl: Any, fix: str) -> int:
+        """An fd of ``path`` holding its exclusive lock, or -1 where the file system has no locks."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        for _ in range(100):
+            try:
+                fd = os.open(path, flags, 0o666)
+            except OSError as exc:
+                if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise RunDirError(f"{self.root} is not writable ({exc.strerror}): this command writes into it; "
+                                      "fix its permissions, or copy it somewhere writable") from None
+                kind = "a symbolic link" if exc.errno == errno.ELOOP else (exc.strerror or str(exc))
+                raise RunDirError(f"{path} cannot be opened to lock the run directory ({kind}): "
+                                  f"delete it if no multivic process uses {self.root}") from None
+            try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    raise RunDirError(f"{path} is {_kind(info.st_mode)}, not multivic's lock file: "
+                                      f"delete it if no multivic process uses {self.root}")
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as exc:
+                    if exc.errno in (errno.EACCES, errno.EAGAIN):
+                        raise RunDirError(f"{self.root} is in use by another process ({_holder(path)}): {fix}") from None
+                    logger.warning("%s cannot be locked on this file system (%s): make sure no other process writes it",
+                                   self.root, exc.strerror or exc)
+                    return fd
+                try:
+                    current = os.stat(path)
+                except FileNotFoundError:
+                    current = None
+                if current is not None and os.path.samestat(info, current):
+                    return fd
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # the holder removed this file as we opened it: lock the new one
+        raise RunDirError(f"{path} keeps being replaced: {fix}")
 
     @property
     def eval_arrays(self) -> Path:
@@ -121,7 +465,7 @@ class RunDir:
     def read_eval_arrays(self) -> dict[str, Any]:
         """eval_arrays.safetensors as tensors ({} when the run has none: evaluated before
         multivic 0.3, or not yet); a one-line RunDirError when damaged. Data only, no pickle."""
-        if not self.eval_arrays.is_file():
+        if not is_present(self.eval_arrays, f"delete it and re-evaluate the run with `multivic eval {self.root}`"):
             return {}
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -133,29 +477,33 @@ class RunDir:
 
     def read_config_data(self) -> dict[str, Any]:
         """config.yaml as plain data (yaml.safe_load: nothing is imported or resolved); a
-        one-line RunDirError when this is not a run directory or the file is not a mapping."""
-        if not self.config.is_file():
+        one-line RunDirError when this is not a run directory or the file is damaged."""
+        if not self.root.is_dir() or not is_present(self.config, "is it a multivic run directory?"):
             raise RunDirError(f"{self.root} is not a multivic run directory (no config.yaml): pass the --output-dir of a training run")
-        try:
-            config = yaml.safe_load(self.config.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise RunDirError(f"{self.config} is not readable YAML ({exc.__class__.__name__}): is it a multivic config?") from None
+        config = read_yaml_file(self.config, "is it a multivic config? restore it from the recipe the run was trained with")
         if not isinstance(config, dict):
             raise RunDirError(f"{self.config} does not hold a mapping of settings: is it a multivic config?")
         return config
 
     def read_metrics(self) -> dict[str, Any]:
-        """metrics.json ({} before the first evaluation); a one-line RunDirError when damaged."""
-        if not self.metrics.is_file():
+        """metrics.json ({} before the first evaluation); a one-line RunDirError when damaged.
+        A null (a metric that was not finite) reads as NaN."""
+        fix = f"delete it and re-evaluate the run with `multivic eval {self.root}`"
+        if not is_present(self.metrics, fix):
             return {}
-        try:
-            metrics = json.loads(self.metrics.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RunDirError(f"{self.metrics} is not valid JSON ({exc.__class__.__name__}): "
-                              f"re-evaluate the run with `multivic eval {self.root}`") from None
-        if not isinstance(metrics, dict):
-            raise RunDirError(f"{self.metrics} does not hold a mapping of metric names to numbers")
-        return metrics
+        metrics = read_json_file(self.metrics, fix)
+        bad = [k for k, v in metrics.items() if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+        if bad:
+            raise RunDirError(f"{self.metrics} is damaged ({bad[0]!r} is not a number): {fix}")
+        return {k: float("nan") if v is None else v for k, v in metrics.items()}
+
+    def read_history_text(self) -> str:
+        """history.csv's text ('' when there is none yet); a one-line RunDirError when it is not
+        a regular UTF-8 file of sane size."""
+        fix = "restore it, or delete it (the run keeps training; the curves before then are lost)"
+        if not is_present(self.history, fix):
+            return ""
+        return read_text_file(self.history, fix, limit=MAX_HISTORY_FILE)
 
 
 class HistoryWriter:
@@ -164,11 +512,23 @@ class HistoryWriter:
     def __init__(self, path: Path, resume_step: int) -> None:
         self.path = path
         self.columns: list[str] | None = None
-        if path.is_file():
-            with path.open(newline="") as f:
-                reader = csv.DictReader(f)
+        fix = "restore it, or delete it (the run keeps training; the curves before then are lost)"
+        if is_present(path, fix):
+            try:
+                reader = csv.DictReader(io.StringIO(read_text_file(path, fix, limit=MAX_HISTORY_FILE), newline=""))
                 columns = list(reader.fieldnames or [])
-                rows = [r for r in reader if r.get("step") not in (None, "") and int(r["step"]) <= resume_step]
+                rows, damaged = [], 0
+                for r in reader:
+                    step = _int_or_none(r.get("step"))
+                    if step is None or None in r:  # not a number, or more cells than columns
+                        damaged += r.get("step") not in (None, "") or None in r
+                        continue
+                    if step <= resume_step:
+                        rows.append(r)
+            except csv.Error as exc:
+                raise RunDirError(f"{path} is damaged ({_first_line(exc)}): {fix}") from None
+            if damaged:
+                logger.warning("%s: left out %d damaged rows (a step that is not a number, or extra cells)", path, damaged)
             if "step" not in columns:  # empty or headerless (a kill while it was first written): start afresh
                 path.unlink()
                 return
@@ -188,3 +548,9 @@ class HistoryWriter:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+
+def _int_or_none(text: Any) -> int | None:
+    """``text`` as a non-negative int (a history row's step), None when it is not one."""
+    text = str(text or "").strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
