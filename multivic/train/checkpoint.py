@@ -32,12 +32,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import pickle  # only for its error type: nothing here unpickles beyond weights_only
 import random
 import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -50,13 +51,23 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from multivic.errors import RunDirError
-from multivic.run_dir import RunDir, atomic_write_text
+from multivic.run_dir import (
+    MAX_POINTER_FILE,
+    RunDir,
+    atomic_write_text,
+    check_regular_file,
+    is_present,
+    read_json_file,
+    read_text_file,
+)
 from multivic.train.background_writer import BackgroundWriter
 
 logger = logging.getLogger("multivic")
 
 FORMAT_VERSION = 2
 TRAINER_FILE = "trainer.json"
+# The names multivic gives checkpoint folders (epoch_0003, step_000001250): LATEST must hold one.
+CHECKPOINT_NAME = re.compile(r"(epoch|step)_\d{1,12}")
 
 
 @dataclass
@@ -84,24 +95,110 @@ class Checkpoint:
         return int(self.meta["state"]["step"])
 
 
+def _fix(folder: Path) -> str:
+    return (f"delete {folder} (and fix {folder.parent / 'LATEST'}) to resume from an older checkpoint, "
+            "or train into a new --output-dir")
+
+
 def _read_checkpoint(folder: Path) -> Checkpoint | None:
-    """The checkpoint in ``folder``, or None when it is not a complete one of this format."""
-    try:
-        meta = json.loads((folder / TRAINER_FILE).read_text())
-        if meta.get("format") != FORMAT_VERSION:
-            return None
-        int(meta["state"]["step"])
-    except (OSError, ValueError, KeyError, TypeError):
+    """The checkpoint in ``folder``; None when it is not a complete one of this format (no
+    trainer.json yet: a kill while it was written; or another format). A trainer.json that is
+    there but damaged or tampered (not JSON, wrong types, negative counters, not a regular file)
+    is a RunDirError naming it."""
+    path = folder / TRAINER_FILE
+    if folder.is_symlink() or not folder.is_dir() or not is_present(path, _fix(folder)):
         return None
+    meta = read_json_file(path, _fix(folder))
+    if meta.get("format") != FORMAT_VERSION:
+        return None
+    problem = _meta_problem(meta)
+    if problem:
+        raise RunDirError(f"{path} is damaged or was altered ({problem}): {_fix(folder)}")
     return Checkpoint(folder, meta)
 
 
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+
+
+def _meta_problem(meta: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of trainer.json's content (None when nothing)."""
+    state = meta.get("state")
+    if not isinstance(state, dict):
+        return "no 'state' object"
+    known = {f.name for f in fields(TrainState)}
+    unknown = sorted(set(state) - known)
+    if unknown:
+        return f"unknown counter {unknown[0]!r}"
+    if "step" not in state:
+        return "no step counter"
+    for name, value in state.items():
+        if not _count(value):
+            return f"counter {name} is {value!r}, not a count"
+    if state.get("skipped_steps", 0) > state["step"] or state.get("steps_in_epoch", 0) > state["step"]:
+        return "more skipped steps or steps in the epoch than steps"
+    if state.get("bad_in_epoch", 0) > state.get("bad_samples", 0) or state.get("skipped_in_row", 0) > state.get("skipped_steps", 0):
+        return "inconsistent counters"
+    if not (_count(meta.get("world_size")) and meta["world_size"] >= 1):
+        return f"world_size is {meta.get('world_size')!r}"
+    if not _count(meta.get("accelerator_step", 0)):
+        return f"accelerator_step is {meta.get('accelerator_step')!r}"
+    schedules = meta.get("schedules")
+    if not isinstance(schedules, list) or not all(isinstance(s, dict) for s in schedules):
+        return "schedules is not a list of objects"
+    for i, schedule in enumerate(schedules):
+        lrs = schedule.get("base_lrs")
+        if not (isinstance(lrs, list) and lrs and all(_finite(v) and v >= 0 for v in lrs)):
+            return f"schedule {i} has no finite base_lrs >= 0"
+        if not all(_finite(v) and v >= 0 for v in schedule.get("_last_lr", [0.0]) or [0.0]):
+            return f"schedule {i} has a learning rate that is not a finite number >= 0"
+        if not _count(schedule.get("last_epoch")):
+            return f"schedule {i} has last_epoch {schedule.get('last_epoch')!r}"
+    scaler = meta.get("scaler")
+    if scaler is not None:
+        if not isinstance(scaler, dict) or not all(_finite(v) for v in scaler.values() if not isinstance(v, bool)):
+            return "the gradient scaler's state is not finite numbers"
+        if scaler.get("scale", 1.0) <= 0:
+            return "the gradient scaler's scale is not > 0"
+    return None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def complete_checkpoints(run_dir: RunDir) -> list[Checkpoint]:
-    """Every complete checkpoint of the run, oldest (fewest steps) first."""
+    """Every complete checkpoint of the run, oldest (fewest steps) first. A damaged one is left
+    out with a warning (it is an error only where it would be resumed from: LATEST's)."""
     if not run_dir.checkpoints.is_dir():
         return []
-    found = [_read_checkpoint(p) for p in run_dir.checkpoints.iterdir() if p.is_dir() and not p.name.endswith(".tmp")]
+    found = []
+    for p in run_dir.checkpoints.iterdir():
+        if not p.is_dir() or p.is_symlink() or p.name.endswith(".tmp"):
+            continue
+        try:
+            found.append(_read_checkpoint(p))
+        except RunDirError as exc:
+            logger.warning("left out checkpoint %s: %s", p.name, exc)
     return sorted((c for c in found if c is not None), key=lambda c: (c.step, c.path.name))
+
+
+def read_latest(run_dir: RunDir) -> tuple[str | None, str]:
+    """The checkpoint name LATEST holds, and why not when it holds none ("" when LATEST is absent).
+
+    LATEST is read as a regular file only (not a symbolic link, not a FIFO), of a few bytes, and
+    its content is shown nowhere unless it is a checkpoint folder name (epoch_NNNN, step_N)."""
+    pointer = run_dir.checkpoints / "LATEST"
+    if not os.path.lexists(pointer):
+        return None, ""
+    try:
+        text = read_text_file(pointer, "", limit=MAX_POINTER_FILE, follow_symlinks=False)
+    except RunDirError as exc:  # its message: "<pointer> <reason>: " (no fix given)
+        return None, str(exc).removeprefix(f"{pointer} ").removesuffix(": ")
+    name = text.strip()
+    if not CHECKPOINT_NAME.fullmatch(name):
+        return None, "does not hold a checkpoint folder name (epoch_NNNN or step_NNNNNNNNN)"
+    return name, ""
 
 
 def find_resume_point(run_dir: RunDir) -> Checkpoint | None:
@@ -109,13 +206,13 @@ def find_resume_point(run_dir: RunDir) -> Checkpoint | None:
     the newest complete one (with a warning). None for a run with no checkpoint at all.
 
     Raises RunDirError when the run directory holds checkpoints but none can be used (never
-    starts again from step 0 over them: that would delete them).
+    starts again from step 0 over them: that would delete them), and when the checkpoint LATEST
+    names is damaged or was altered.
     """
     pointer = run_dir.checkpoints / "LATEST"
-    complete = complete_checkpoints(run_dir)
-    if pointer.is_file():
-        name = pointer.read_text().strip()
-        named = _read_checkpoint(run_dir.checkpoints / name) if re.fullmatch(r"[\w.-]+", name) else None
+    name, why = read_latest(run_dir)
+    if name is not None:
+        named = _read_checkpoint(run_dir.checkpoints / name)
         if named is not None:
             return named
         if _is_old_format(run_dir.checkpoints / name):
@@ -123,14 +220,15 @@ def find_resume_point(run_dir: RunDir) -> Checkpoint | None:
                 f"{run_dir.checkpoints / name} was written by multivic 0.2 or older, whose checkpoints load with "
                 "pickle; multivic no longer loads them: train into a new --output-dir (the exports of that run still load)"
             )
+        why = f"names {name!r}, which is missing or incomplete"
+    complete = complete_checkpoints(run_dir)
+    if why:
         if complete:
-            logger.warning(
-                "%s names %r, which is missing or incomplete; resuming from %s, the newest complete checkpoint",
-                pointer, name, complete[-1].path.name,
-            )
+            logger.warning("%s %s; resuming from %s, the newest complete checkpoint", pointer, why, complete[-1].path.name)
             return complete[-1]
+        what = why.replace("names ", "names checkpoint ", 1) if name is not None else why
         raise RunDirError(
-            f"{pointer} names checkpoint {name!r}, which is missing or incomplete, and no other complete checkpoint "
+            f"{pointer} {what}, and no other complete checkpoint "
             f"is in {run_dir.checkpoints}: restore it, or delete {run_dir.checkpoints} to train from step 0"
         )
     if complete:  # killed after the rename, before LATEST was written
@@ -338,30 +436,32 @@ def load_checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     schedules: Sequence[LRScheduler],
+    steps_per_epoch: int | None = None,
+    epochs: int | None = None,
 ) -> TrainState:
     """Restore everything :func:`save_checkpoint` wrote into the live objects; return the counters.
 
-    Every file is read as data (safetensors, weights_only, JSON). A damaged file is a one-line
-    RunDirError naming it."""
+    Every file is read as data (safetensors, weights_only, JSON) and checked against the run
+    being resumed (:func:`check_against_run`): world size, counters within ``epochs`` ×
+    ``steps_per_epoch`` (when given), the schedules' base learning rates and step, finite
+    optimiser hyperparameters. A damaged or altered file is a one-line RunDirError naming it."""
     meta, folder = checkpoint.meta, checkpoint.path
-    if meta.get("world_size") != accelerator.num_processes:
-        raise RunDirError(
-            f"{folder} was written by {meta.get('world_size')} processes, this run has {accelerator.num_processes}: "
-            "resume with the same number of processes (the per-process RNG states differ)"
-        )
-    if len(meta["schedules"]) != len(schedules):
-        raise RunDirError(f"{folder} holds {len(meta['schedules'])} learning-rate schedules, this run has {len(schedules)}")
+    check_against_run(checkpoint, accelerator.num_processes, schedules, steps_per_epoch, epochs)
     rank_file = folder / f"rng_{accelerator.process_index}.pt"
+    live_groups = [dict(g) for g in optimizer.param_groups]
     try:
+        for name in ("model.safetensors", "optimizer.pt", rank_file.name):  # never hand a FIFO to a loader
+            check_regular_file(folder / name, _fix(folder))
         load_weights(accelerator.unwrap_model(model), folder / "model.safetensors")
         optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
         set_rng_state(torch.load(rank_file, map_location="cpu", weights_only=True))
-    except (OSError, RuntimeError, ValueError, KeyError, EOFError, SafetensorError, pickle.UnpicklingError) as exc:
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError, EOFError, SafetensorError, pickle.UnpicklingError) as exc:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise RunDirError(
             f"checkpoint {folder} cannot be loaded ({reason}): it is damaged; delete it (and fix "
             f"{folder.parent / 'LATEST'}) to resume from an older checkpoint, or train into a new --output-dir"
         ) from None
+    _check_optimizer(folder, live_groups, optimizer.param_groups, schedules, int(meta["state"]["step"]))
     for schedule, saved in zip(schedules, meta["schedules"]):
         # lr_lambdas: None keeps the live functions (they are rebuilt from the recipe, not saved).
         schedule.load_state_dict({**saved, "lr_lambdas": [None] * len(getattr(schedule, "lr_lambdas", []))})
@@ -369,3 +469,79 @@ def load_checkpoint(
         accelerator.scaler.load_state_dict(meta["scaler"])
     accelerator.step = int(meta.get("accelerator_step", 0))
     return TrainState(**meta["state"])
+
+
+def check_against_run(
+    checkpoint: Checkpoint, world_size: int, schedules: Sequence[LRScheduler],
+    steps_per_epoch: int | None = None, epochs: int | None = None,
+) -> None:
+    """Refuse a checkpoint whose trainer.json does not fit the run being resumed: another world
+    size, counters past the recipe's ``epochs`` or an epoch's ``steps_per_epoch``, schedules
+    whose base learning rates are not the recipe's or that are not at the checkpoint's step."""
+    meta, folder = checkpoint.meta, checkpoint.path
+    path = folder / TRAINER_FILE
+    if meta.get("world_size") != world_size:
+        raise RunDirError(
+            f"{folder} was written by {meta.get('world_size')} processes, this run has {world_size}: "
+            "resume with the same number of processes (the per-process RNG states differ)"
+        )
+    if len(meta["schedules"]) != len(schedules):
+        raise RunDirError(f"{folder} holds {len(meta['schedules'])} learning-rate schedules, this run has {len(schedules)}")
+    state = meta["state"]
+    step, epoch, in_epoch = state["step"], state.get("epoch", 0), state.get("steps_in_epoch", 0)
+    if epochs is not None and epoch > epochs:
+        raise RunDirError(
+            f"{path} says {epoch} epochs are done, more than train.epochs={epochs}: if the run was longer, set "
+            f"train.epochs={epoch} or more to resume it; otherwise the file was altered: {_fix(folder)}"
+        )
+    if steps_per_epoch is not None and in_epoch > steps_per_epoch:
+        raise RunDirError(f"{path} says {in_epoch} steps of the epoch are done, an epoch has {steps_per_epoch}: "
+                          f"it was altered or made with other data: {_fix(folder)}")
+    if steps_per_epoch is not None and step < epoch + in_epoch and steps_per_epoch > 0:
+        raise RunDirError(f"{path} says step {step} after {epoch} epochs: the counters were altered: {_fix(folder)}")
+    for i, (schedule, saved) in enumerate(zip(schedules, meta["schedules"])):
+        live = [float(v) for v in schedule.base_lrs]
+        stored = saved["base_lrs"]
+        if len(stored) != len(live) or not all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(stored, live)):
+            raise RunDirError(
+                f"{path} has base learning rate {stored[0]:g} in schedule {i}, the recipe gives {live[0]:g}: "
+                f"it was altered or made by another recipe: {_fix(folder)}"
+            )
+        if saved["last_epoch"] != step:
+            raise RunDirError(f"{path} has schedule {i} at step {saved['last_epoch']}, its counters at step {step}: "
+                              f"it was altered: {_fix(folder)}")
+
+
+_HYPER = ("initial_lr", "weight_decay", "momentum", "betas", "eps")
+
+
+def _check_optimizer(folder: Path, live: list[dict[str, Any]], loaded: list[dict[str, Any]],
+                     schedules: Sequence[LRScheduler], step: int) -> None:
+    """optimizer.pt's hyperparameters are the recipe's (which built ``live``) and its learning
+    rates finite, >= 0 and at most the peak where the schedules never exceed it."""
+    path = folder / "optimizer.pt"
+    if len(live) != len(loaded):
+        raise RunDirError(f"{path} holds {len(loaded)} parameter groups, this run has {len(live)}: {_fix(folder)}")
+    peak = max([1.0] + [float(f(step)) for s in schedules for f in getattr(s, "lr_lambdas", []) if callable(f)])
+    for i, (want, got) in enumerate(zip(live, loaded)):
+        for key in _HYPER:
+            if key in want and not _same(want[key], got.get(key)):
+                raise RunDirError(f"{path} has {key}={got.get(key)!r} in parameter group {i}, the recipe gives "
+                                  f"{want[key]!r}: it was altered or made by another recipe: {_fix(folder)}")
+        lr, top = got.get("lr"), float(want.get("initial_lr", want.get("lr", 0.0))) * peak
+        if not _finite(lr) or lr < 0 or lr > top * (1 + 1e-6) + 1e-12:
+            raise RunDirError(f"{path} has learning rate {lr!r} in parameter group {i}, outside [0, {top:g}]: "
+                              f"it was altered: {_fix(folder)}")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if _finite(a) and _finite(b):
+        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-12)
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        try:
+            return bool(torch.allclose(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)))
+        except (TypeError, RuntimeError, ValueError):
+            return False
+    return a == b

@@ -134,7 +134,8 @@ def fit(
         remove_partial_checkpoints(run_dir)
     accelerator.wait_for_everyone()
     start = find_resume_point(run_dir)
-    state = TrainState() if start is None else load_checkpoint(accelerator, start, model, optimizer, schedules)
+    state = TrainState() if start is None else load_checkpoint(
+        accelerator, start, model, optimizer, schedules, steps_per_epoch=steps_per_epoch, epochs=s.epochs)
     if start is not None and accelerator.is_main_process:
         logger.info("resumed from %s at epoch %d, step %d", start.path, state.epoch, state.step)
 
