@@ -14,6 +14,7 @@ export folder copied anywhere is enough for ``multivic embed`` and for users' ow
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,27 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from multivic.branch import Branch, build_branch
-from multivic.errors import RunDirError
+from multivic.errors import MultivicError, RunDirError
+from multivic.expander import parse_expander_spec
 from multivic.modalities import create_modality
 from multivic.registry import ENCODERS, MODALITIES, code_needed, import_modules
-from multivic.run_dir import atomic_replace, atomic_write_text
+from multivic.run_dir import atomic_replace, atomic_write_text, check_regular_file, read_json_file
+
+# What an export's json may ask for: it is data from elsewhere, and a tampered value must not
+# exhaust memory (a 10^6-pixel image size, a 10^9-wide expander) before anything is checked.
+MAX_EXPANDER_WIDTH = 1 << 17
+MAX_EXPANDER_LAYERS = 64
+MAX_NUMBER = 10**7  # any number among encoder_kwargs and preprocessing options
+# Tighter bounds on the preprocessing options of the built-in modalities (a plug-in modality's
+# options get MAX_NUMBER): what one input of a batch may cost.
+OPTION_BOUNDS: dict[str, tuple[float, float]] = {
+    "image_size": (8, 2048),
+    "sample_rate": (1, 384_000),
+    "crop_seconds": (0, 600),
+    "max_caption_tokens": (1, 8192),
+    "tokenizer_vocab_size": (1, 1_000_000),
+    "min_word_count": (0, 10**9),
+}
 
 
 def export_branch(
@@ -39,6 +57,12 @@ def export_branch(
     # An encoder wrapped by torch.compile() (not multivic's model.compile, which keeps the keys)
     # prefixes its keys with "_orig_mod."; the export holds the eager module's keys.
     state = {k.replace("_orig_mod.", ""): v.detach().cpu().contiguous() for k, v in branch.state_dict().items()}
+    bad = _not_finite(state)
+    if bad:
+        raise MultivicError(
+            f"the trained weights of branch {branch.name!r} hold NaN or infinite values ({bad}): not exported; training "
+            "diverged: lower optim.base_lr or set train.clip_grad_norm, then train from an earlier checkpoint or afresh"
+        )
     with atomic_replace(export_dir / f"{branch.name}.safetensors") as tmp:
         save_file(state, str(tmp))
     meta: dict[str, Any] = {
@@ -98,10 +122,11 @@ def load_branch(
         raise RunDirError(
             f"no exported branch {name!r} in {folder}; exported branches: {', '.join(known) or 'none (train first)'}"
         )
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RunDirError(f"{meta_path} is not valid JSON ({exc}): re-export the run") from None
+    fix = "copy the export again, or export it again (run the run's `multivic train` command once more)"
+    meta = read_json_file(meta_path, fix)
+    problem = _meta_problem(meta)
+    if problem:
+        raise RunDirError(f"{meta_path} is damaged or was altered ({problem}): {fix}")
     imports = [str(m) for m in meta.get("imports") or []]
     pre = meta.get("preprocess")
     if trust_imports:
@@ -115,10 +140,140 @@ def load_branch(
                 f"{meta_path} needs modules {modules} to build {what}; importing runs their code: "
                 "pass --trust-imports if you trust this export (or import them yourself)"
             )
-    branch = build_branch(meta["name"], meta["encoder"], meta.get("encoder_kwargs") or {}, meta["expander"])
-    branch.load_state_dict(load_file(str(weights_path)))
+    check_regular_file(weights_path, fix)
+    shapes = _weight_shapes(weights_path, fix)
+    branch = _build_checked(meta, meta_path, shapes, fix)
+    try:
+        state = load_file(str(weights_path))
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: the file is the problem
+        raise RunDirError(f"{weights_path} is damaged ({_first_line(exc)}): {fix}") from None
+    bad = _not_finite(state)
+    if bad:
+        raise RunDirError(f"{weights_path} holds NaN or infinite weights ({bad}): the run diverged or the file was altered; "
+                          "export a checkpoint from before it diverged")
+    try:
+        branch.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise RunDirError(f"{weights_path} does not fit {meta_path.name} ({_first_line(exc)}): {fix}") from None
     if pre is not None:
-        branch.preprocess = create_modality(pre["modality"], pre.get("options") or {})
+        try:
+            branch.preprocess = create_modality(pre["modality"], pre.get("options") or {})
+        except Exception as exc:  # noqa: BLE001 - a modality's own checks of its options
+            raise RunDirError(f"{meta_path} has preprocessing options {pre['modality']} does not accept "
+                              f"({_first_line(exc)}): {fix}") from None
         if branch.preprocess.needs_fitting:
-            branch.preprocess.load(folder / f"{name}.state")
+            state_dir = folder / f"{name}.state"
+            try:
+                branch.preprocess.load(state_dir)
+            except MultivicError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a damaged fitted state (a tokenizer's files)
+                raise RunDirError(f"{state_dir} is damaged ({_first_line(exc)}): {fix}") from None
     return branch.to(device).eval()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else exc.__class__.__name__)[:200]
+
+
+def _not_finite(state: dict[str, torch.Tensor]) -> str:
+    """'<count> values of <key>' for the first floating tensor with NaN or inf ('' when none)."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                return f"{bad} of the {tensor.numel()} values of {key!r}"
+    return ""
+
+
+def _meta_problem(meta: dict[str, Any]) -> str | None:
+    """What is wrong with an export json's content (types and bounds), None when nothing."""
+    for key in ("name", "encoder"):
+        if not isinstance(meta.get(key), str) or not meta[key]:
+            return f"{key!r} is not a name"
+    if not isinstance(meta.get("encoder_kwargs", {}) or {}, dict):
+        return "'encoder_kwargs' is not an object"
+    if not isinstance(meta.get("imports", []) or [], list):
+        return "'imports' is not a list"
+    expander = meta.get("expander")
+    if not isinstance(expander, (str, int)) or isinstance(expander, bool):
+        return "'expander' is not a spec such as '8192-8192-8192'"
+    try:
+        widths = parse_expander_spec(str(expander))
+    except MultivicError:
+        return f"'expander' is not a spec such as '8192-8192-8192' ({str(expander)[:40]!r})"
+    if len(widths) > MAX_EXPANDER_LAYERS or any(w > MAX_EXPANDER_WIDTH for w in widths):
+        return f"the expander asks for {len(widths)} layers up to {max(widths)} wide, over the bounds {MAX_EXPANDER_LAYERS} × {MAX_EXPANDER_WIDTH}"
+    problem = _numbers_problem(meta.get("encoder_kwargs") or {}, "encoder_kwargs", {})
+    if problem:
+        return problem
+    pre = meta.get("preprocess")
+    if pre is not None:
+        if not isinstance(pre, dict) or not isinstance(pre.get("modality"), str) or not isinstance(pre.get("options", {}) or {}, dict):
+            return "'preprocess' is not {'modality': name, 'options': {...}}"
+        return _numbers_problem(pre.get("options") or {}, "preprocess.options", OPTION_BOUNDS)
+    return None
+
+
+def _numbers_problem(values: Any, where: str, bounds: dict[str, tuple[float, float]], depth: int = 0) -> str | None:
+    """The first number under ``values`` that is not finite or is outside its bounds."""
+    if depth > 8:
+        return f"{where} is nested too deeply"
+    if isinstance(values, dict):
+        items = list(values.items())
+    elif isinstance(values, list):
+        if len(values) > 4096:
+            return f"{where} holds {len(values)} values"
+        items = list(enumerate(values))
+    else:
+        return None
+    for key, value in items:
+        path = f"{where}.{key}"
+        if isinstance(value, (dict, list)):
+            problem = _numbers_problem(value, path, {}, depth + 1)
+            if problem:
+                return problem
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        low, high = bounds.get(str(key), (-MAX_NUMBER, MAX_NUMBER))
+        if not (math.isfinite(value) and low <= value <= high):
+            return f"{path} is {value!r}, outside [{low:g}, {high:g}]"
+    return None
+
+
+def _weight_shapes(path: Path, fix: str) -> dict[str, tuple[int, ...]]:
+    """The tensors' shapes in a safetensors file's header (nothing else is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: the file is the problem
+        raise RunDirError(f"{path} is damaged ({_first_line(exc)}): {fix}") from None
+
+
+def _build_checked(meta: dict[str, Any], meta_path: Path, shapes: dict[str, tuple[int, ...]], fix: str) -> Branch:
+    """The branch the json describes, built for real only once its shapes, built on the meta
+    device (no memory), match the weights file: a tampered json cannot ask for more memory than
+    its weights file holds."""
+    args = (meta["name"], meta["encoder"], meta.get("encoder_kwargs") or {}, str(meta["expander"]))
+
+    def build() -> Branch:
+        try:
+            return build_branch(*args)
+        except Exception as exc:  # noqa: BLE001 - an encoder factory's own refusal of its arguments
+            raise RunDirError(f"{meta_path} describes a branch that cannot be built ({_first_line(exc)}): {fix}") from None
+
+    try:
+        with torch.device("meta"):
+            planned = build_branch(*args)
+    except Exception:  # noqa: BLE001 - some encoders cannot be built on the meta device: build for real below
+        planned = None
+    if planned is not None:
+        want = {k: tuple(v.shape) for k, v in planned.state_dict().items()}
+        if want != shapes:
+            differ = sorted(set(want) ^ set(shapes)) or sorted(k for k in want if want[k] != shapes[k])
+            raise RunDirError(f"{meta_path} does not match its weights file (e.g. {differ[0]!r}): {fix}")
+    return build()

@@ -56,8 +56,10 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 
     Never runs code from the file: a pickled object other than tensors and plain containers
     is refused with a :class:`WeightsError`."""
+    from multivic.run_dir import is_present
+
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not is_present(path, "give a .safetensors, .pt, .pth or .ckpt file", WeightsError):  # never opens a FIFO
         raise WeightsError(f"weights file {path} not found: give a .safetensors, .pt, .pth or .ckpt file")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -186,6 +188,12 @@ def load_state_into(encoder: nn.Module, state: dict[str, Tensor], origin: str = 
                 f"{origin}: {source[key]!r} has shape {list(value.shape)} but the encoder's {key!r} has "
                 f"{list(own[key].shape)}: the encoder's arguments differ from the ones the weights were made with "
                 "(set them with --encoder-kwargs / encoder_kwargs)"
+            )
+    for key, value in mapped.items():
+        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+            raise WeightsError(
+                f"{origin}: {source[key]!r} holds NaN or infinite values: the weights diverged or the file is damaged; "
+                "evaluate a checkpoint from before it diverged"
             )
     missing = [k for k in own if k not in mapped and not k.endswith("num_batches_tracked")]
     if not mapped:
