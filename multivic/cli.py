@@ -1,7 +1,8 @@
 """The ``multivic`` command.
 
     multivic train RECIPE [--output-dir DIR] [key=value ...]   train, export, evaluate (resumes DIR)
-    multivic eval RUN_DIR [--trust-imports] [key=value ...]    re-evaluate a run's exported branches
+    multivic eval RUN_DIR [--trust-imports] [--trust-commands] [key=value ...]
+                                                               re-evaluate a run's exported branches
     multivic eval --recipe RECIPE --encoder NAME --weights FILE [--encoder-kwargs K=V] [--branch a|b] [--out FILE] [key=value ...]
                                                                an encoder's weights from any toolkit, on a recipe's data
     multivic encoders [--modality M]                           list the encoder registry
@@ -26,6 +27,14 @@ import sys
 from pathlib import Path
 
 from multivic.errors import MultivicError
+from multivic.trust import terminal_safe
+
+
+class _SafeFormatter(logging.Formatter):
+    """Log lines with control characters escaped (see :func:`multivic.trust.terminal_safe`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_safe(super().format(record), keep_newlines=True)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -58,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--trust-imports", action="store_true",
                    help="import the modules the run directory's config and exports name (imports:, import paths): "
                         "only for runs you trust, since importing runs their code")
+    e.add_argument("--trust-commands", action="store_true",
+                   help="let the run directory's config name shards that run a command (data.shards=pipe:...) or "
+                        "live on another machine (https:, gs:, ...): only for runs you trust")
     e.add_argument("--recipe", default=None, help="evaluate --encoder on this recipe's data with its eval settings, instead of a run")
     e.add_argument("--encoder", default=None, help="a registered encoder (multivic encoders), e.g. resnet18")
     e.add_argument("--weights", default=None,
@@ -130,15 +142,13 @@ def _cmd_train(args: argparse.Namespace) -> None:
     out = Path(args.output_dir) if args.output_dir else Path("runs") / Path(args.recipe).stem
     metrics = train(cfg, out, progress=not args.no_progress)
     if metrics:
-        print(format_metrics(metrics))
+        print(terminal_safe(format_metrics(metrics), keep_newlines=True))
     print(f"run directory: {out}")
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    import json
-
     from multivic.commands.evaluate import evaluate, format_metrics, load_run_config
-    from multivic.run_dir import RunDir, atomic_write_text
+    from multivic.run_dir import RunDir, atomic_write_text, metrics_json
 
     backbone = [flag for flag, value in (("--encoder", args.encoder), ("--weights", args.weights),
                                          ("--encoder-kwargs", args.encoder_kwargs), ("--no-strict", args.no_strict)) if value]
@@ -148,13 +158,14 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         if args.run_dir is None:
             raise MultivicError("give a RUN_DIR, or --recipe RECIPE --encoder NAME --weights FILE")
         run_dir = RunDir(args.run_dir)
-        cfg = load_run_config(run_dir, args.overrides, trust_imports=args.trust_imports)
-        metrics = evaluate(cfg, run_dir, trust_imports=args.trust_imports)
+        cfg = load_run_config(run_dir, args.overrides, trust_imports=args.trust_imports, trust_commands=args.trust_commands)
+        with run_dir.lock("multivic eval"):  # it rewrites metrics.json: not while a run (or another eval) writes
+            metrics = evaluate(cfg, run_dir, trust_imports=args.trust_imports)
     else:
         metrics = _eval_backbone(args)
-    print(format_metrics(metrics))
+    print(terminal_safe(format_metrics(metrics), keep_newlines=True))  # names from a run's metrics.json
     if args.out:
-        atomic_write_text(Path(args.out), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(Path(args.out), metrics_json(metrics))
         print(f"metrics saved as {args.out}", file=sys.stderr)
 
 
@@ -260,7 +271,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 
     table = compare_runs(args.run_dirs)
     write_csv(table, Path(args.csv))
-    print(to_markdown(table))
+    print(to_markdown(table))  # its cells are terminal-safe
     print(f"saved as {args.csv}", file=sys.stderr)
 
 
@@ -298,7 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(args, "overrides"):
             parser.error(f"{args.command} takes no key=value overrides: {' '.join(extra)}")
         args.overrides = list(args.overrides) + extra
+    before = list(logging.getLogger().handlers)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # messages may quote files from elsewhere: no control characters
+        if handler not in before:
+            handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.getLogger("multivic").setLevel(logging.INFO)
     commands = {"train": _cmd_train, "eval": _cmd_eval, "encoders": _cmd_encoders, "plugins": _cmd_plugins, "embed": _cmd_embed,
                 "compare": _cmd_compare, "report": _cmd_report, "sweep": _cmd_sweep, "shard": _cmd_shard}
@@ -307,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     except MultivicError as exc:
         if args.debug:
             raise
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {terminal_safe(_one_line(exc))}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)

@@ -44,7 +44,9 @@ def _pipeline_of_run(path: Path, branch_name: str, modality: str, trust_imports:
             f"the export of {branch_name!r} records no input pipeline (made by multivic 0.1): embed from its run directory"
         )
     run_dir = RunDir(run_root)
-    return run_pipeline(branch_name, modality, build_modalities(load_run_config(run_dir, trust_imports=trust_imports)), run_dir)
+    # Only the modalities are built from the config: its data.* shard locations are never opened here.
+    cfg = load_run_config(run_dir, trust_imports=trust_imports, trust_commands=True)
+    return run_pipeline(branch_name, modality, build_modalities(cfg), run_dir)
 
 
 def embed_inputs(

@@ -18,6 +18,7 @@ from multivic.modalities import Modality
 from multivic.data.formats import DataSetup
 from multivic.registry import ENCODERS, FORMATS, MODALITIES, OBJECTIVES, Registry, code_needed
 from multivic.run_dir import RunDir
+from multivic.trust import refuse_untrusted_urls
 
 # The names a run config gives to registries, with the schema's defaults.
 _NAMED = (
@@ -28,17 +29,26 @@ _NAMED = (
 )
 
 
-def load_run_config(run_dir: RunDir, overrides: list[str] | None = None, trust_imports: bool = False) -> RecipeConfig:
+def load_run_config(
+    run_dir: RunDir, overrides: list[str] | None = None, trust_imports: bool = False, trust_commands: bool = False
+) -> RecipeConfig:
     """The run's config.yaml with ``overrides`` applied.
 
     The config's ``imports:`` are modules named by a file in the run directory: they are
     imported only with ``trust_imports``. Without it, a config whose encoders, objective, data
     format and modalities are all registered loads without them; any other is a RunDirError
     naming the modules. (``multivic train`` imports a recipe's ``imports:``: the user wrote it.)
+
+    Likewise its ``data.*`` values (``data.shards``, ``data.val_shards``) may name a command
+    (``pipe:``) or a remote URL only with ``trust_commands`` (``--trust-commands``); a value the
+    user sets in ``overrides`` is theirs (see :func:`multivic.trust.refuse_untrusted_urls`).
     """
-    if not run_dir.config.is_file():
-        raise RunDirError(f"{run_dir.root} is not a multivic run directory (no config.yaml): pass the --output-dir of a training run")
+    raw = run_dir.read_config_data()  # a regular file of sane size and plain YAML, or a one-line error
     overrides = list(overrides or [])
+    given = {item.partition("=")[0].strip() for item in overrides}
+    for key, value in _data_values(raw.get("data")):
+        if key not in given and not any(key.startswith(g + ".") for g in given):
+            refuse_untrusted_urls(value, f"{run_dir.config} ({key})", error=RunDirError, trusted=trust_commands)
     if not trust_imports:
         needed = _code_needed_by_config(run_dir.config, overrides)
         if needed is not None:
@@ -49,6 +59,18 @@ def load_run_config(run_dir: RunDir, overrides: list[str] | None = None, trust_i
             )
         overrides = ["imports=[]", *overrides]  # before the user's: an `imports=...` of theirs still wins
     return load_config(run_dir.config, overrides, legacy=True)
+
+
+def _data_values(data: Any, prefix: str = "data") -> list[tuple[str, Any]]:
+    """(dotted key, value) of every string or list of strings under ``data``: where a data format
+    may find shard locations (``data.shards``, ``data.val_shards``, a plug-in's own)."""
+    if isinstance(data, dict):
+        return [kv for k, v in data.items() for kv in _data_values(v, f"{prefix}.{k}")]
+    if isinstance(data, str) or (isinstance(data, list) and data and all(isinstance(v, str) for v in data)):
+        return [(prefix, data)]
+    if isinstance(data, list):
+        return [kv for i, v in enumerate(data) for kv in _data_values(v, f"{prefix}[{i}]")]
+    return []
 
 
 def _code_needed_by_config(path: Path, overrides: list[str]) -> tuple[list[str], str] | None:

@@ -29,7 +29,7 @@ from multivic.commands.evaluate import evaluate
 from multivic.config import RecipeConfig, flatten, load_config, resumable_keys, to_container, to_yaml
 from multivic.errors import MultivicError, RunDirError
 from multivic.export import export_branch
-from multivic.run_dir import RunDir, atomic_write_text
+from multivic.run_dir import LOCK_FILE, RunDir, atomic_write_text
 from multivic.train import fit
 from multivic.train.trackers import finish_trackers, log_row
 
@@ -57,7 +57,7 @@ def check_run_dir(run_dir: RunDir, cfg: RecipeConfig) -> None:
     if not os.access(run_dir.root, os.W_OK | os.X_OK):
         raise RunDirError(f"--output-dir {run_dir.root} is not writable: choose another --output-dir or fix its permissions")
     if not run_dir.config.is_file():
-        if any(run_dir.root.iterdir()):
+        if any(p.name != LOCK_FILE for p in run_dir.root.iterdir()):  # .lock: a process starting (or killed) there
             raise RunDirError(
                 f"{run_dir.root} exists, is not empty and is not a multivic run directory: choose another --output-dir"
             )
@@ -103,6 +103,14 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
     """
     run_dir = RunDir(output_dir)
     check_run_dir(run_dir, cfg)
+    # One writer per run directory, held to the end (export, evaluation, report included); a
+    # second process is refused here, before it reads or writes anything of the run.
+    with run_dir.lock("multivic train"):
+        check_run_dir(run_dir, cfg)  # again under the lock: another process may have written it since
+        return _train_locked(cfg, run_dir, progress)
+
+
+def _train_locked(cfg: RecipeConfig, run_dir: RunDir, progress: bool) -> dict[str, float]:
     data = build_data(cfg)
     fit_modalities(cfg, data, run_dir.modality_state)  # e.g. a vocabulary of the training captions
     set_seed(cfg.seed)  # the model's initial weights depend on the seed alone
