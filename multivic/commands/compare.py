@@ -18,7 +18,9 @@ import pandas as pd
 
 from multivic.config import flatten
 from multivic.errors import MultivicError, RunDirError
+from multivic.report.metrics import metric_sort_key
 from multivic.run_dir import RunDir, atomic_replace
+from multivic.trust import terminal_safe
 
 _MISSING = object()  # a key one run lacks: differs from every value, None included
 
@@ -65,17 +67,6 @@ def compare_runs(paths: list[str | Path]) -> pd.DataFrame:
     return table
 
 
-# Within a branch, the metrics a paper's table leads with come first; the others follow by name.
-_LEADING = ("linear_top1", "linear_top5", "knn_top1", "i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10",
-            "rsum", "i2t_medr", "t2i_medr")
-
-
-def metric_sort_key(key: str) -> tuple[str, int, str]:
-    """Sort key of a metric ``<branch>/<name>``: by branch, then the leading metrics, then by name."""
-    branch, _, name = key.rpartition("/")
-    return (branch, _LEADING.index(name) if name in _LEADING else len(_LEADING), name)
-
-
 def _key_of(value: Any) -> Any:
     """A hashable identity of a config value that tells 1 from 1.0 from True from "1"."""
     return value if value is _MISSING else (type(value).__name__, repr(value))
@@ -90,17 +81,23 @@ def _cell(value: Any, metric: bool) -> str:
         if metric:
             return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4g}"
         return f"{value:.6g}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return _text(value)
+
+
+def _text(value: Any) -> str:
+    """A cell as text for a terminal and a Markdown table: control characters escaped (a
+    config.yaml from elsewhere may hold terminal escape sequences), "|" escaped, one line."""
+    return terminal_safe(str(value).replace("\n", " ")).replace("|", "\\|")
 
 
 def to_markdown(table: pd.DataFrame) -> str:
     """The table as a GitHub Markdown table: numbers right-aligned, metrics rounded to 2 decimals
     (4 significant digits under 1), config values as written; empty where a run has no value."""
     config_columns = set(table.attrs.get("config_columns", []))
-    header = [table.index.name or "run", *map(str, table.columns)]
+    header = [_text(table.index.name or "run"), *map(_text, table.columns)]
     body = []
     for name, row in table.iterrows():
-        body.append([str(name)] + [_cell(row[c], c not in config_columns) for c in table.columns])
+        body.append([_text(name)] + [_cell(row[c], c not in config_columns) for c in table.columns])
     numeric = [False] + [pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
                          for c in table.columns]
     widths = [max(3, len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]

@@ -11,6 +11,7 @@ Everything here is data: the report reads examples.json with ``json`` and the PN
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -106,20 +107,80 @@ def write_examples(examples: RetrievalExamples, folder: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+MAX_EXAMPLE_QUERIES = 8  # per direction (evaluation keeps 4): the figure has a row per query
+MAX_EXAMPLE_ITEMS = 10  # top items per query (evaluation keeps 5)
+MAX_THUMBNAIL_BYTES = 1 << 20
+MAX_THUMBNAIL_PX = 1024  # evaluation writes THUMBNAIL_PX
+
+
 def read_examples(folder: Path) -> list[dict[str, Any]] | None:
     """The directions of ``folder``/examples.json, or None when there is none; a one-line
-    RunDirError when it is damaged. Thumbnail names are checked to stay inside ``folder``."""
+    RunDirError when it is damaged: not the shape :func:`write_examples` writes, too many
+    queries or items, a thumbnail name that leaves ``folder`` or is not a .png file."""
+    from multivic.run_dir import is_present, read_json_file
+
     path = folder / EXAMPLES_FILE
-    if not path.is_file():
+    fix = "delete the folder and re-evaluate the run with `multivic eval`"
+    if not is_present(path, fix):
         return None
-    try:
-        directions = json.loads(path.read_text())["directions"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise RunDirError(f"{path} is not a readable examples file ({exc.__class__.__name__}): re-evaluate the run with `multivic eval`") from None
-    for direction in directions:
-        for query in direction["queries"]:
-            for item in [query["query"], *query["top"]]:
-                name = item.get("thumbnail")
-                if name is not None and (Path(name).name != name or not name.endswith(".png")):
-                    raise RunDirError(f"{path} names a thumbnail outside its folder ({name!r})")
+    directions = read_json_file(path, fix).get("directions")
+    problem = _examples_problem(directions)
+    if problem:
+        raise RunDirError(f"{path} is damaged or was altered ({problem}): {fix}")
     return directions
+
+
+def _examples_problem(directions: Any) -> str | None:
+    if not isinstance(directions, list) or len(directions) > 4:
+        return "'directions' is not a short list"
+    for direction in directions:
+        if not isinstance(direction, dict) or not all(isinstance(direction.get(k), str) for k in ("query_kind", "item_kind")):
+            return "a direction has no query_kind and item_kind"
+        queries = direction.get("queries")
+        if not isinstance(queries, list) or not queries or len(queries) > MAX_EXAMPLE_QUERIES:
+            return f"a direction has no list of 1 to {MAX_EXAMPLE_QUERIES} queries"
+        for query in queries:
+            if not isinstance(query, dict) or not isinstance(query.get("top"), list) or len(query["top"]) > MAX_EXAMPLE_ITEMS:
+                return f"a query has no list of at most {MAX_EXAMPLE_ITEMS} top items"
+            for item in [query.get("query"), *query["top"]]:
+                problem = _item_problem(item)
+                if problem:
+                    return problem
+            if not all(isinstance(item.get("correct"), bool) for item in query["top"]):
+                return "a top item does not say whether it is correct"
+    return None
+
+
+def _item_problem(item: Any) -> str | None:
+    if not isinstance(item, dict):
+        return "an item is not an object"
+    index = item.get("index")
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        return "an item has no index"
+    if "text" in item and (not isinstance(item["text"], str) or len(item["text"]) > 2_000):
+        return "an item's text is not a string of sane length"
+    name = item.get("thumbnail")
+    if name is not None and (not isinstance(name, str) or Path(name).name != name or not name.endswith(".png")
+                             or name.startswith(".")):
+        return f"a thumbnail name leaves its folder or is not a .png file ({str(name)[:60]!r})"
+    return None
+
+
+def open_thumbnail(folder: Path, name: str) -> Image.Image:
+    """The RGB image of thumbnail ``name`` in ``folder`` (read by :func:`read_examples`), checked
+    as data: a regular file of at most 1 MiB, a PNG of at most 1024 px a side; else a one-line
+    RunDirError."""
+    from multivic.run_dir import read_file_bytes
+
+    path = folder / name
+    fix = "delete the folder and re-evaluate the run with `multivic eval`"
+    data = read_file_bytes(path, fix, limit=MAX_THUMBNAIL_BYTES)
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+            if max(image.size) > MAX_THUMBNAIL_PX:
+                raise RunDirError(f"{path} is {image.size[0]}×{image.size[1]} pixels, not a thumbnail: {fix}")
+            return image.convert("RGB")
+    except RunDirError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - UnidentifiedImageError, truncated data, DecompressionBombError
+        raise RunDirError(f"{path} is damaged (not a readable PNG: {exc.__class__.__name__}): {fix}") from None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from multivic.evaluation.examples import open_thumbnail
 from multivic.report.figures import FigureFile, new_figure, save_figure
 from multivic.report.run import SIDES, RunRecord
 
@@ -87,8 +88,6 @@ def std_histogram(run: RunRecord, out_dir: Path) -> FigureFile | None:
 def retrieval_examples(run: RunRecord, out_dir: Path) -> FigureFile | None:
     if not run.examples:
         return None
-    from PIL import Image
-
     rows = [(d, q) for d in run.examples for q in d["queries"]]
     cols = 1 + max(len(q["top"]) for _, q in rows)
     fig, axes = new_figure(cols, rows=len(rows), width=2.1 * cols)
@@ -105,8 +104,7 @@ def retrieval_examples(run: RunRecord, out_dir: Path) -> FigureFile | None:
                 continue
             item, correct = cells[c]
             if "thumbnail" in item:
-                with Image.open(run.examples_dir / item["thumbnail"]) as image:
-                    ax.imshow(np.asarray(image.convert("RGB")))
+                ax.imshow(np.asarray(open_thumbnail(run.examples_dir, item["thumbnail"])))
             else:
                 text = item.get("text", f"{direction['item_kind' if c else 'query_kind']} #{item['index']}")
                 ax.text(0.5, 0.5, textwrap.fill(text, 22), ha="center", va="center", fontsize=7.5, wrap=True)

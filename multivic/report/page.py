@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from multivic.commands.compare import metric_sort_key
+from multivic.report.metrics import metric_sort_key
 from multivic.report.figures import FigureFile
 from multivic.report.run import SIDES, RunRecord
+from multivic.trust import terminal_safe
 
 _NO_BRANCH = "(all branches)"  # metrics without a branch prefix, e.g. retrieval's i2t_r1
 
@@ -67,7 +69,8 @@ def training_summary(run: RunRecord) -> list[tuple[str, str]]:
     h = run.history
     last = h.iloc[-1]
     rows = [("logged steps", f"{len(h)} (last: step {int(last['step'])}"
-                             + (f", epoch {int(last['epoch']) + 1} of {run.setting('train.epochs', '?')})" if run.has("epoch") else ")"))]
+                             + (f", epoch {int(last['epoch']) + 1} of {run.setting('train.epochs', '?')})"
+                                if run.has("epoch") and np.isfinite(last["epoch"]) else ")"))]
     if run.has("loss"):
         rows.append(("loss", f"{_number(h['loss'].dropna().iloc[0])} at the first logged step, {_number(h['loss'].dropna().iloc[-1])} at the last"))
     for side in SIDES:
@@ -136,7 +139,7 @@ figcaption { color: #555; font-size: .92em; } .alarm { color: #b00020; } code { 
 
 def render_html(run: RunRecord, figures: list[FigureFile], out_dir: Path, note: str = "") -> str:
     """The page as one HTML document; figures are embedded (base64), so the file stands alone."""
-    e = html.escape
+    e = _h
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>multivic report: {e(run.name)}</title>",
              f"<style>{_STYLE}</style></head><body>",
              f"<h1>Run <code>{e(run.name)}</code></h1>",
@@ -159,7 +162,7 @@ def render_html(run: RunRecord, figures: list[FigureFile], out_dir: Path, note: 
         header, rows, more = alarm_rows(run)
         parts.append(_html_table(header, rows, css="alarm"))
         if more:
-            parts.append(f"<p>{html.escape(more)}</p>")
+            parts.append(f"<p>{_h(more)}</p>")
     parts.append("<h2>Figures</h2>")
     if note:
         parts.append(f"<p>{e(note)}</p>")
@@ -171,15 +174,20 @@ def render_html(run: RunRecord, figures: list[FigureFile], out_dir: Path, note: 
     return "\n".join(parts)
 
 
+def _h(value: Any) -> str:
+    """``value`` as HTML text: escaped, control characters written as ``\\x1b``."""
+    return html.escape(terminal_safe(str(value), keep_newlines=True))
+
+
 def _html_pairs(pairs: list[tuple[str, str]]) -> str:
-    return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in pairs) + "</table>"
+    return "<table>" + "".join(f"<tr><th>{_h(k)}</th><td>{_h(v)}</td></tr>" for k, v in pairs) + "</table>"
 
 
 def _html_table(header: list[str], rows: list[list[str]], css: str = "") -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    head = "".join(f"<th>{_h(h)}</th>" for h in header)
     def cell(text: str) -> str:
         cls = "n" if _numeric(text) else css
-        return f"<td class=\"{cls}\">{html.escape(text)}</td>" if cls else f"<td>{html.escape(text)}</td>"
+        return f"<td class=\"{cls}\">{_h(text)}</td>" if cls else f"<td>{_h(text)}</td>"
 
     body = "".join("<tr>" + "".join(cell(c) for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -198,7 +206,7 @@ def _numeric(text: str) -> bool:
 
 def render_markdown(run: RunRecord, figures: list[FigureFile], note: str = "") -> str:
     """The page as Markdown; figures are referenced by their file names beside it."""
-    lines = [f"# Run `{run.name}`", "", "## Settings", "", *_md_pairs(key_settings(run)), "", "## Training", "",
+    lines = [f"# Run {md_text(run.name)}", "", "## Settings", "", *_md_pairs(key_settings(run)), "", "## Training", "",
              *_md_pairs(training_summary(run)), "", "## Evaluation", ""]
     if run.metrics:
         header, rows = metrics_table(run.metrics)
@@ -228,8 +236,23 @@ def _md_pairs(pairs: list[tuple[str, str]]) -> list[str]:
     return _md_table(["what", "value"], [[k, v] for k, v in pairs])
 
 
+# What would make a Markdown renderer do more than show text: raw HTML ("<tag", "</", "<!",
+# "<?", autolinks "<http:"), entities ("&amp;"), links and images ("](", "]["), code spans and
+# escapes ("`", "\\"), and "|", which ends a table cell.
+_MD_ACTIVE = re.compile(r"\\|`|\||<(?=[A-Za-z/!?])|&(?=#?\w+;)|\](?=[(\[:])")
+_MD_REPLACE = {"<": "&lt;", "&": "&amp;"}
+
+
+def md_text(value: Any) -> str:
+    """``value`` as Markdown that shows as the same text: HTML, links, code spans and table
+    pipes are escaped, control characters written as ``\\x1b``, all on one line (a config value
+    or a history cell from a run directory is data, not markup)."""
+    text = terminal_safe(str(value).replace("\n", " "))
+    return _MD_ACTIVE.sub(lambda m: _MD_REPLACE.get(m.group(), "\\" + m.group()), text)
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     def cells(row: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
+        return "| " + " | ".join(md_text(c) for c in row) + " |"
 
     return [cells(header), "|" + "|".join("---" for _ in header) + "|", *(cells(r) for r in rows)]

@@ -6,6 +6,7 @@ a run from elsewhere is safe to make.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,19 +83,24 @@ def read_run(path: str | Path) -> RunRecord:
     one or has no logged step yet."""
     run = RunDir(path)
     config = run.read_config_data()
-    if not run.history.is_file():
+    text = run.read_history_text()  # a regular file of sane size, UTF-8; "" when there is none
+    if not text and not run.history.is_file():
         raise RunDirError(f"{path} has no history.csv yet: the run has not logged a step (train it first)")
-    history = _read_history(run.history)
+    history = _read_history(run.history, text)
     metrics = run.read_metrics()
     arrays = {k: v.numpy() for k, v in run.read_eval_arrays().items()}
     return RunRecord(Path(path), config, history, metrics, arrays, read_examples(run.eval_examples))
 
 
-def _read_history(path: Path) -> pd.DataFrame:
+def _read_history(path: Path, text: str) -> pd.DataFrame:
+    """history.csv's ``text`` as a table; any damage is a one-line RunDirError naming ``path``."""
     try:
-        history = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{path} is not a readable history ({exc.__class__.__name__}): is the run still writing its first row?") from None
+        history = pd.read_csv(io.StringIO(text), dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise RunDirError(f"{path} is not a readable history (EmptyDataError): is the run still writing its first row?") from None
+    except Exception as exc:  # noqa: BLE001 - ParserError, ValueError, MemoryError...: the file is damaged
+        raise RunDirError(f"{path} is damaged ({exc.__class__.__name__}): restore it, or delete it and train again "
+                          "(the report needs the logged steps)") from None
     if history.empty or "step" not in history:
         raise RunDirError(f"{path} has no logged step yet: wait for the first train.log_every steps")
     for column in history.columns:
@@ -103,4 +109,7 @@ def _read_history(path: Path) -> pd.DataFrame:
         else:
             values = pd.to_numeric(history[column], errors="coerce").astype(float)
             history[column] = values.replace([np.inf, -np.inf], np.nan)
+    history = history[history["step"].notna()]  # a row whose step is not a number is damaged: left out
+    if history.empty:
+        raise RunDirError(f"{path} has no row with a step number: restore it, or train again")
     return history.sort_values("step", kind="stable").reset_index(drop=True)
