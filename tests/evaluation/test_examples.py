@@ -60,7 +60,7 @@ def test_examples_round_trip_as_data_and_refuse_paths_outside_their_folder(tmp_p
     bad = json.loads((folder / "examples.json").read_text())
     bad["directions"][0]["queries"][0]["query"]["thumbnail"] = "../../secret.png"
     (folder / "examples.json").write_text(json.dumps(bad))
-    with pytest.raises(RunDirError, match="outside its folder"):
+    with pytest.raises(RunDirError, match="leaves its folder"):
         read_examples(folder)
     (folder / "examples.json").write_text("{not json")
     with pytest.raises(RunDirError, match="multivic eval"):
