@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from multivic.data.builtin import write_shapes_dataset
+from tests.helpers.recipes import TINY_RECIPE
 
 
 @pytest.fixture(autouse=True)
@@ -27,17 +28,7 @@ def tiny_images(tmp_path_factory):
     return write_shapes_dataset(tmp_path_factory.mktemp("tiny_shapes"), train_per_class=12, val_per_class=4, size=32)
 
 
-TINY_RECIPE = """
-seed: 0
-model:
-  shared: true
-  branch_a: {name: tiny, encoder: resnet18, expander: 64-64, view: {crop_scale: [0.5, 1.0]}}
-  branch_b: {name: tiny, encoder: resnet18, expander: 64-64, view: {crop_scale: [0.5, 1.0], solarize_p: 0.2}}
-data: {format: image_folder, root: null, image_size: 16, num_workers: 0}
-optim: {name: adamw, base_lr: 0.004, weight_decay: 0.0001, warmup_epochs: 0}
-train: {epochs: 1, batch_size: 16, log_every: 1}
-eval: {linear_epochs: 5, batch_size: 64}
-"""
+
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from multivic.errors import MultivicError, RunDirError
 from multivic.export import export_branch, load_branch
 from multivic.modalities import create_modality
 from multivic.run_dir import RunDir
-from tests.hostile import Fifo
+from tests.helpers.hostile import Fifo
 
 
 @pytest.fixture

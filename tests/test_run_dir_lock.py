@@ -14,7 +14,7 @@ import yaml
 from multivic.cli import main
 from multivic.errors import RunDirError
 from multivic.run_dir import LOCK_FILE, RunDir
-from tests.conftest import TINY_RECIPE
+from tests.helpers.recipes import TINY_RECIPE
 
 HOLDER = textwrap.dedent("""
     import sys

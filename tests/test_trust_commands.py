@@ -10,7 +10,7 @@ from multivic.cli import main
 from multivic.errors import MultivicError
 from multivic.export import export_branch
 from multivic.trust import refuse_untrusted_urls, untrusted_urls
-from tests.conftest import TINY_RECIPE
+from tests.helpers.recipes import TINY_RECIPE
 
 
 @pytest.mark.parametrize("value", [

@@ -5,7 +5,7 @@ import torch
 
 from multivic.objectives import BarlowTwinsLoss
 from multivic.objectives.barlow_twins import barlow_twins_terms, cross_correlation
-from tests.objectives.reference import reference_barlow_twins, reference_variance
+from tests.helpers.objective_reference import reference_barlow_twins, reference_variance
 
 SHAPES = [(2, 7), (16, 64), (32, 32), (96, 24)]  # n = 2, n < d, n = d, n > d
 

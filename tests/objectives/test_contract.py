@@ -1,9 +1,9 @@
 """What every registered objective does alike, tested once over all of them.
 
 The parametrization is the objective registry itself: a new objective, built-in or registered
-by a test, is tested here by registering it. ``toy_mse`` (tests/objectives/toy_objective.py)
+by a test, is tested here by registering it. ``toy_mse`` (tests/helpers/toy_objective.py)
 is one registered by a test, with no test of its own; it is registered while these tests run
-only. Each objective's own formula is tested in its own file, against tests/objectives/reference.py.
+only. Each objective's own formula is tested in its own file, against tests/helpers/objective_reference.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from multivic.errors import NonFiniteLossError
 from multivic.objectives import ObjectiveOutput
 from multivic.registry import OBJECTIVES
-from tests.objectives import toy_objective
+from tests.helpers import toy_objective
 
 SHAPES = [(8, 16), (16, 8)]  # n < d and n > d: VICReg's and Barlow Twins' two covariance forms
 

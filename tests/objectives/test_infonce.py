@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from multivic.objectives import InfoNCELoss
-from tests.objectives.reference import reference_infonce, reference_variance
+from tests.helpers.objective_reference import reference_infonce, reference_variance
 
 SHAPES = [(2, 7), (16, 64), (40, 24)]
 

@@ -5,7 +5,7 @@ import torch
 
 from multivic.objectives import VICRegLoss, _numerics, covariance_loss, invariance_loss, variance_loss
 from multivic.objectives._numerics import FusedVarianceCovariance, resolve_form
-from tests.objectives.reference import off_diagonal, reference_vicreg
+from tests.helpers.objective_reference import off_diagonal, reference_vicreg
 
 SHAPES = [(2, 7), (16, 64), (32, 32), (96, 24)]  # n = 2, n < d, n = d, n > d
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from multivic.objectives import VSEPPLoss
-from tests.objectives.reference import reference_variance, reference_vsepp
+from tests.helpers.objective_reference import reference_variance, reference_vsepp
 
 SHAPES = [(2, 7), (16, 64), (40, 24)]
 

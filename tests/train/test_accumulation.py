@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from tests.train.toy import PairsOfVectors, adamw, history, train, two_branch_linear_model, vicreg_model
+from tests.helpers.toy import PairsOfVectors, adamw, history, train, two_branch_linear_model, vicreg_model
 
 
 def test_seven_batches_accumulated_by_three_end_the_schedule_at_the_last_step(tmp_path):

@@ -7,8 +7,8 @@ import pytest
 
 from multivic.errors import RunDirError
 from multivic.train import checkpoint as checkpoint_module
-from tests.train.test_resume import assert_bitwise_equal, checkpoint_state
-from tests.train.toy import PairsOfVectors, train, vicreg_model
+from tests.helpers.resume import assert_bitwise_equal, checkpoint_state
+from tests.helpers.toy import PairsOfVectors, train, vicreg_model
 
 
 def names(run):
@@ -108,7 +108,7 @@ def test_only_the_newest_checkpoints_are_kept_and_only_after_a_new_one_is_comple
 
 
 def test_an_empty_history_left_by_a_kill_is_started_afresh_not_blanked(tmp_path):
-    from tests.train.toy import history
+    from tests.helpers.toy import history
 
     run = tmp_path / "run"
     train(vicreg_model(), PairsOfVectors(64), run, epochs=1)

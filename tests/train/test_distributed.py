@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_ranks_see_different_views_of_the_same_step_and_the_same_initial_weights(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "tests/train/views_worker.py"), str(tmp_path)]
+           str(ROOT / "tests/helpers/views_worker.py"), str(tmp_path)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
@@ -28,7 +28,7 @@ def test_ranks_see_different_views_of_the_same_step_and_the_same_initial_weights
 def _launch(out, *args, processes=2):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-           str(ROOT / "tests/train/fit_worker.py"), str(out), *map(str, args)]
+           str(ROOT / "tests/helpers/fit_worker.py"), str(out), *map(str, args)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return torch.load(out / "final.pt", weights_only=True)
@@ -40,7 +40,7 @@ def test_two_processes_equal_one_process_on_the_same_global_batch(tmp_path):
     process's (float64; only the summation order differs)."""
     import csv
 
-    from tests.train.fit_worker import main
+    from tests.helpers.fit_worker import main
 
     two = _launch(tmp_path / "two", 1, 32)
     main(tmp_path / "one", 1, 32, 0)
@@ -56,7 +56,7 @@ def test_two_processes_equal_one_process_on_the_same_global_batch(tmp_path):
 def test_two_processes_resume_from_a_mid_epoch_checkpoint_bitwise(tmp_path):
     import shutil
 
-    from tests.train.test_resume import keep_only
+    from tests.helpers.resume import keep_only
 
     whole = _launch(tmp_path / "whole", 2, 64, 3)  # 4 steps per epoch; checkpoints at steps 3, 6
     shutil.copytree(tmp_path / "whole", tmp_path / "killed")

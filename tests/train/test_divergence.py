@@ -6,7 +6,7 @@ import torch
 from multivic.errors import MultivicError
 from multivic.data.loader import EpochBatches
 from multivic.train.optimizers import JointOptimizer
-from tests.train.toy import PairsOfVectors, history, train, vicreg_model
+from tests.helpers.toy import PairsOfVectors, history, train, vicreg_model
 
 POISONED = 5
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from multivic.errors import DataError
-from tests.train.toy import PairsOfVectors, history, train, vicreg_model
+from tests.helpers.toy import PairsOfVectors, history, train, vicreg_model
 
 BAD = {3, 10}
 

@@ -7,7 +7,7 @@ import torch
 
 from multivic import MultivicError
 from multivic.errors import ConfigError
-from tests.train.toy import PairsOfVectors, adamw, history, train, vicreg_model
+from tests.helpers.toy import PairsOfVectors, adamw, history, train, vicreg_model
 
 
 def test_fit_logs_every_step_and_counts(tmp_path):

@@ -9,7 +9,7 @@ from torch import nn
 
 import multivic.train.loop as loop
 from multivic.train.optimizers import JointOptimizer
-from tests.train.toy import PairsOfVectors, adamw, history, train, two_branch_linear_model
+from tests.helpers.toy import PairsOfVectors, adamw, history, train, two_branch_linear_model
 
 
 class CountingScaler(torch.amp.GradScaler):

@@ -10,8 +10,8 @@ import textwrap
 import pytest
 
 from multivic.errors import Preempted
-from tests.train.test_resume import assert_bitwise_equal, checkpoint_state
-from tests.train.toy import PairsOfVectors, history, train, vicreg_model
+from tests.helpers.resume import assert_bitwise_equal, checkpoint_state
+from tests.helpers.toy import PairsOfVectors, history, train, vicreg_model
 
 
 class SignalOnce(PairsOfVectors):

@@ -10,8 +10,8 @@ import os
 import pytest
 
 from multivic.errors import RunDirError
-from tests.hostile import Fifo
-from tests.train.toy import PairsOfVectors, history, train, vicreg_model
+from tests.helpers.hostile import Fifo
+from tests.helpers.toy import PairsOfVectors, history, train, vicreg_model
 
 SECRET = "TOPSECRET-CONTENT-OF-ANOTHER-FILE"
 

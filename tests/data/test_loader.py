@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from multivic.data.loader import EpochBatches, SeededSamples, seeded_rng
-from tests.train.toy import PairsOfVectors
+from tests.helpers.toy import PairsOfVectors
 
 
 def _epoch(sampler, epoch):

@@ -13,7 +13,7 @@ from multivic.cli import main
 from multivic.errors import RunDirError
 from multivic.export import export_branch, load_branch
 from multivic.modalities import create_modality
-from tests.conftest import TINY_RECIPE
+from tests.helpers.recipes import TINY_RECIPE
 
 # A user module registering an encoder; importing it leaves a marker file, so a test can tell
 # whether its code ran.

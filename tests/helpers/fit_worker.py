@@ -15,7 +15,7 @@ from multivic import Branch, Expander, JointEmbedding
 from multivic.objectives import VICRegLoss
 from multivic.run_dir import RunDir
 from multivic.train import fit
-from tests.train.toy import Linear, PairsOfVectors, adamw, settings
+from tests.helpers.toy import Linear, PairsOfVectors, adamw, settings
 
 
 def model() -> JointEmbedding:

@@ -21,11 +21,11 @@ from multivic.data.formats.webdataset import WebDatasetFormat
 from multivic.modalities import create_modality
 from multivic.registry import FORMATS
 from multivic.data.loader import build_stream_loader
-from tests.data.shard_helpers import VectorShards, sample_id, truncate, write_id_shards, write_index
-from tests.train.test_resume import assert_bitwise_equal, keep_only, without_rate
-from tests.train.toy import history, train, vicreg_model
+from tests.helpers.shards import VectorShards, sample_id, truncate, write_id_shards, write_index
+from tests.helpers.resume import assert_bitwise_equal, keep_only, without_rate
+from tests.helpers.toy import history, train, vicreg_model
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _modalities(names, **options):
@@ -126,7 +126,7 @@ def test_two_processes_with_two_workers_each_see_every_sample_exactly_once_per_e
     write_id_shards(tmp_path / "shards", [8] * 8)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "tests/data/shard_helpers.py"), str(tmp_path), str(tmp_path / "shards")]
+           str(ROOT / "tests/helpers/shards.py"), str(tmp_path), str(tmp_path / "shards")]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -14,7 +14,7 @@ from multivic import Branch, Expander, JointEmbedding
 from multivic.build import build_train_settings
 from multivic.run_dir import RunDir
 from multivic.train import fit
-from tests.train.toy import Linear, PairsOfVectors, adamw
+from tests.helpers.toy import Linear, PairsOfVectors, adamw
 
 
 class Recording(Linear):

@@ -1,7 +1,7 @@
 """Run under torchrun with 2 processes: for each case of ddp_common.CASES, one DDP step on this
 process's shard of the batch; rank 0 saves every rank's loss and terms and the averaged gradients.
 
-Usage: torchrun --standalone --nproc_per_node=2 tests/objectives/ddp_worker.py OUT.pt [CASE ...]
+Usage: torchrun --standalone --nproc_per_node=2 tests/helpers/objective_ddp_worker.py OUT.pt [CASE ...]
 """
 
 import os
@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from tests.objectives.ddp_common import CASES, Joint, make_batch
+from tests.helpers.objective_ddp import CASES, Joint, make_batch
 
 
 def main(out_path: str, only: list[str]) -> None:

@@ -14,7 +14,7 @@ from multivic.cli import main
 
 pytestmark = pytest.mark.slow
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sensor_series"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sensor_series"
 FAST = [
     "train.epochs=1", "train.batch_size=32", "train.log_every=1", "eval.linear_epochs=2",
     "model.branch_a.encoder_kwargs.width=8", "model.branch_b.encoder_kwargs.width=8",

@@ -85,7 +85,7 @@ if __name__ == "__main__":  # a torchrun worker: python -m torch.distributed.run
         seen[epoch] = [batch.tolist() for batch, faults in loader]
     dist.barrier()
     # The trainer on the same shards: DDP over the two processes, the stream unprepared by Accelerate.
-    from tests.train.toy import train, vicreg_model
+    from tests.helpers.toy import train, vicreg_model
 
     result = train(vicreg_model(), VectorShards([Shard(s.url, s.samples) for s in split.shards]), out / "fit",
                    epochs=2, batch_size=16, num_workers=2)

@@ -23,7 +23,7 @@ from multivic.config import load_config
 from multivic.errors import ConfigError, RunDirError
 from multivic.run_dir import RunDir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ABLATION = ROOT / "recipes" / "sweeps" / "loss_ablation.yaml"
 
 

@@ -13,8 +13,8 @@ from PIL import Image
 from multivic.cli import main
 from multivic.errors import RunDirError
 from multivic.report import read_run, write_report
-from tests.hostile import Fifo
-from tests.test_report import _history_rows, _make_run
+from tests.helpers.hostile import Fifo
+from tests.helpers.report_runs import history_rows, make_run
 
 HTML = "<img src=x onerror=alert(1)>"
 LINK = "[click me](javascript:alert(1))"
@@ -22,13 +22,13 @@ ESC = "\x1b]0;owned\x07\x1b[2J\x1b[31mred"
 
 
 def test_report_md_escapes_config_values_and_history_cells(tmp_path):
-    rows = _history_rows(collapse_from=20)
+    rows = history_rows(collapse_from=20)
     for row in rows[19:]:
         row["collapse_alarm"] = f"<script>alert(1)</script> {LINK}"
     config = {"model": {"branch_a": {"name": HTML, "encoder": LINK, "expander": "64"},
                         "branch_b": {"name": "b", "encoder": f"</td>{ESC}", "expander": "64"}},
               "loss": {"name": "vicreg"}, "train": {"epochs": 3, "batch_size": 8}, "data": {"format": "image_folder", "root": "&amp;"}}
-    run = _make_run(tmp_path / "run", rows, metrics={f"{HTML}/knn_top1": 1.0}, config=config)
+    run = make_run(tmp_path / "run", rows, metrics={f"{HTML}/knn_top1": 1.0}, config=config)
     report = write_report(run)
     markdown = report.markdown.read_text()
     for raw in ("<img", "<script", "</td", "\x1b", "\x07"):
@@ -64,7 +64,7 @@ def test_an_error_line_prints_no_control_sequences(tmp_path, capsys):
 
 @pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage", b"step,epoch\n1,0\n\"unterminated", b"step,loss\nabc,1\n"])
 def test_a_damaged_history_is_a_one_line_error(tmp_path, capsys, content):
-    run = _make_run(tmp_path / "run", _history_rows())
+    run = make_run(tmp_path / "run", history_rows())
     (run / "history.csv").write_bytes(content)
     assert main(["report", str(run)]) == 2
     err = capsys.readouterr().err.strip()
@@ -72,7 +72,7 @@ def test_a_damaged_history_is_a_one_line_error(tmp_path, capsys, content):
 
 
 def _with_examples(tmp_path, directions, thumbnail=None):
-    run = _make_run(tmp_path / "run", _history_rows())
+    run = make_run(tmp_path / "run", history_rows())
     folder = run / "eval_examples"
     folder.mkdir()
     (folder / "examples.json").write_text(json.dumps({"directions": directions}))
@@ -117,7 +117,7 @@ def test_a_fifo_thumbnail_is_refused_without_hanging(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["config.yaml", "metrics.json", "history.csv"])
 def test_a_fifo_in_the_run_directory_stops_the_report_without_hanging(tmp_path, capsys, name):
-    run = _make_run(tmp_path / "run", _history_rows())
+    run = make_run(tmp_path / "run", history_rows())
     (run / name).unlink()
     fifo = Fifo(run / name)
     assert main(["report", str(run)]) == 2

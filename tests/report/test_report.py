@@ -11,54 +11,15 @@ import yaml
 from multivic.cli import main
 from multivic.errors import RunDirError
 from multivic.report import read_run, write_report
+from tests.helpers.report_runs import METRICS, history_rows, make_run
 
 from PIL import Image
 
 
 FIGURES = ["loss.png", "lr.png", "std.png", "covariance.png", "rankme.png", "throughput.png"]
-METRICS = {"img/linear_top1": 41.25, "img/knn_top1": 38.5, "img/std_mean": 0.4146, "txt/knn_top1": 12.0,
-           "i2t_r1": 7.5, "rsum": 61.0}
-
-
-def _history_rows(steps=24, per_epoch=8, collapse_from=None, rankme=True, alarm=True):
-    rows = []
-    for step in range(1, steps + 1):
-        std = 0.05 if collapse_from and step >= collapse_from else 0.3 + 0.02 * step
-        row = {"step": step, "epoch": (step - 1) // per_epoch, "lr": 1e-3 * step / steps, "lr/head": 1e-4 * step / steps,
-               "loss": 20 - 0.3 * step, "invariance": 0.2 / step, "variance": 0.7 - 0.01 * step, "covariance": 0.05 * step}
-        for side in ("a", "b"):
-            row |= {f"{side}/std_mean": std, f"{side}/std_min": std / 2, f"{side}/std_below_gamma": 1.0 if std < 1 else 0.5,
-                    f"{side}/cov_offdiag_rms": 0.01 * math.sqrt(step)}
-            if rankme:
-                row[f"{side}/rankme"] = 2.0 if collapse_from and step >= collapse_from else 40.0 + step
-        row |= {"skipped_steps": 0, "bad_samples": 1, "samples_per_s": 200.0 + step}
-        if alarm:
-            row["collapse_alarm"] = "img (a): std 0.05 < 0.1; txt (b): std 0.05 < 0.1" if collapse_from and step >= collapse_from else ""
-        rows.append(row)
-    return rows
-
-
-def _make_run(root, rows, metrics=METRICS, config=None):
-    root.mkdir(parents=True)
-    config = config or {
-        "model": {"shared": False, "branch_a": {"name": "img", "encoder": "resnet18", "expander": "512-512-128"},
-                  "branch_b": {"name": "txt", "encoder": "text_cnn", "expander": "512-512-128"}},
-        "loss": {"name": "vicreg", "sim_coeff": 25.0, "std_coeff": 25.0, "cov_coeff": 1.0, "gamma": 0.8},
-        "optim": {"name": "adamw", "base_lr": 0.002}, "train": {"epochs": 3, "batch_size": 64, "alarm_min_std": 0.1},
-        "data": {"format": "image_folder", "builtin": "shapes"},
-    }
-    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    with (root / "history.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    if metrics is not None:
-        (root / "metrics.json").write_text(json.dumps(metrics))
-    return root
-
 
 def test_report_writes_every_figure_and_a_page_that_shows_them(tmp_path, capsys):
-    run = _make_run(tmp_path / "run", _history_rows(collapse_from=20))
+    run = make_run(tmp_path / "run", history_rows(collapse_from=20))
     assert main(["report", str(run)]) == 0
     assert "report.html" in capsys.readouterr().out
     out = run / "report"
@@ -83,10 +44,10 @@ def test_report_writes_every_figure_and_a_page_that_shows_them(tmp_path, capsys)
 
 
 def test_optional_columns_are_skipped_when_absent_and_out_dir_is_honoured(tmp_path):
-    rows = _history_rows(rankme=False, alarm=False)
+    rows = history_rows(rankme=False, alarm=False)
     for row in rows:
         del row["lr/head"]
-    run = _make_run(tmp_path / "old_run", rows, metrics=None)
+    run = make_run(tmp_path / "old_run", rows, metrics=None)
     report = write_report(run, tmp_path / "elsewhere")
     written = sorted(p.name for p in (tmp_path / "elsewhere").iterdir())
     assert written == sorted([*(f for f in FIGURES if f != "rankme.png"), "report.html", "report.md"])
@@ -97,7 +58,7 @@ def test_optional_columns_are_skipped_when_absent_and_out_dir_is_honoured(tmp_pa
 
 
 def test_a_run_directory_is_read_as_data(tmp_path):
-    run = _make_run(tmp_path / "run", _history_rows(collapse_from=20))
+    run = make_run(tmp_path / "run", history_rows(collapse_from=20))
     record = read_run(run)
     assert record.gamma == 0.8 and record.side_label("b") == "b (txt)"
     assert list(record.alarms()["step"]) == [20, 21, 22, 23, 24]
@@ -106,7 +67,7 @@ def test_a_run_directory_is_read_as_data(tmp_path):
 def test_a_long_collapse_lists_its_first_alarms_and_counts_the_rest(tmp_path):
     from multivic.report.page import MAX_ALARM_ROWS, alarm_rows
 
-    record = read_run(_make_run(tmp_path / "run", _history_rows(steps=200, per_epoch=50, collapse_from=101)))
+    record = read_run(make_run(tmp_path / "run", history_rows(steps=200, per_epoch=50, collapse_from=101)))
     header, rows, more = alarm_rows(record)
     assert len(rows) == MAX_ALARM_ROWS and rows[0][:2] == ["101", "3"]
     assert more.startswith(f"... and {100 - MAX_ALARM_ROWS} more") and "step 200" in more
@@ -133,7 +94,7 @@ def test_user_errors_are_one_line(tmp_path, capsys):
 
 
 def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, capsys):
-    run = _make_run(tmp_path / "run", _history_rows())
+    run = make_run(tmp_path / "run", history_rows())
     (tmp_path / "a_file").write_text("")
     assert main(["report", str(run), "--out", str(tmp_path / "a_file")]) == 2
     err = capsys.readouterr().err.strip()
@@ -141,15 +102,15 @@ def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, capsys)
 
 
 def test_dollar_signs_in_names_are_text_not_tex(tmp_path):
-    rows = _history_rows(steps=6, per_epoch=3)
-    report = write_report(_make_run(tmp_path / "run $\\nope_1$", rows))
+    rows = history_rows(steps=6, per_epoch=3)
+    report = write_report(make_run(tmp_path / "run $\\nope_1$", rows))
     assert len(report.figures) == len(FIGURES)
 
 
 def test_without_matplotlib_the_pages_are_written_and_say_why_there_are_no_figures(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails, as where it is not installed
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    run = _make_run(tmp_path / "run", _history_rows())
+    run = make_run(tmp_path / "run", history_rows())
     report = write_report(run)
     assert report.figures == [] and sorted(p.name for p in report.out_dir.iterdir()) == ["report.html", "report.md"]
     assert "matplotlib is not installed" in report.html.read_text() and "41.25" in report.html.read_text()
@@ -162,7 +123,7 @@ def test_end_of_run_figures_come_from_the_evaluation_arrays_and_examples(tmp_pat
     from multivic.evaluation.examples import retrieval_examples, write_examples
     from multivic.run_dir import RunDir
 
-    run = _make_run(tmp_path / "run", _history_rows())
+    run = make_run(tmp_path / "run", history_rows())
     g = torch.Generator().manual_seed(0)
     collapsed = torch.randn(50, 1, generator=g) @ torch.randn(1, 128, generator=g) + 1e-3 * torch.randn(50, 128, generator=g)
     arrays = {}
@@ -191,7 +152,7 @@ def test_end_of_run_figures_come_from_the_evaluation_arrays_and_examples(tmp_pat
 
 
 def test_a_damaged_eval_arrays_file_is_a_one_line_error(tmp_path, capsys):
-    run = _make_run(tmp_path / "run", _history_rows())
+    run = make_run(tmp_path / "run", history_rows())
     (run / "eval_arrays.safetensors").write_bytes(b"\x00" * 20)
     assert main(["report", str(run)]) == 2
     err = capsys.readouterr().err.strip()
@@ -199,14 +160,14 @@ def test_a_damaged_eval_arrays_file_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_another_objectives_terms_and_per_side_coefficients_are_drawn(tmp_path):
-    rows = _history_rows()
+    rows = history_rows()
     for row in rows:
         for term in ("invariance", "variance", "covariance"):
             del row[term]
         row |= {"on_diagonal": 3.0 - 0.1 * row["step"], "off_diagonal": 40.0 / row["step"], "variance": 0.5}
     config = {"model": {"branch_a": {"name": "img", "encoder": "resnet18"}, "branch_b": {"name": "txt", "encoder": "gru"}},
               "loss": {"name": "barlow_twins", "lambda_offdiag": 0.005}, "train": {"batch_size": 64}}
-    report = write_report(_make_run(tmp_path / "bt", rows, config=config))
+    report = write_report(make_run(tmp_path / "bt", rows, config=config))
     assert "loss.png" in [f.name for f in report.figures]
     from multivic.report.figures import _NOT_TERMS
 
@@ -216,6 +177,6 @@ def test_another_objectives_terms_and_per_side_coefficients_are_drawn(tmp_path):
     assert "barlow_twins: lambda_offdiag = 0.005" in report.markdown.read_text()
 
     config = {"loss": {"name": "vicreg", "std_coeff": [25.0, 10.0], "cov_coeff": [1.0, 2.0]}, "train": {"batch_size": 64}}
-    report = write_report(_make_run(tmp_path / "per_side", _history_rows(), config=config))
+    report = write_report(make_run(tmp_path / "per_side", history_rows(), config=config))
     assert "loss.png" in [f.name for f in report.figures]
     assert "μ (std_coeff) = [25, 10]" in report.markdown.read_text()

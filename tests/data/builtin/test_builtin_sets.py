@@ -37,7 +37,7 @@ from multivic.data.formats.esc50 import ESC50Format
 from multivic.data.formats.image_folder import ImageFolderFormat
 from multivic.modalities.waveform import WaveformModality
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 # Small counts for tests; the registered defaults are for the recipes.
 SMALL = {
     "glyphs": lambda root, seed=0: write_glyphs_dataset(root, train_per_class=20, val_per_class=8, seed=seed),

@@ -14,7 +14,7 @@ from multivic.branch import build_branch
 from multivic.cli import main
 from multivic.export import export_branch
 from multivic.modalities import create_modality
-from tests.conftest import TINY_RECIPE
+from tests.helpers.recipes import TINY_RECIPE
 
 
 def _export(folder: Path) -> None:

@@ -59,7 +59,7 @@ def _assert_same_exports(a, b):
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory, tiny_images):
-    from tests.conftest import TINY_RECIPE
+    from tests.helpers.recipes import TINY_RECIPE
 
     path = tmp_path_factory.mktemp("recipe") / "tiny.yaml"
     path.write_text(TINY_RECIPE.replace("root: null", f"root: {tiny_images}"))
