@@ -69,7 +69,10 @@ def main() -> None:
     rows.append(("decode JPEG 640×480", decode, f"{len(jpeg) / 1024:.0f} KB"))
     image = Image.open(io.BytesIO(jpeg)).convert("RGB")
     modality = create_modality("image", {"image_size": 224})
-    for name, view in (("augment, view 1 (blur p 1.0)", {}), ("augment, view 2 (blur 0.1, solarise 0.2)", {"blur_p": 0.1, "solarize_p": 0.2})):
+    for name, view in (
+        ("augment, view 1 (blur p 1.0)", {}),
+        ("augment, view 2 (blur 0.1, solarise 0.2)", {"blur_p": 0.1, "solarize_p": 0.2}),
+    ):
         transform = modality.train_view(**view)
         rows.append((name, timed(lambda: [transform(image) for _ in range(20)], 20, args.repeats), "224 px"))
 
@@ -82,7 +85,13 @@ def main() -> None:
         with TarWriter(shard, encoder=False) as w:
             for i in range(200):
                 w.write({"__key__": f"{i:06d}", "jpg": jpeg, "json": b'{"captions": ["a cat on a mat"]}'})
-        rows.append(("read from a local shard", timed(lambda: list(read_raw_samples(shard, [])), 200, args.repeats), "bytes only"))
+        rows.append(
+            (
+                "read from a local shard",
+                timed(lambda: list(read_raw_samples(shard, [])), 200, args.repeats),
+                "bytes only",
+            )
+        )
 
     text = create_modality("text", {"max_caption_tokens": 48, "min_word_count": 1})
     text.fit(["a man riding a wave on top of a surfboard"] * 10)
@@ -94,8 +103,15 @@ def main() -> None:
 
     for name, kw, batch, make in (
         ("resnet50", {}, 8, lambda b: torch.randn(b, 3, 224, 224)),
-        ("gru", {"vocab_size": 10000, "embed_dim": 300, "hidden_dim": 1024}, 64,
-         lambda b: {"input_ids": torch.randint(1, 10000, (b, 12)), "attention_mask": torch.ones(b, 12, dtype=torch.long)}),
+        (
+            "gru",
+            {"vocab_size": 10000, "embed_dim": 300, "hidden_dim": 1024},
+            64,
+            lambda b: {
+                "input_ids": torch.randint(1, 10000, (b, 12)),
+                "attention_mask": torch.ones(b, 12, dtype=torch.long),
+            },
+        ),
     ):
         net = create_encoder(name, **kw)
         x = make(batch)
@@ -104,7 +120,13 @@ def main() -> None:
             net.zero_grad(set_to_none=True)
             net(x).sum().backward()
 
-        rows.append((f"forward + backward, {name} (CPU, 1 thread)", timed(step, batch, max(2, args.repeats // 2)), f"batch {batch}"))
+        rows.append(
+            (
+                f"forward + backward, {name} (CPU, 1 thread)",
+                timed(step, batch, max(2, args.repeats // 2)),
+                f"batch {batch}",
+            )
+        )
     print("| per sample, this machine (1 thread) | time | note |")
     print("|---|---:|---|")
     for name, seconds, note in rows:

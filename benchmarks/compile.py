@@ -83,16 +83,20 @@ def main() -> None:
     if args.child:
         _child(bool(int(args.child[0])), int(args.child[1]), args.child[2])
         return
-    print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} CPU threads; image quick-start model, "
-          f"batch 128, 32 px; forward+backward+AdamW; steady state = median of {args.steps} steps after the first two\n")
+    print(
+        f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} CPU threads; image quick-start model, "
+        f"batch 128, 32 px; forward+backward+AdamW; steady state = median of {args.steps} steps after the first two\n"
+    )
     eager, compiled = run_variant(False, args.steps, args.device), run_variant(True, args.steps, args.device)
     print("| model.compile | first step s | steady step ms | whole process s |")
     print("|---|---:|---:|---:|")
     for name, r in (("false", eager), ("true", compiled)):
         print(f"| {name} | {r['first']:.1f} | {r['steady'] * 1e3:.0f} | {r['process']:.0f} |")
-    print(f"\ncompile time (first step, compiled minus eager): {compiled['first'] - eager['first']:.1f} s; "
-          f"steady-state step time compiled / eager: {compiled['steady'] / eager['steady']:.2f} "
-          f"(losses after the last step: {eager['loss']:.4f} eager, {compiled['loss']:.4f} compiled)")
+    print(
+        f"\ncompile time (first step, compiled minus eager): {compiled['first'] - eager['first']:.1f} s; "
+        f"steady-state step time compiled / eager: {compiled['steady'] / eager['steady']:.2f} "
+        f"(losses after the last step: {eager['loss']:.4f} eager, {compiled['loss']:.4f} compiled)"
+    )
 
 
 if __name__ == "__main__":

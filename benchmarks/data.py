@@ -66,7 +66,9 @@ def loader_for(recipe: str, overrides: list[str], workers: int, state: Path):
     if stream is None:
         loader, sampler = build_loader(train_set, batch, 1, cfg.seed, workers, False, collate)
     else:
-        loader, sampler = build_stream_loader(*stream, batch, 1, cfg.seed, workers, False, 0, 1, torch.device("cpu"), collate)
+        loader, sampler = build_stream_loader(
+            *stream, batch, 1, cfg.seed, workers, False, 0, 1, torch.device("cpu"), collate
+        )
     return loader, sampler, batch
 
 
@@ -117,8 +119,10 @@ def step_rate(recipe: str, loader, steps: int, state: Path) -> tuple[float, floa
 
 def vs_step(args: argparse.Namespace) -> None:
     base = Path(args.shard_dir or tempfile.mkdtemp(prefix="multivic-bench-"))
-    print("| quick-start | input pipeline | workers | batch | pipeline samples/s | step ms | step samples/s | "
-          "pipeline / step |")
+    print(
+        "| quick-start | input pipeline | workers | batch | pipeline samples/s | step ms | step samples/s | "
+        "pipeline / step |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for name in args.sets.split(","):
         recipe = RECIPES[name]
@@ -128,8 +132,11 @@ def vs_step(args: argparse.Namespace) -> None:
         loader, sampler, batch = loader_for(recipe, [], 0, base / f"{name}-state")
         sampler.set_epoch(0)
         ms, consumed = step_rate(recipe, loader, args.step_steps, base / f"{name}-state")
-        print(f"| {Path(recipe).name} | {WHAT[name]} | {workers} | {batch} | {total:.0f} | {ms:.0f} | {consumed:.0f} | "
-              f"{total / consumed:.1f} |", flush=True)
+        print(
+            f"| {Path(recipe).name} | {WHAT[name]} | {workers} | {batch} | {total:.0f} | {ms:.0f} | {consumed:.0f} | "
+            f"{total / consumed:.1f} |",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -150,7 +157,9 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     base = Path(args.shard_dir or tempfile.mkdtemp(prefix="multivic-bench-"))
-    print(f"| data set | source | workers | batch | samples/s (all {args.epochs} epochs) | per epoch | shards / folder |")
+    print(
+        f"| data set | source | workers | batch | samples/s (all {args.epochs} epochs) | per epoch | shards / folder |"
+    )
     print("|---|---|---:|---:|---:|---|---:|")
     for name in args.sets.split(","):
         shards = base / f"{name}-shards"
@@ -163,8 +172,11 @@ def main() -> None:
             total, per_epoch = throughput(loader, sampler, args.epochs)
             rates[source] = total
             ratio = f"{rates['shards'] / rates['folder']:.2f}" if source == "shards" else ""
-            print(f"| {name} | {source} | {args.workers} | {batch} | {total:.0f} | "
-                  f"{', '.join(f'{r:.0f}' for r in per_epoch)} | {ratio} |", flush=True)
+            print(
+                f"| {name} | {source} | {args.workers} | {batch} | {total:.0f} | "
+                f"{', '.join(f'{r:.0f}' for r in per_epoch)} | {ratio} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

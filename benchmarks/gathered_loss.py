@@ -80,14 +80,22 @@ def main() -> None:
     p.add_argument("--worlds", default="1,2,4")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
-    print(f"n = {args.n} rows in all, d = {args.d}; per process: Gram-sized multiply-adds (forward + backward, both branches), "
-          "all-gather bytes received, median step time (wall and CPU)")
-    print("| processes | rows / process | MACs / process, sharded | redundant | gather MB / process "
-          "| sharded wall | sharded CPU | redundant wall | redundant CPU |")
+    print(
+        f"n = {args.n} rows in all, d = {args.d}; per process: Gram-sized multiply-adds (forward + backward, both branches), "
+        "all-gather bytes received, median step time (wall and CPU)"
+    )
+    print(
+        "| processes | rows / process | MACs / process, sharded | redundant | gather MB / process "
+        "| sharded wall | sharded CPU | redundant wall | redundant CPU |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for world in [int(w) for w in args.worlds.split(",")]:
         out = Path(f"/tmp/multivic-gathered-{os.getpid()}-{world}.json")
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MULTIVIC_GATHERED_WORKER": f"{args.n},{args.d},{args.repeats},{out}"}
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "MULTIVIC_GATHERED_WORKER": f"{args.n},{args.d},{args.repeats},{out}",
+        }
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}", __file__]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -99,9 +107,12 @@ def main() -> None:
         sharded_macs = 2 * (2 * n * n * d if world == 1 else 3 * (n // world) * n * d)
         redundant_macs = 2 * 2 * n * n * d
         gather_mb = 2 * (n - n // world) * d * 4 / 2**20  # the rows of the other processes, both branches
-        print(f"| {world} | {n // world} | {sharded_macs / 1e9:.2f} G | {redundant_macs / 1e9:.2f} G | {gather_mb:.1f} "
-              f"| {r['sharded']['wall'] * 1e3:.0f} ms | {r['sharded']['cpu'] * 1e3:.0f} ms "
-              f"| {r['redundant']['wall'] * 1e3:.0f} ms | {r['redundant']['cpu'] * 1e3:.0f} ms |", flush=True)
+        print(
+            f"| {world} | {n // world} | {sharded_macs / 1e9:.2f} G | {redundant_macs / 1e9:.2f} G | {gather_mb:.1f} "
+            f"| {r['sharded']['wall'] * 1e3:.0f} ms | {r['sharded']['cpu'] * 1e3:.0f} ms "
+            f"| {r['redundant']['wall'] * 1e3:.0f} ms | {r['redundant']['cpu'] * 1e3:.0f} ms |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

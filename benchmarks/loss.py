@@ -109,6 +109,7 @@ def peak_memory_mb(variant: str, n: int, d: int, device: str) -> float:
         _run_once(variant, z_a, z_b)
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
+
     # CPU: a child process per measurement, max RSS with the variant minus max RSS without.
     def child(v: str) -> float:
         cmd = [sys.executable, __file__, "--child", v, f"{n}x{d}"]
@@ -142,14 +143,18 @@ def main() -> None:
         _child(*args.child)
         return
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, float32, forward+backward, median of {args.repeats}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, float32, forward+backward, median of {args.repeats}"
+    )
     header = f"{'device':<6} {'n x d':>11} {'multivic ms':>12} {'d×d ms':>10} {'floor ms':>10} {'speed-up':>9} {'vs floor':>9} {'multivic MiB':>13} {'d×d MiB':>9}"
     print(header)
     for device in devices:
         for shape in args.shapes:
             n, d = (int(s) for s in shape.split("x"))
             t_ours = time_variant("multivic", n, d, device, args.repeats)
-            t_ref = time_variant("released_dxd", n, d, device, max(1, min(args.repeats, 3)) if d * d * n > 2**34 else args.repeats)
+            t_ref = time_variant(
+                "released_dxd", n, d, device, max(1, min(args.repeats, 3)) if d * d * n > 2**34 else args.repeats
+            )
             t_floor = time_variant("floor", n, d, device, args.repeats)
             m_ours = peak_memory_mb("multivic", n, d, device)
             m_ref = peak_memory_mb("released_dxd", n, d, device)

@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loss import _inputs, multivic_loss, released_dxd_loss  # noqa: E402  (benchmarks/loss.py)
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "multivic": multivic_loss, "released_dxd": released_dxd_loss,
+    "multivic": multivic_loss,
+    "released_dxd": released_dxd_loss,
 }
 IMAGE_SIZE = 32
 
@@ -123,16 +124,23 @@ def main() -> None:
         return
     n, d = args.batch, args.dim
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    print(f"torch {torch.__version__}, float32, forward+backward, batch {n}, width {d}; "
-          f"step = ResNet-18 ({IMAGE_SIZE} px) + expander {d}-{d}-{d}, shared by both views\n")
-    print("| device | what | multivic MiB | d×d MiB | d×d / multivic | d×d − multivic MiB | peak MiB (multivic / d×d) |")
+    print(
+        f"torch {torch.__version__}, float32, forward+backward, batch {n}, width {d}; "
+        f"step = ResNet-18 ({IMAGE_SIZE} px) + expander {d}-{d}-{d}, shared by both views\n"
+    )
+    print(
+        "| device | what | multivic MiB | d×d MiB | d×d / multivic | d×d − multivic MiB | peak MiB (multivic / d×d) |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|")
     for device in devices:
         for what in ("loss", "step"):
             ours, ours_peak = peak_mib(what, "multivic", n, d, device)
             ref, ref_peak = peak_mib(what, "released_dxd", n, d, device)
-            print(f"| {device} | {what} | {ours:.0f} | {ref:.0f} | {ref / max(ours, 1e-9):.1f}× | {ref - ours:.0f} | "
-                  f"{ours_peak:.0f} / {ref_peak:.0f} |", flush=True)
+            print(
+                f"| {device} | {what} | {ours:.0f} | {ref:.0f} | {ref / max(ours, 1e-9):.1f}× | {ref - ours:.0f} | "
+                f"{ours_peak:.0f} / {ref_peak:.0f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

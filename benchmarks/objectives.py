@@ -35,16 +35,30 @@ RETRIEVAL = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum
 EIGHT_EPOCHS = ["train.epochs=8", "optim.base_lr=0.002"]
 SHAPES = [
     ("shared weights (ResNet-18)", "recipes/quickstart/image_image.yaml", [*EIGHT_EPOCHS, "model.shared=true"]),
-    ("separate weights (ResNet-18 ×2)", "recipes/quickstart/image_image.yaml",
-     [*EIGHT_EPOCHS, "model.shared=false", "model.branch_b.name=resnet18_b"]),
+    (
+        "separate weights (ResNet-18 ×2)",
+        "recipes/quickstart/image_image.yaml",
+        [*EIGHT_EPOCHS, "model.shared=false", "model.branch_b.name=resnet18_b"],
+    ),
     ("ResNet-18 / ViT-Ti", "recipes/quickstart/r50_vits.yaml", [*EIGHT_EPOCHS, "model.branch_b.optim.base_lr=0.003"]),
 ]
 
 
 def sweep(recipe: str, out: Path, objectives: list[str], seeds: list[int], fixed: list[str]) -> list[dict]:
     """Run (or resume) the sweep objective × seed; each finished point's objective, seed and metrics."""
-    cmd = [sys.executable, "-m", "multivic.cli", "sweep", str(ROOT / recipe), "--output-dir", str(out), "--no-progress",
-           f"loss.name={','.join(objectives)}", f"seed={','.join(map(str, seeds))}", *fixed]
+    cmd = [
+        sys.executable,
+        "-m",
+        "multivic.cli",
+        "sweep",
+        str(ROOT / recipe),
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        f"loss.name={','.join(objectives)}",
+        f"seed={','.join(map(str, seeds))}",
+        *fixed,
+    ]
     print("$", " ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=False)  # a failed point is reported by the sweep; the rest still count
     record = json.loads((out / "sweep.json").read_text())
@@ -83,7 +97,10 @@ def flexibility_table(results: dict[str, list[dict]], objectives: list[str]) -> 
         for objective in objectives:
             runs = [r for r in rows if r["objective"] == objective]
             branches = sorted({k.split("/")[0] for r in runs for k in r if k.endswith("/linear_top1")})
-            cells.append(" / ".join(mean_sd([r[f"{b}/linear_top1"] for r in runs if f"{b}/linear_top1" in r]) for b in branches) or "–")
+            cells.append(
+                " / ".join(mean_sd([r[f"{b}/linear_top1"] for r in runs if f"{b}/linear_top1" in r]) for b in branches)
+                or "–"
+            )
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -93,21 +110,27 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "objectives")
     p.add_argument("--only", choices=("retrieval", "flexibility"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--objectives", nargs="+", default=None, help="default: all four for retrieval, three for flexibility")
+    p.add_argument(
+        "--objectives", nargs="+", default=None, help="default: all four for retrieval, three for flexibility"
+    )
     args = p.parse_args()
     tables = []
     if args.only in (None, "retrieval"):
         objectives = args.objectives or ["vicreg", "barlow_twins", "infonce", "vsepp"]
         rows = sweep("recipes/quickstart/coco_retrieval.yaml", args.out / "retrieval", objectives, args.seeds, [])
-        tables.append("Image–text quick-start, retrieval on 500 held-out images (percent; rsum of six)\n\n"
-                      + retrieval_table(rows, objectives))
+        tables.append(
+            "Image–text quick-start, retrieval on 500 held-out images (percent; rsum of six)\n\n"
+            + retrieval_table(rows, objectives)
+        )
     if args.only in (None, "flexibility"):
         objectives = args.objectives or ["vicreg", "barlow_twins", "infonce"]
         results = {}
         for i, (label, recipe, fixed) in enumerate(SHAPES):
             results[label] = sweep(recipe, args.out / f"flexibility-{i}", objectives, args.seeds, fixed)
-        tables.append("Image quick-start shapes, linear top-1 on the held-out split (percent; branch a / branch b)\n\n"
-                      + flexibility_table(results, objectives))
+        tables.append(
+            "Image quick-start shapes, linear top-1 on the held-out split (percent; branch a / branch b)\n\n"
+            + flexibility_table(results, objectives)
+        )
     print("\n\n".join(tables))
 
 

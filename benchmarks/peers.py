@@ -94,12 +94,16 @@ class LightlyVICReg(nn.Module):
 def lightly_adamw(model: nn.Module, weight_decay: float, lr: float) -> torch.optim.AdamW:
     """The lightly loop's optimiser: PyTorch's AdamW with its defaults, decay on weights only."""
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def run_lightly(overrides: list[str], seed: int, max_steps: int | None) -> tuple[dict[str, torch.Tensor], list[float], float]:
+def run_lightly(
+    overrides: list[str], seed: int, max_steps: int | None
+) -> tuple[dict[str, torch.Tensor], list[float], float]:
     """Train the lightly loop; returns (backbone state dict, samples/s per window, wall seconds)."""
     cfg = load_config(RECIPE, [*overrides, f"seed={seed}"])
     torch.manual_seed(seed)
@@ -107,8 +111,13 @@ def run_lightly(overrides: list[str], seed: int, max_steps: int | None) -> tuple
     train = build_train_dataset(cfg, data)
     batch, workers = cfg.train.batch_size, cfg.data.num_workers
     loader = DataLoader(
-        train, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
-        persistent_workers=workers > 0, collate_fn=build_collate(cfg, data),
+        train,
+        batch_size=batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        collate_fn=build_collate(cfg, data),
         generator=torch.Generator().manual_seed(seed),
     )
     model = LightlyVICReg(cfg.model.branch_a.expander)
@@ -117,9 +126,15 @@ def run_lightly(overrides: list[str], seed: int, max_steps: int | None) -> tuple
     steps_per_epoch = len(loader)
     total = steps_per_epoch * cfg.train.epochs
     # The schedule's formula is multivic's (the same lr at every step); the loop steps it itself.
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
-        warmup_cosine, total_steps=total, warmup_steps=int(round(cfg.optim.warmup_epochs * steps_per_epoch)),
-        final_ratio=cfg.optim.final_lr_ratio))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        functools.partial(
+            warmup_cosine,
+            total_steps=total,
+            warmup_steps=int(round(cfg.optim.warmup_epochs * steps_per_epoch)),
+            final_ratio=cfg.optim.final_lr_ratio,
+        ),
+    )
     rates, step, window_start = [], 0, time.perf_counter()
     start = window_start
     model.train()
@@ -149,8 +164,18 @@ def run_lightly(overrides: list[str], seed: int, max_steps: int | None) -> tuple
 def run_multivic(overrides: list[str], seed: int, out: Path) -> tuple[Path, list[float], float]:
     """``multivic train`` in a subprocess; returns (exported encoder file, samples/s per window, wall
     seconds of the process, its end-of-run evaluation and report included)."""
-    cmd = [sys.executable, "-m", "multivic", "train", str(RECIPE), "--output-dir", str(out), "--no-progress",
-           *overrides, f"seed={seed}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "multivic",
+        "train",
+        str(RECIPE),
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        *overrides,
+        f"seed={seed}",
+    ]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
@@ -167,7 +192,9 @@ def compare_steps(overrides: list[str], steps: int) -> dict[str, float]:
     torch.manual_seed(cfg.seed)
     ours = build_model(cfg, data).train()
     (spec,) = build_optimizer_specs(cfg, ours)
-    ours_opt = build_optimizer(spec.name, split_decay_groups(ours, spec.weight_decay), spec.base_lr, spec.momentum, spec.betas)
+    ours_opt = build_optimizer(
+        spec.name, split_decay_groups(ours, spec.weight_decay), spec.base_lr, spec.momentum, spec.betas
+    )
     theirs = LightlyVICReg(cfg.model.branch_a.expander).train()
     criterion = VICRegLoss()
     theirs_opt = lightly_adamw(theirs, cfg.optim.weight_decay, spec.base_lr)
@@ -219,15 +246,23 @@ def main() -> None:
             for toolkit, t in ms.items():
                 rows.append({"row": row, "seed": 0, "toolkit": toolkit, "step_ms": t})
                 print(f"| step | - | {toolkit} | {t:.0f} ms a step | - | - |", flush=True)
-            print(f"step: lightly / multivic step time = {ms['lightly 1.6'] / ms['multivic']:.2f}x (above 1: multivic faster)")
+            print(
+                f"step: lightly / multivic step time = {ms['lightly 1.6'] / ms['multivic']:.2f}x (above 1: multivic faster)"
+            )
             continue
         if row == "quickstart":
             overrides, max_steps = list(args.overrides), None
         elif row == "paper":
             b = args.paper_batch
-            overrides = ["model.branch_a.expander=8192-8192-8192", "model.branch_b.expander=8192-8192-8192",
-                         f"train.batch_size={b}", "train.epochs=1", "train.log_every=1", "eval.linear_epochs=1",
-                         *args.overrides]
+            overrides = [
+                "model.branch_a.expander=8192-8192-8192",
+                "model.branch_b.expander=8192-8192-8192",
+                f"train.batch_size={b}",
+                "train.epochs=1",
+                "train.log_every=1",
+                "eval.linear_epochs=1",
+                *args.overrides,
+            ]
             max_steps = args.paper_steps
         else:
             raise SystemExit(f"unknown row {row!r}: quickstart, paper or step")
@@ -238,7 +273,7 @@ def main() -> None:
             results["lightly 1.6"] = (state, rates, wall)
             export, rates, wall = run_multivic(overrides, seed, out / f"{row}-seed{seed}")
             if row == "paper":  # same steps as the lightly loop: the windows of its steps
-                rates = rates[: max_steps]
+                rates = rates[:max_steps]
             results["multivic"] = (export, rates, wall)
             for toolkit, (weights, rates, wall) in results.items():
                 r = {"row": row, "seed": seed, "toolkit": toolkit, "samples_per_s": steady(rates), "wall_s": wall}

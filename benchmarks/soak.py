@@ -54,14 +54,19 @@ sys.path.insert(0, str(ROOT))
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--epochs", type=int, default=6, help="train.epochs (default 6: 108 optimiser steps)")
     p.add_argument("--checkpoint-every-steps", type=int, default=5, help="train.checkpoint_every_steps K")
-    p.add_argument("--kill-every", default="auto",
-                   help="seconds S from each start to its kill; auto (default): per process, the last measured "
-                        "start-up (time to the first history row) plus the time of an eighth of the run's steps at the "
-                        "last measured seconds per step (the clean run's at first), so that the kills keep landing "
-                        "across the run however loaded the machine is")
+    p.add_argument(
+        "--kill-every",
+        default="auto",
+        help="seconds S from each start to its kill; auto (default): per process, the last measured "
+        "start-up (time to the first history row) plus the time of an eighth of the run's steps at the "
+        "last measured seconds per step (the clean run's at first), so that the kills keep landing "
+        "across the run however loaded the machine is",
+    )
     p.add_argument("--jitter", type=float, default=0.5, help="each interval is S × uniform(1 - j, 1 + j)")
     p.add_argument("--max-kills", type=int, default=8, help="interruptions (SIGTERM included) before it may finish")
     p.add_argument("--sigterm-at", type=int, default=2, help="which interruption is a SIGTERM (1-based; 0: none)")
@@ -117,8 +122,10 @@ def write_recipe(path: Path, poison_step: int) -> None:
     recipe = yaml.safe_load(RECIPE.read_text())
     recipe["imports"] = [str(PLUGIN)]
     recipe["loss"] = {"name": "vicreg_poisoned", "poison_step": poison_step}
-    path.write_text(f"# benchmarks/soak.py: {RECIPE.relative_to(ROOT)} with a NaN at step {poison_step}\n"
-                    + yaml.safe_dump(recipe, sort_keys=False))
+    path.write_text(
+        f"# benchmarks/soak.py: {RECIPE.relative_to(ROOT)} with a NaN at step {poison_step}\n"
+        + yaml.safe_dump(recipe, sort_keys=False)
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,6 +149,7 @@ class Attempt:
         if len(self.rows) < 2 or self.rows[-1][1] <= self.rows[0][1]:
             return None
         return (self.rows[-1][0] - self.rows[0][0]) / (self.rows[-1][1] - self.rows[0][1])
+
     left_behind: list[str] = field(default_factory=list)  # processes of its group alive after it ended
     log: Path | None = None
 
@@ -202,8 +210,9 @@ def history_mark(run: Path) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def run_once(cmd: list[str], log: Path, attempt: Attempt, run: Path, interrupt_at: float | None,
-             sigterm: bool, total_steps: int) -> Attempt:
+def run_once(
+    cmd: list[str], log: Path, attempt: Attempt, run: Path, interrupt_at: float | None, sigterm: bool, total_steps: int
+) -> Attempt:
     """Run ``cmd`` once; SIGKILL its group ``interrupt_at`` seconds after the start, or, with
     ``sigterm``, SIGTERM its group once that time has passed and this process has appended a
     history row (so that the signal reaches the training loop, not the start-up or evaluation)."""
@@ -211,8 +220,14 @@ def run_once(cmd: list[str], log: Path, attempt: Attempt, run: Path, interrupt_a
     seen, changes = history_mark(run), 0
     rows_at = 1 if seen is None else 2  # a resumed process rewrites history.csv once, then appends
     with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         pgid = proc.pid
         while proc.poll() is None:
             now = time.monotonic() - start
@@ -271,8 +286,13 @@ def compare_exports(a: Path, b: Path) -> tuple[int, list[str]]:
             for key in sorted(keys_a & keys_b):
                 ta, tb = fa.get_tensor(key), fb.get_tensor(key)
                 count += 1
-                same = ta.dtype == tb.dtype and ta.shape == tb.shape and torch.equal(
-                    ta.contiguous().reshape(-1).view(torch.uint8), tb.contiguous().reshape(-1).view(torch.uint8))
+                same = (
+                    ta.dtype == tb.dtype
+                    and ta.shape == tb.shape
+                    and torch.equal(
+                        ta.contiguous().reshape(-1).view(torch.uint8), tb.contiguous().reshape(-1).view(torch.uint8)
+                    )
+                )
                 if not same:
                     delta = (ta.double() - tb.double()).abs().max().item() if ta.shape == tb.shape else float("nan")
                     diffs.append(f"{name}:{key} (max |diff| {delta:.3g})")
@@ -297,8 +317,10 @@ def final_counters(rows: list[dict[str, str]]) -> str:
         return "no history"
     last = rows[-1]
     nan_steps = [r["step"] for r in rows if r.get("loss") in ("nan", "inf", "-inf")]
-    return (f"step {last['step']}, bad_samples {last.get('bad_samples')}, skipped_steps {last.get('skipped_steps')}"
-            f" (non-finite loss logged at step {', '.join(nan_steps) or 'none'})")
+    return (
+        f"step {last['step']}, bad_samples {last.get('bad_samples')}, skipped_steps {last.get('skipped_steps')}"
+        f" (non-finite loss logged at step {', '.join(nan_steps) or 'none'})"
+    )
 
 
 def read_metrics(run: Path) -> dict:
@@ -332,29 +354,52 @@ def soak(args: argparse.Namespace, work: Path, rng: random.Random) -> int:
     recipe = work / "soak.yaml"
     write_recipe(recipe, args.poison_step)
     overrides = [
-        f"data.root={data}", "data.builtin=null", f"data.image_size={args.image_size}", "data.max_bad_fraction=0.05",
-        f"train.epochs={args.epochs}", f"train.checkpoint_every_steps={args.checkpoint_every_steps}",
-        "train.on_nonfinite=skip", "train.log_every=1", f"eval.linear_epochs={args.linear_epochs}", *args.overrides,
+        f"data.root={data}",
+        "data.builtin=null",
+        f"data.image_size={args.image_size}",
+        "data.max_bad_fraction=0.05",
+        f"train.epochs={args.epochs}",
+        f"train.checkpoint_every_steps={args.checkpoint_every_steps}",
+        "train.on_nonfinite=skip",
+        "train.log_every=1",
+        f"eval.linear_epochs={args.linear_epochs}",
+        *args.overrides,
     ]
     clean_run, soak_run, logs = work / "clean", work / "soak", work / "logs"
     logs.mkdir()
 
     def command(run: Path) -> list[str]:
-        return [sys.executable, "-m", "multivic.cli", "train", str(recipe), "--output-dir", str(run), "--no-progress", *overrides]
+        return [
+            sys.executable,
+            "-m",
+            "multivic.cli",
+            "train",
+            str(recipe),
+            "--output-dir",
+            str(run),
+            "--no-progress",
+            *overrides,
+        ]
 
     print(f"work folder $WORK = {work}")
     print(f"data: $WORK/data ({time.monotonic() - t0:.1f} s); damaged: {'; '.join(damaged)}")
     print("command: " + " ".join(command(work / "RUN")).replace(str(work), "$WORK").replace(sys.executable, "python"))
-    print(f"recipe: {RECIPE.relative_to(ROOT)} + imports [{PLUGIN.relative_to(ROOT)}], loss vicreg_poisoned "
-          f"(NaN at step {args.poison_step})", flush=True)
+    print(
+        f"recipe: {RECIPE.relative_to(ROOT)} + imports [{PLUGIN.relative_to(ROOT)}], loss vicreg_poisoned "
+        f"(NaN at step {args.poison_step})",
+        flush=True,
+    )
 
     # -- the clean reference
     start = time.monotonic()
     clean = run_once(command(clean_run), logs / "clean.log", Attempt(0), clean_run, None, False, 0)
     clean_wall = time.monotonic() - start
     total_steps = clean.last_step
-    print(f"clean run: exit {clean.rc} in {clean_wall:.1f} s, {total_steps} optimiser steps, first history row after "
-          f"{clean.first_row_after or 0:.1f} s", flush=True)
+    print(
+        f"clean run: exit {clean.rc} in {clean_wall:.1f} s, {total_steps} optimiser steps, first history row after "
+        f"{clean.first_row_after or 0:.1f} s",
+        flush=True,
+    )
     if clean.rc != 0:
         print(tail(clean.log, 30))
         print("FAIL: the clean reference run did not finish")
@@ -365,9 +410,12 @@ def soak(args: argparse.Namespace, work: Path, rng: random.Random) -> int:
     def kill_every() -> float:
         return startup + per_step * total_steps / 8 if auto else float(args.kill_every)
 
-    print(f"soak: kill every {'auto: ' if auto else ''}{kill_every():.1f} s ± {args.jitter:.0%}"
-          + (f" (start-up {startup:.1f} s + {total_steps / 8:.1f} steps of {per_step:.2f} s)" if auto else "")
-          + f", at most {args.max_kills} interruptions, interruption {args.sigterm_at} a SIGTERM", flush=True)
+    print(
+        f"soak: kill every {'auto: ' if auto else ''}{kill_every():.1f} s ± {args.jitter:.0%}"
+        + (f" (start-up {startup:.1f} s + {total_steps / 8:.1f} steps of {per_step:.2f} s)" if auto else "")
+        + f", at most {args.max_kills} interruptions, interruption {args.sigterm_at} a SIGTERM",
+        flush=True,
+    )
 
     # -- the soak
     attempts: list[Attempt] = []
@@ -380,7 +428,9 @@ def soak(args: argparse.Namespace, work: Path, rng: random.Random) -> int:
         if interruptions < args.max_kills:
             interrupt_at = kill_every() * rng.uniform(1 - args.jitter, 1 + args.jitter)
             sigterm = interruptions + 1 == args.sigterm_at
-        a = run_once(command(soak_run), logs / f"soak_{n:02d}.log", Attempt(n), soak_run, interrupt_at, sigterm, total_steps)
+        a = run_once(
+            command(soak_run), logs / f"soak_{n:02d}.log", Attempt(n), soak_run, interrupt_at, sigterm, total_steps
+        )
         attempts.append(a)
         if a.signal_sent:
             interruptions += 1
@@ -389,8 +439,11 @@ def soak(args: argparse.Namespace, work: Path, rng: random.Random) -> int:
         where = f"resumed from {a.resumed_from}" if a.resumed_from else "from step 0"
         ran = f"ran steps {(a.resumed_step or 0) + 1}-{a.last_step}" if a.first_row_after is not None else "ran no step"
         sent = f"{a.signal_sent} after {a.sent_after:.1f} s (planned {interrupt_at:.1f} s), " if a.signal_sent else ""
-        print(f"  attempt {n:2d}: {where}, {ran}, {sent}exit {a.rc} after {a.seconds:.1f} s"
-              + (f", left behind: {a.left_behind}" if a.left_behind else ""), flush=True)
+        print(
+            f"  attempt {n:2d}: {where}, {ran}, {sent}exit {a.rc} after {a.seconds:.1f} s"
+            + (f", left behind: {a.left_behind}" if a.left_behind else ""),
+            flush=True,
+        )
         if a.rc == 0:
             break
         if a.rc not in (-signal.SIGKILL, PREEMPTED_EXIT) or (a.signal_sent is None):
@@ -422,11 +475,15 @@ def soak(args: argparse.Namespace, work: Path, rng: random.Random) -> int:
 
     print()
     print("=" * 78)
-    print(f"soak summary (epochs {args.epochs}, checkpoint every {args.checkpoint_every_steps} steps, kill every "
-          f"{args.kill_every}{'' if auto else ' s'} ± {args.jitter:.0%}, seed {args.seed}, NaN at step {args.poison_step})")
+    print(
+        f"soak summary (epochs {args.epochs}, checkpoint every {args.checkpoint_every_steps} steps, kill every "
+        f"{args.kill_every}{'' if auto else ' s'} ± {args.jitter:.0%}, seed {args.seed}, NaN at step {args.poison_step})"
+    )
     print(f"  wall time:        clean {clean_wall:.1f} s, soak {soak_wall:.1f} s, total {time.monotonic() - t0:.1f} s")
-    print(f"  interruptions:    {len(sigkills)} SIGKILL (to the process group), {len(sigterms)} SIGTERM "
-          f"(exit {[a.rc for a in sigterms]}, expected {PREEMPTED_EXIT}: {'ok' if term_ok and sigterms else 'NO'})")
+    print(
+        f"  interruptions:    {len(sigkills)} SIGKILL (to the process group), {len(sigterms)} SIGTERM "
+        f"(exit {[a.rc for a in sigterms]}, expected {PREEMPTED_EXIT}: {'ok' if term_ok and sigterms else 'NO'})"
+    )
     print(f"  restarts:         {len(attempts) - 1} ({len(attempts)} processes)")
     print(f"  exit codes:       {dict(sorted(codes.items(), key=lambda kv: str(kv[0])))} (-9: SIGKILL)")
     print(f"  resumed from:     {[a.resumed_from or 'start' for a in attempts]}")
@@ -434,9 +491,13 @@ def soak(args: argparse.Namespace, work: Path, rng: random.Random) -> int:
     print(f"  left behind:      {left_behind or 'no process of a killed group outlived it'}")
     print(f"  clean history:    {final_counters(clean_rows)}")
     print(f"  soak history:     {final_counters(soak_rows)}")
-    print(f"  history rows:     {'all ' + str(len(clean_rows)) + ' equal (but samples/s)' if not history_diffs else 'DIFFER: ' + '; '.join(history_diffs[:5])}")
-    print(f"  exported weights: {n_tensors} tensors compared, "
-          + ("all bitwise equal" if not weight_diffs else f"{len(weight_diffs)} DIFFER: " + "; ".join(weight_diffs[:5])))
+    print(
+        f"  history rows:     {'all ' + str(len(clean_rows)) + ' equal (but samples/s)' if not history_diffs else 'DIFFER: ' + '; '.join(history_diffs[:5])}"
+    )
+    print(
+        f"  exported weights: {n_tensors} tensors compared, "
+        + ("all bitwise equal" if not weight_diffs else f"{len(weight_diffs)} DIFFER: " + "; ".join(weight_diffs[:5]))
+    )
     keys = sorted(set(clean_metrics) | set(soak_metrics))
     print(f"  metrics:          {'equal' if clean_metrics == soak_metrics else 'DIFFER'}")
     for k in keys:

@@ -47,14 +47,18 @@ QUICKSTART = "recipes/quickstart/image_image.yaml"
 # ------------------------------------------------------------------------------------------
 # The step: bare loop against multivic's trainer, interleaved in one process.
 
+
 def model_overrides(name: str, args: argparse.Namespace) -> list[str]:
     if name == "quickstart":
         return []
     if name == "paper":
         return [
-            "model.branch_a.encoder=resnet50", "model.branch_b.encoder=resnet50",
-            "model.branch_a.expander=8192-8192-8192", "model.branch_b.expander=8192-8192-8192",
-            f"train.batch_size={args.paper_batch}", f"data.image_size={args.paper_size}",
+            "model.branch_a.encoder=resnet50",
+            "model.branch_b.encoder=resnet50",
+            "model.branch_a.expander=8192-8192-8192",
+            "model.branch_b.expander=8192-8192-8192",
+            f"train.batch_size={args.paper_batch}",
+            f"data.image_size={args.paper_size}",
         ]
     raise SystemExit(f"unknown model {name!r}: quickstart or paper")
 
@@ -108,7 +112,10 @@ def measure_step(name: str, args: argparse.Namespace) -> dict:
     t = cfg.train
     size = cfg.data.image_size
     g = torch.Generator().manual_seed(0)
-    batch = (torch.randn(t.batch_size, 3, size, size, generator=g), torch.randn(t.batch_size, 3, size, size, generator=g))
+    batch = (
+        torch.randn(t.batch_size, 3, size, size, generator=g),
+        torch.randn(t.batch_size, 3, size, size, generator=g),
+    )
     steps = args.warmup + args.steps
 
     bare_opt = build_joint_optimizer(build_optimizer_specs(cfg, twin), t.batch_size)
@@ -129,20 +136,41 @@ def measure_step(name: str, args: argparse.Namespace) -> dict:
     loop.build_loader = lambda *a, **k: (stand_in, stand_in)
     try:
         settings = build_train_settings(
-            cfg, progress=False, epochs=1, grad_accum_steps=1, num_workers=0, checkpoint_every_steps=0,
-            background_checkpoints=False, strict=False, max_bad_fraction=1.0, sync_batchnorm=False, cpu=True,
+            cfg,
+            progress=False,
+            epochs=1,
+            grad_accum_steps=1,
+            num_workers=0,
+            checkpoint_every_steps=0,
+            background_checkpoints=False,
+            strict=False,
+            max_bad_fraction=1.0,
+            sync_batchnorm=False,
+            cpu=True,
             trackers=(),
         )
         with tempfile.TemporaryDirectory(prefix="multivic-step-") as tmp:
-            fit(model, list(range(t.batch_size * steps)), RunDir(Path(tmp) / "run"), build_optimizer_specs(cfg, model), settings)
+            fit(
+                model,
+                list(range(t.batch_size * steps)),
+                RunDir(Path(tmp) / "run"),
+                build_optimizer_specs(cfg, model),
+                settings,
+            )
     finally:
         loop.build_loader = real_build_loader
     params = sum(p.numel() for p in model.parameters())
-    out = {"model": name, "batch": t.batch_size, "size": size, "params": params, "log_every": t.log_every,
-           "steps": len(bare_times) - args.warmup}
+    out = {
+        "model": name,
+        "batch": t.batch_size,
+        "size": size,
+        "params": params,
+        "log_every": t.log_every,
+        "steps": len(bare_times) - args.warmup,
+    }
     for kind, times in (("bare", bare_times), ("multivic", trainer_times)):
         for i, clock in enumerate(("ms", "cpu_ms")):
-            kept = [x[i] for x in times[args.warmup:]]
+            kept = [x[i] for x in times[args.warmup :]]
             out[f"{kind}_{clock}"] = 1e3 * statistics.median(kept)
             out[f"{kind}_mean_{clock}"] = 1e3 * statistics.mean(kept)
     return out
@@ -232,8 +260,18 @@ def child(t0: float, out: str, events_file: str, recipe: str, overrides: list[st
     loop.save_checkpoint = timed_save
     del torch
     # Inline checkpoint writes: the phase times the first checkpoint's I/O, not its hand-off to a thread.
-    sys.argv = ["multivic", "train", recipe, "--output-dir", out, "--no-progress", "train.checkpoint_every_steps=1",
-                "train.background_checkpoints=false", "eval.enabled=false", *overrides]
+    sys.argv = [
+        "multivic",
+        "train",
+        recipe,
+        "--output-dir",
+        out,
+        "--no-progress",
+        "train.checkpoint_every_steps=1",
+        "train.background_checkpoints=false",
+        "eval.enabled=false",
+        *overrides,
+    ]
     cli.main()
     raise SystemExit("the run ended before its first checkpoint")
 
@@ -250,8 +288,20 @@ def startup(recipe: str, data_dir: Path, pyc: str, overrides: list[str]) -> dict
         events = Path(tmp) / "events.json"
         t0 = time.time()
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", str(t0), str(Path(tmp) / "run"), str(events), str(ROOT / recipe), *overrides],
-            env=env, cwd=ROOT, capture_output=True, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(t0),
+                str(Path(tmp) / "run"),
+                str(events),
+                str(ROOT / recipe),
+                *overrides,
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0 or not events.exists():
             raise SystemExit(f"the start-up run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -269,8 +319,11 @@ def startup_table(columns: dict[str, dict[str, float]]) -> list[str]:
             cells.append(f"{at - previous[n]:.2f}")
             previous[n] = at
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("| **time to first step** (process start → first optimiser step done) | "
-                 + " | ".join(f"**{columns[n]['first step']:.1f}**" for n in names) + " |")
+    lines.append(
+        "| **time to first step** (process start → first optimiser step done) | "
+        + " | ".join(f"**{columns[n]['first step']:.1f}**" for n in names)
+        + " |"
+    )
     return lines
 
 
@@ -287,8 +340,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads for the step comparison (0: torch's default)")
     p.add_argument("--no-step", action="store_true")
     p.add_argument("--no-startup", action="store_true")
-    p.add_argument("--pyc", default="both", choices=["both", "none", "cached"],
-                   help="start-up with no bytecode cache (compile every import), a warm one, or both")
+    p.add_argument(
+        "--pyc",
+        default="both",
+        choices=["both", "none", "cached"],
+        help="start-up with no bytecode cache (compile every import), a warm one, or both",
+    )
     args = p.parse_args()
     print(f"load before: {os.getloadavg()[0]:.1f} (1-min average, {os.cpu_count()} cores)\n")
     if not args.no_step:
@@ -296,19 +353,29 @@ def main() -> None:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        print(f"step: {torch.get_num_threads()} torch threads; medians over the steps after {args.warmup} warm-up "
-              "steps; CPU = process time (all threads)\n")
-        print("| model | params | batch | bare ms/step | multivic ms/step | ratio | bare CPU ms | multivic CPU ms | "
-              "CPU ratio | means bare / multivic (incl. logged steps) |")
+        print(
+            f"step: {torch.get_num_threads()} torch threads; medians over the steps after {args.warmup} warm-up "
+            "steps; CPU = process time (all threads)\n"
+        )
+        print(
+            "| model | params | batch | bare ms/step | multivic ms/step | ratio | bare CPU ms | multivic CPU ms | "
+            "CPU ratio | means bare / multivic (incl. logged steps) |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for name in args.models.split(","):
             r = measure_step(name, args)
-            label = ("ResNet-18 32 px, 512-512-128 (quick-start)" if name == "quickstart"
-                     else f"ResNet-50 {r['size']} px, 8192-8192-8192 (paper-shaped)")
-            print(f"| {label} | {r['params'] / 1e6:.1f} M | {r['batch']} | {r['bare_ms']:.0f} | {r['multivic_ms']:.0f} | "
-                  f"{r['multivic_ms'] / r['bare_ms']:.3f} | {r['bare_cpu_ms']:.0f} | {r['multivic_cpu_ms']:.0f} | "
-                  f"{r['multivic_cpu_ms'] / r['bare_cpu_ms']:.3f} | {r['bare_mean_ms']:.0f} / {r['multivic_mean_ms']:.0f} ms "
-                  f"({r['steps']} steps, log every {r['log_every']}) |", flush=True)
+            label = (
+                "ResNet-18 32 px, 512-512-128 (quick-start)"
+                if name == "quickstart"
+                else f"ResNet-50 {r['size']} px, 8192-8192-8192 (paper-shaped)"
+            )
+            print(
+                f"| {label} | {r['params'] / 1e6:.1f} M | {r['batch']} | {r['bare_ms']:.0f} | {r['multivic_ms']:.0f} | "
+                f"{r['multivic_ms'] / r['bare_ms']:.3f} | {r['bare_cpu_ms']:.0f} | {r['multivic_cpu_ms']:.0f} | "
+                f"{r['multivic_cpu_ms'] / r['bare_cpu_ms']:.3f} | {r['bare_mean_ms']:.0f} / {r['multivic_mean_ms']:.0f} ms "
+                f"({r['steps']} steps, log every {r['log_every']}) |",
+                flush=True,
+            )
         print()
     if not args.no_startup:
         columns: dict[str, dict[str, float]] = {}

@@ -37,9 +37,9 @@ from multivic.branch import Branch  # noqa: E402
 from multivic.build import build_data, build_model, fit_modalities, plain  # noqa: E402
 from multivic.commands.evaluate import eval_settings  # noqa: E402
 from multivic.config import load_config  # noqa: E402
+from multivic.data.formats import LabelledViews  # noqa: E402
 from multivic.evaluation.embed import LabelledCollate  # noqa: E402
 from multivic.evaluation.protocols import PROTOCOLS  # noqa: E402
-from multivic.data.formats import LabelledViews  # noqa: E402
 from multivic.optim import split_decay_groups, warmup_cosine  # noqa: E402
 
 
@@ -56,9 +56,20 @@ class Classifier(nn.Module):
 
 
 def train_supervised(
-    branch: Branch, train: LabelledViews, num_classes: int, *, batch_size: int, num_workers: int,
-    base_lr: float, weight_decay: float, optimiser: str, warmup_epochs: float, seconds: float | None,
-    epochs: int | None, seed: int, collate=None,
+    branch: Branch,
+    train: LabelledViews,
+    num_classes: int,
+    *,
+    batch_size: int,
+    num_workers: int,
+    base_lr: float,
+    weight_decay: float,
+    optimiser: str,
+    warmup_epochs: float,
+    seconds: float | None,
+    epochs: int | None,
+    seed: int,
+    collate=None,
 ) -> tuple[int, float]:
     """Train ``branch.encoder`` and a linear head on ``train`` with cross-entropy; returns (epochs, seconds).
 
@@ -71,19 +82,29 @@ def train_supervised(
     groups = split_decay_groups(model, weight_decay)
     for g in groups:
         g.pop("lars_adapt", None)
-    opt = (torch.optim.AdamW(groups, lr=lr) if optimiser == "adamw" else torch.optim.SGD(groups, lr=lr, momentum=0.9))
+    opt = torch.optim.AdamW(groups, lr=lr) if optimiser == "adamw" else torch.optim.SGD(groups, lr=lr, momentum=0.9)
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(
-        train, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=num_workers,
-        persistent_workers=num_workers > 0, collate_fn=LabelledCollate(collate), generator=generator,
+        train,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        collate_fn=LabelledCollate(collate),
+        generator=generator,
     )
     steps_per_epoch = len(loader)
     total_epochs = epochs if epochs is not None else 1  # fixed after the first epoch under a time budget
     start, step, epoch = time.perf_counter(), 0, 0
     while epoch < total_epochs:
         for x, y in loader:
-            scale = warmup_cosine(step, total_steps=steps_per_epoch * total_epochs,
-                                  warmup_steps=int(round(warmup_epochs * steps_per_epoch)), final_ratio=0.001)
+            scale = warmup_cosine(
+                step,
+                total_steps=steps_per_epoch * total_epochs,
+                warmup_steps=int(round(warmup_epochs * steps_per_epoch)),
+                final_ratio=0.001,
+            )
             for g in opt.param_groups:
                 g["lr"] = lr * scale
             loss = nn.functional.cross_entropy(model(x), y)
@@ -135,21 +156,38 @@ def main() -> None:
             epochs, seconds = 0, 0.0
             if args.epochs != 0:
                 epochs, seconds = train_supervised(
-                    branch, labelled, len(labelled.classes), batch_size=cfg.train.batch_size,
-                    num_workers=cfg.data.num_workers, base_lr=o.base_lr, weight_decay=o.weight_decay,
-                    optimiser=o.name, warmup_epochs=o.warmup_epochs, seconds=args.seconds, epochs=args.epochs,
-                    seed=seed, collate=modality.collate(),
+                    branch,
+                    labelled,
+                    len(labelled.classes),
+                    batch_size=cfg.train.batch_size,
+                    num_workers=cfg.data.num_workers,
+                    base_lr=o.base_lr,
+                    weight_decay=o.weight_decay,
+                    optimiser=o.name,
+                    warmup_epochs=o.warmup_epochs,
+                    seconds=args.seconds,
+                    epochs=args.epochs,
+                    seed=seed,
+                    collate=modality.collate(),
                 )
             branch.eval()
             metrics = PROTOCOLS["classification"](data, {branch.name: branch}, torch.device("cpu"), settings).metrics
             row = {
-                "recipe": args.recipe, "overrides": " ".join(args.overrides), "seed": seed, "branch": branch.name,
-                "epochs": epochs, "seconds": round(seconds, 1),
-                "linear_top1": metrics[f"{branch.name}/linear_top1"], "knn_top1": metrics[f"{branch.name}/knn_top1"],
+                "recipe": args.recipe,
+                "overrides": " ".join(args.overrides),
+                "seed": seed,
+                "branch": branch.name,
+                "epochs": epochs,
+                "seconds": round(seconds, 1),
+                "linear_top1": metrics[f"{branch.name}/linear_top1"],
+                "knn_top1": metrics[f"{branch.name}/knn_top1"],
             }
             rows.append(row)
-            print(f"| {row['recipe']} {row['overrides']} | {seed} | {row['branch']} | {epochs} | {row['seconds']} | "
-                  f"{row['linear_top1']:.1f} | {row['knn_top1']:.1f} |", flush=True)
+            print(
+                f"| {row['recipe']} {row['overrides']} | {seed} | {row['branch']} | {epochs} | {row['seconds']} | "
+                f"{row['linear_top1']:.1f} | {row['knn_top1']:.1f} |",
+                flush=True,
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -18,8 +18,13 @@ class GRUTextEncoder(nn.Module):
     modality = "text"
 
     def __init__(
-        self, vocab_size: int = 1000, embed_dim: int = 300, hidden_dim: int = 1024, num_layers: int = 1,
-        bidirectional: bool = False, pooling: str = "last",
+        self,
+        vocab_size: int = 1000,
+        embed_dim: int = 300,
+        hidden_dim: int = 1024,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        pooling: str = "last",
     ) -> None:
         super().__init__()
         if pooling not in ("last", "mean"):
@@ -73,8 +78,14 @@ class TransformerTextEncoder(nn.Module):
 
 @register_encoder("bert", modality="text")
 def bert(
-    vocab_size: int = 1000, hidden_size: int = 256, num_layers: int = 4, num_heads: int = 4,
-    intermediate_size: int = 1024, max_positions: int = 128, dropout: float = 0.1, pooling: str = "cls",
+    vocab_size: int = 1000,
+    hidden_size: int = 256,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    intermediate_size: int = 1024,
+    max_positions: int = 128,
+    dropout: float = 0.1,
+    pooling: str = "cls",
     pretrained_dir: str | None = None,
 ) -> TransformerTextEncoder:
     """BERT-style transformer from transformers, random init (sizes configurable) or a local pretrained folder."""
@@ -85,13 +96,21 @@ def bert(
 
         path = Path(pretrained_dir).expanduser()
         if not path.is_dir():
-            raise ValueError(f"pretrained_dir {path} is not a folder (a local save_pretrained folder; nothing is downloaded)")
+            raise ValueError(
+                f"pretrained_dir {path} is not a folder (a local save_pretrained folder; nothing is downloaded)"
+            )
         model = BertModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)
     else:
         config = BertConfig(
-            vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers, num_attention_heads=num_heads,
-            intermediate_size=intermediate_size, max_position_embeddings=max_positions,
-            hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, pad_token_id=0,
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_heads,
+            intermediate_size=intermediate_size,
+            max_position_embeddings=max_positions,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
+            pad_token_id=0,
         )
         model = BertModel(config, add_pooling_layer=False)
     return TransformerTextEncoder(model, pooling)

@@ -39,7 +39,9 @@ class TimmEncoder(nn.Module):
         try:
             self.model.set_grad_checkpointing(enable)
         except (AssertionError, NotImplementedError, AttributeError) as exc:
-            raise ValueError(f"timm model {self.model_name!r} has no gradient checkpointing ({exc or 'not supported'})") from None
+            raise ValueError(
+                f"timm model {self.model_name!r} has no gradient checkpointing ({exc or 'not supported'})"
+            ) from None
 
 
 def _unknown_model(name: str) -> RegistryError:
@@ -54,7 +56,9 @@ def _unknown_model(name: str) -> RegistryError:
 def _load_checkpoint(model: nn.Module, path: str | Path, name: str) -> None:
     path = Path(path).expanduser()
     if not path.is_file():
-        raise RegistryError(f"encoder timm:{name}: checkpoint {path} not found (give a local .safetensors or .pth file)")
+        raise RegistryError(
+            f"encoder timm:{name}: checkpoint {path} not found (give a local .safetensors or .pth file)"
+        )
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -95,7 +99,9 @@ def timm_encoder(
         raise _unknown_model(model_name)
     kwargs: dict[str, Any] = dict(model_kwargs or {})
     try:
-        model = timm.create_model(model_name, pretrained=False, num_classes=0, **({"img_size": image_size} if image_size else {}), **kwargs)
+        model = timm.create_model(
+            model_name, pretrained=False, num_classes=0, **({"img_size": image_size} if image_size else {}), **kwargs
+        )
     except TypeError as exc:
         if image_size and "img_size" in str(exc):  # a CNN: it takes images of any size
             model = timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
@@ -106,7 +112,9 @@ def timm_encoder(
     return TimmEncoder(model, model_name)
 
 
-def _vit(variant: str, image_size: int, patch_size: int, checkpoint: str | None, drop_path_rate: float, depth: int | None) -> TimmEncoder:
+def _vit(
+    variant: str, image_size: int, patch_size: int, checkpoint: str | None, drop_path_rate: float, depth: int | None
+) -> TimmEncoder:
     kwargs: dict[str, Any] = {"patch_size": patch_size, "drop_path_rate": drop_path_rate}
     if depth is not None:
         kwargs["depth"] = depth
@@ -114,18 +122,36 @@ def _vit(variant: str, image_size: int, patch_size: int, checkpoint: str | None,
 
 
 @register_encoder("vit_tiny", modality="image")
-def vit_tiny(image_size: int = 224, patch_size: int = 16, checkpoint: str | None = None, drop_path_rate: float = 0.0, depth: int | None = None) -> TimmEncoder:
+def vit_tiny(
+    image_size: int = 224,
+    patch_size: int = 16,
+    checkpoint: str | None = None,
+    drop_path_rate: float = 0.0,
+    depth: int | None = None,
+) -> TimmEncoder:
     """ViT-Ti (timm), 192-d class token."""
     return _vit("tiny", image_size, patch_size, checkpoint, drop_path_rate, depth)
 
 
 @register_encoder("vit_small", modality="image")
-def vit_small(image_size: int = 224, patch_size: int = 16, checkpoint: str | None = None, drop_path_rate: float = 0.0, depth: int | None = None) -> TimmEncoder:
+def vit_small(
+    image_size: int = 224,
+    patch_size: int = 16,
+    checkpoint: str | None = None,
+    drop_path_rate: float = 0.0,
+    depth: int | None = None,
+) -> TimmEncoder:
     """ViT-S (timm), 384-d class token; the paper's ViT-S/16 at the defaults."""
     return _vit("small", image_size, patch_size, checkpoint, drop_path_rate, depth)
 
 
 @register_encoder("vit_base", modality="image")
-def vit_base(image_size: int = 224, patch_size: int = 16, checkpoint: str | None = None, drop_path_rate: float = 0.0, depth: int | None = None) -> TimmEncoder:
+def vit_base(
+    image_size: int = 224,
+    patch_size: int = 16,
+    checkpoint: str | None = None,
+    drop_path_rate: float = 0.0,
+    depth: int | None = None,
+) -> TimmEncoder:
     """ViT-B (timm), 768-d class token."""
     return _vit("base", image_size, patch_size, checkpoint, drop_path_rate, depth)

@@ -32,7 +32,9 @@ class BasicBlock1d(nn.Module):
         nn.init.zeros_(self.bn2.weight)  # each block starts as the identity (zero-init residual)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv1d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm1d(out_channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv1d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm1d(out_channels)
+            )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -106,9 +108,13 @@ class MelResNet18(nn.Module):
         self.frontend = LogMel(sample_rate, n_fft, hop_length, n_mels)
         # Normalises the log-mel input per frequency band with running statistics.
         self.input_norm = nn.BatchNorm2d(1)
-        self.masks = nn.Sequential(
-            torchaudio.transforms.FrequencyMasking(freq_mask), torchaudio.transforms.TimeMasking(time_mask)
-        ) if spec_augment else None
+        self.masks = (
+            nn.Sequential(
+                torchaudio.transforms.FrequencyMasking(freq_mask), torchaudio.transforms.TimeMasking(time_mask)
+            )
+            if spec_augment
+            else None
+        )
         self.resnet = ResNetEncoder(18, small_stem=False, zero_init_residual=True, in_channels=1)
         self.out_dim: int = self.resnet.out_dim
         self.min_input_samples = n_fft

@@ -6,14 +6,13 @@ The public API::
 """
 
 from multivic.branch import Branch, JointEmbedding, build_branch
-from multivic.evaluation.retrieval import retrieval_recall
+from multivic.data.formats import DataFormat
 from multivic.errors import ConfigError, DataError, MultivicError, RegistryError, RunDirError
+from multivic.evaluation.retrieval import retrieval_recall
 from multivic.expander import Expander, parse_expander_spec
 from multivic.export import load_branch
-from multivic.objectives import VICRegLoss, covariance_loss, invariance_loss, variance_loss
-from multivic.data.formats import DataFormat
 from multivic.modalities import Modality
-from multivic.objectives import Objective, ObjectiveOutput
+from multivic.objectives import Objective, ObjectiveOutput, VICRegLoss, covariance_loss, invariance_loss, variance_loss
 from multivic.registry import (
     create_encoder,
     list_encoders,

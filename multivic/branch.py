@@ -34,8 +34,12 @@ class Branch(nn.Module):
     """
 
     def __init__(
-        self, name: str, encoder: nn.Module, expander: Expander,
-        encoder_name: str | None = None, encoder_kwargs: dict[str, Any] | None = None,
+        self,
+        name: str,
+        encoder: nn.Module,
+        expander: Expander,
+        encoder_name: str | None = None,
+        encoder_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if getattr(encoder, "out_dim", None) != expander.in_dim:
@@ -134,9 +138,7 @@ class JointEmbedding(nn.Module):
                 f"{branch_a.embedding_dim}, {branch_b.name!r} gives {branch_b.embedding_dim}"
             )
         if branch_a is not branch_b and branch_a.name == branch_b.name:
-            raise ValueError(
-                f"two branches with separate weights need distinct names; both are {branch_a.name!r}"
-            )
+            raise ValueError(f"two branches with separate weights need distinct names; both are {branch_a.name!r}")
         self.branch_a = branch_a
         self.branch_b = branch_b
         if loss is None:

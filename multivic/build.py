@@ -19,8 +19,8 @@ from torch.utils.data import Dataset, default_collate
 from multivic.branch import Branch, JointEmbedding, build_branch
 from multivic.config import BranchConfig, DataCommon, OptimConfig, RecipeConfig, TrainConfig
 from multivic.data.builtin.location import builtin_root, ensure_written
-from multivic.errors import ConfigError, DataError, MultivicError
 from multivic.data.formats import DataSetup, PairedViews
+from multivic.errors import ConfigError, DataError, MultivicError
 from multivic.modalities import Modality, create_modality
 from multivic.optim import OptimizerSpec
 from multivic.options import options_for
@@ -146,7 +146,9 @@ def _build_branch(key: str, b: BranchConfig, modality: Modality) -> Branch:
 
 
 # What model.branch_*.grad_checkpointing accepts, for its error message.
-GRAD_CHECKPOINTING_ENCODERS = "vit_tiny, vit_small, vit_base, most timm:<model>, and encoders with a set_grad_checkpointing(enable) method"
+GRAD_CHECKPOINTING_ENCODERS = (
+    "vit_tiny, vit_small, vit_base, most timm:<model>, and encoders with a set_grad_checkpointing(enable) method"
+)
 
 
 def _grad_checkpointing(key: str, b: BranchConfig, branch: Branch) -> None:
@@ -159,7 +161,9 @@ def _grad_checkpointing(key: str, b: BranchConfig, branch: Branch) -> None:
     try:
         setter(True)
     except ValueError as exc:
-        raise ConfigError(f"{key}.grad_checkpointing=true: {exc}; encoders that have it: {GRAD_CHECKPOINTING_ENCODERS}") from None
+        raise ConfigError(
+            f"{key}.grad_checkpointing=true: {exc}; encoders that have it: {GRAD_CHECKPOINTING_ENCODERS}"
+        ) from None
 
 
 def build_model(cfg: RecipeConfig, data: DataSetup) -> JointEmbedding:
@@ -167,7 +171,9 @@ def build_model(cfg: RecipeConfig, data: DataSetup) -> JointEmbedding:
     with the speed options of ``model`` applied (gradient checkpointing, channels-last, compile)."""
     mod_a, mod_b = side_modalities(cfg, data)
     branch_a = _build_branch("model.branch_a", cfg.model.branch_a, data.modalities[mod_a])
-    branch_b = branch_a if cfg.model.shared else _build_branch("model.branch_b", cfg.model.branch_b, data.modalities[mod_b])
+    branch_b = (
+        branch_a if cfg.model.shared else _build_branch("model.branch_b", cfg.model.branch_b, data.modalities[mod_b])
+    )
     try:
         model = JointEmbedding(branch_a, branch_b, build_objective(cfg))
     except ValueError as exc:
@@ -234,8 +240,15 @@ def build_collate(cfg: RecipeConfig, data: DataSetup) -> Callable | None:
 
 def _optimizer_spec(o: OptimConfig, module: Any, label: str) -> OptimizerSpec:
     return OptimizerSpec(
-        name=o.name, module=module, base_lr=o.base_lr, weight_decay=o.weight_decay, momentum=o.momentum,
-        betas=tuple(o.betas), warmup_epochs=o.warmup_epochs, final_lr_ratio=o.final_lr_ratio, label=label,
+        name=o.name,
+        module=module,
+        base_lr=o.base_lr,
+        weight_decay=o.weight_decay,
+        momentum=o.momentum,
+        betas=tuple(o.betas),
+        warmup_epochs=o.warmup_epochs,
+        final_lr_ratio=o.final_lr_ratio,
+        label=label,
     )
 
 

@@ -62,26 +62,56 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("overrides", nargs="*", help="config overrides such as train.epochs=5 data.root=/data/imagenet")
 
-    e = sub.add_parser("eval", help="evaluate the exported branches of a run directory, or an encoder's weights file on a recipe's data")
-    e.add_argument("run_dir", nargs="?", default=None, help="a run directory (or give --recipe, --encoder and --weights)")
-    e.add_argument("--trust-imports", action="store_true",
-                   help="import the modules the run directory's config and exports name (imports:, import paths): "
-                        "only for runs you trust, since importing runs their code")
-    e.add_argument("--trust-commands", action="store_true",
-                   help="let the run directory's config name shards that run a command (data.shards=pipe:...) or "
-                        "live on another machine (https:, gs:, ...): only for runs you trust")
-    e.add_argument("--recipe", default=None, help="evaluate --encoder on this recipe's data with its eval settings, instead of a run")
+    e = sub.add_parser(
+        "eval",
+        help="evaluate the exported branches of a run directory, or an encoder's weights file on a recipe's data",
+    )
+    e.add_argument(
+        "run_dir", nargs="?", default=None, help="a run directory (or give --recipe, --encoder and --weights)"
+    )
+    e.add_argument(
+        "--trust-imports",
+        action="store_true",
+        help="import the modules the run directory's config and exports name (imports:, import paths): "
+        "only for runs you trust, since importing runs their code",
+    )
+    e.add_argument(
+        "--trust-commands",
+        action="store_true",
+        help="let the run directory's config name shards that run a command (data.shards=pipe:...) or "
+        "live on another machine (https:, gs:, ...): only for runs you trust",
+    )
+    e.add_argument(
+        "--recipe",
+        default=None,
+        help="evaluate --encoder on this recipe's data with its eval settings, instead of a run",
+    )
     e.add_argument("--encoder", default=None, help="a registered encoder (multivic encoders), e.g. resnet18")
-    e.add_argument("--weights", default=None,
-                   help="its weights: .safetensors, or .pt/.pth/.ckpt read as tensors only (never run as code); "
-                        "torchvision, lightly, timm and multivic layouts are mapped; without it, a random initialisation")
-    e.add_argument("--encoder-kwargs", action="append", default=[], metavar="JSON|KEY=VALUE",
-                   help="the encoder's arguments, as a JSON object or key=value (repeatable), e.g. small_stem=false; "
-                        "default: the recipe branch's when it uses the same encoder")
-    e.add_argument("--branch", choices=("a", "b"), default="a",
-                   help="the recipe branch whose name labels the metrics and whose encoder_kwargs are the defaults (a)")
-    e.add_argument("--no-strict", action="store_true",
-                   help="load the weights that match and keep the encoder's own for the rest, instead of refusing")
+    e.add_argument(
+        "--weights",
+        default=None,
+        help="its weights: .safetensors, or .pt/.pth/.ckpt read as tensors only (never run as code); "
+        "torchvision, lightly, timm and multivic layouts are mapped; without it, a random initialisation",
+    )
+    e.add_argument(
+        "--encoder-kwargs",
+        action="append",
+        default=[],
+        metavar="JSON|KEY=VALUE",
+        help="the encoder's arguments, as a JSON object or key=value (repeatable), e.g. small_stem=false; "
+        "default: the recipe branch's when it uses the same encoder",
+    )
+    e.add_argument(
+        "--branch",
+        choices=("a", "b"),
+        default="a",
+        help="the recipe branch whose name labels the metrics and whose encoder_kwargs are the defaults (a)",
+    )
+    e.add_argument(
+        "--no-strict",
+        action="store_true",
+        help="load the weights that match and keep the encoder's own for the rest, instead of refusing",
+    )
     e.add_argument("--out", default=None, help="also write the metrics as JSON to this file")
     e.add_argument("overrides", nargs="*", help="overrides, e.g. data.root=/data/val-copy eval.knn_k=10")
 
@@ -93,50 +123,89 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("embed", help="embed a folder of inputs with a trained branch")
     m.add_argument("run_dir", help="a run directory or an export folder (a copied one is enough)")
     m.add_argument("--branch", required=True, help="branch name, as in export/<branch>.json")
-    m.add_argument("--input", required=True, help="a folder of images or audio files (searched recursively), or a captions file (.txt lines or COCO .json)")
-    m.add_argument("--out", required=True, help="output file: .npy (array), .npz (embeddings + inputs) or .parquet (columns input, embedding)")
-    m.add_argument("--output", choices=("representation", "embedding"), default="representation",
-                   help="encoder output (default, used downstream) or expander output")
+    m.add_argument(
+        "--input",
+        required=True,
+        help="a folder of images or audio files (searched recursively), or a captions file (.txt lines or COCO .json)",
+    )
+    m.add_argument(
+        "--out",
+        required=True,
+        help="output file: .npy (array), .npz (embeddings + inputs) or .parquet (columns input, embedding)",
+    )
+    m.add_argument(
+        "--output",
+        choices=("representation", "embedding"),
+        default="representation",
+        help="encoder output (default, used downstream) or expander output",
+    )
     m.add_argument("--batch-size", type=int, default=64)
     m.add_argument("--num-workers", type=int, default=0, help="data-loading worker processes")
-    m.add_argument("--trust-imports", action="store_true",
-                   help="import the modules the export names (imports:, import paths): "
-                        "only for exports you trust, since importing runs their code")
+    m.add_argument(
+        "--trust-imports",
+        action="store_true",
+        help="import the modules the export names (imports:, import paths): "
+        "only for exports you trust, since importing runs their code",
+    )
 
     c = sub.add_parser("compare", help="one table of several runs: the config keys that differ and the final metrics")
     c.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="two or more run directories")
     c.add_argument("--csv", default="compare.csv", help="where to save the table as CSV (default: compare.csv)")
 
-    rp = sub.add_parser("report", help="figures (PNG) and a self-contained HTML page of a run's training and evaluation")
+    rp = sub.add_parser(
+        "report", help="figures (PNG) and a self-contained HTML page of a run's training and evaluation"
+    )
     rp.add_argument("run_dir")
     rp.add_argument("--out", default=None, help="folder of the report (default: RUN_DIR/report)")
 
-    sw = sub.add_parser("sweep", help="train a grid of settings into sibling run directories, then compare them; "
-                                      "running it again resumes")
-    sw.add_argument("recipe", help="a recipe, or a sweep file (YAML with recipe:, grid: and overrides:), "
-                                   "e.g. recipes/sweeps/loss_ablation.yaml")
-    sw.add_argument("--output-dir", default=None, help="folder of the runs, sweep.json and compare.csv "
-                                                       "(default: runs/<sweep file name> or runs/sweep-<recipe name>)")
-    sw.add_argument("--dry-run", action="store_true", help="print the multivic train commands (e.g. for SLURM), run nothing")
+    sw = sub.add_parser(
+        "sweep",
+        help="train a grid of settings into sibling run directories, then compare them; running it again resumes",
+    )
+    sw.add_argument(
+        "recipe",
+        help="a recipe, or a sweep file (YAML with recipe:, grid: and overrides:), "
+        "e.g. recipes/sweeps/loss_ablation.yaml",
+    )
+    sw.add_argument(
+        "--output-dir",
+        default=None,
+        help="folder of the runs, sweep.json and compare.csv "
+        "(default: runs/<sweep file name> or runs/sweep-<recipe name>)",
+    )
+    sw.add_argument(
+        "--dry-run", action="store_true", help="print the multivic train commands (e.g. for SLURM), run nothing"
+    )
     sw.add_argument("--no-progress", action="store_true", help="no progress bars")
-    sw.add_argument("overrides", nargs="*", help="key=v1,v2 (an axis of the grid) or key=value (every run), "
-                                                 "e.g. loss.std_coeff=0,25 train.epochs=4")
+    sw.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=v1,v2 (an axis of the grid) or key=value (every run), e.g. loss.std_coeff=0,25 train.epochs=4",
+    )
 
-    sh = sub.add_parser("shard", help="write a data set (any data format, or a built-in set) as tar shards with an index")
+    sh = sub.add_parser(
+        "shard", help="write a data set (any data format, or a built-in set) as tar shards with an index"
+    )
     sh.add_argument("src", help="a data set folder, or a built-in data set's name (shapes, sounds, captions)")
     sh.add_argument("out", help="folder to create for the shards and shards.json (must not exist)")
     sh.add_argument("--format", default=None, help="the source's data format (default: detected)")
     sh.add_argument("--shard-size", default="1000", help="samples per shard (1000), or a size per shard (256MB)")
-    sh.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE_OR_FILE",
-                    help="a plug-in module (dotted name or .py file) whose format or modality the source needs; repeatable")
+    sh.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_FILE",
+        help="a plug-in module (dotted name or .py file) whose format or modality the source needs; repeatable",
+    )
     sh.add_argument("overrides", nargs="*", help="the source format's data options, e.g. test_fold=5 sample_rate=16000")
     return p
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from multivic.config import load_config
     from multivic.commands.evaluate import format_metrics
     from multivic.commands.train import train
+    from multivic.config import load_config
 
     cfg = load_config(args.recipe, args.overrides)
     out = Path(args.output_dir) if args.output_dir else Path("runs") / Path(args.recipe).stem
@@ -150,15 +219,25 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from multivic.commands.evaluate import evaluate, format_metrics, load_run_config
     from multivic.run_dir import RunDir, atomic_write_text, metrics_json
 
-    backbone = [flag for flag, value in (("--encoder", args.encoder), ("--weights", args.weights),
-                                         ("--encoder-kwargs", args.encoder_kwargs), ("--no-strict", args.no_strict)) if value]
+    backbone = [
+        flag
+        for flag, value in (
+            ("--encoder", args.encoder),
+            ("--weights", args.weights),
+            ("--encoder-kwargs", args.encoder_kwargs),
+            ("--no-strict", args.no_strict),
+        )
+        if value
+    ]
     if args.recipe is None:
         if backbone:
             raise MultivicError(f"{backbone[0]} evaluates an encoder on a recipe's data: add --recipe RECIPE")
         if args.run_dir is None:
             raise MultivicError("give a RUN_DIR, or --recipe RECIPE --encoder NAME --weights FILE")
         run_dir = RunDir(args.run_dir)
-        cfg = load_run_config(run_dir, args.overrides, trust_imports=args.trust_imports, trust_commands=args.trust_commands)
+        cfg = load_run_config(
+            run_dir, args.overrides, trust_imports=args.trust_imports, trust_commands=args.trust_commands
+        )
         with run_dir.lock("multivic eval"):  # it rewrites metrics.json: not while a run (or another eval) writes
             metrics = evaluate(cfg, run_dir, trust_imports=args.trust_imports)
     else:
@@ -179,11 +258,15 @@ def _eval_backbone(args: argparse.Namespace) -> dict[str, float]:
             raise MultivicError(f"give a RUN_DIR or --recipe, not both ({args.run_dir} and {args.recipe})")
         overrides.insert(0, args.run_dir)
     if args.encoder is None:
-        raise MultivicError("--recipe evaluates an encoder's weights: add --encoder NAME --weights FILE (multivic encoders lists the names)")
+        raise MultivicError(
+            "--recipe evaluates an encoder's weights: add --encoder NAME --weights FILE (multivic encoders lists the names)"
+        )
     kwargs = _encoder_kwargs(args.encoder_kwargs)
     cfg = load_config(args.recipe, overrides)
     if args.weights is None:
-        print(f"note: no --weights: evaluating a randomly initialised {args.encoder} (seed {cfg.seed})", file=sys.stderr)
+        print(
+            f"note: no --weights: evaluating a randomly initialised {args.encoder} (seed {cfg.seed})", file=sys.stderr
+        )
     return evaluate_backbone(cfg, args.encoder, args.weights, kwargs, side=args.branch, strict=not args.no_strict)
 
 
@@ -205,7 +288,9 @@ def _encoder_kwargs(items: list[str]) -> dict:
             continue
         key, eq, raw = text.partition("=")
         if not eq or not key.strip():
-            raise MultivicError(f"--encoder-kwargs {item!r} is neither a JSON object nor key=value (e.g. small_stem=false)")
+            raise MultivicError(
+                f"--encoder-kwargs {item!r} is neither a JSON object nor key=value (e.g. small_stem=false)"
+            )
         try:
             out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
@@ -217,7 +302,9 @@ def _cmd_encoders(args: argparse.Namespace) -> None:
     from multivic.registry import MODALITIES, create_encoder, encoder_spec, list_encoders, plugin_errors
 
     if args.modality is not None and args.modality not in MODALITIES.names():
-        raise MultivicError(f"--modality {args.modality!r} is not a registered modality; known: {', '.join(MODALITIES.names())}")
+        raise MultivicError(
+            f"--modality {args.modality!r} is not a registered modality; known: {', '.join(MODALITIES.names())}"
+        )
     names = list_encoders(args.modality)
     print(f"{'name':<14}{'modality':<12}{'out_dim':>8}  source")
     for name in names:
@@ -260,9 +347,16 @@ def _default_width(name: str, create_encoder) -> str:
 def _cmd_embed(args: argparse.Namespace) -> None:
     from multivic.commands.embed import embed_inputs
 
-    n, dim = embed_inputs(Path(args.run_dir), args.branch, Path(args.input), Path(args.out),
-                          output=args.output, batch_size=args.batch_size, num_workers=args.num_workers,
-                          trust_imports=args.trust_imports)
+    n, dim = embed_inputs(
+        Path(args.run_dir),
+        args.branch,
+        Path(args.input),
+        Path(args.out),
+        output=args.output,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        trust_imports=args.trust_imports,
+    )
     print(f"wrote {n} embeddings of width {dim} to {args.out}")
 
 
@@ -292,9 +386,17 @@ def _cmd_shard(args: argparse.Namespace) -> None:
     from multivic.commands.shard import write_shards
 
     options = dict(o.split("=", 1) for o in args.overrides)
-    index = write_shards(args.src, args.out, args.format, args.shard_size,
-                         {k.removeprefix("data."): v for k, v in options.items()}, imports=args.imports)
-    print(f"wrote {', '.join(f'{len(s)} {k} shards' for k, s in index['splits'].items())} and shards.json to {args.out}")
+    index = write_shards(
+        args.src,
+        args.out,
+        args.format,
+        args.shard_size,
+        {k.removeprefix("data."): v for k, v in options.items()},
+        imports=args.imports,
+    )
+    print(
+        f"wrote {', '.join(f'{len(s)} {k} shards' for k, s in index['splits'].items())} and shards.json to {args.out}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,8 +417,17 @@ def main(argv: list[str] | None = None) -> int:
         if handler not in before:
             handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.getLogger("multivic").setLevel(logging.INFO)
-    commands = {"train": _cmd_train, "eval": _cmd_eval, "encoders": _cmd_encoders, "plugins": _cmd_plugins, "embed": _cmd_embed,
-                "compare": _cmd_compare, "report": _cmd_report, "sweep": _cmd_sweep, "shard": _cmd_shard}
+    commands = {
+        "train": _cmd_train,
+        "eval": _cmd_eval,
+        "encoders": _cmd_encoders,
+        "plugins": _cmd_plugins,
+        "embed": _cmd_embed,
+        "compare": _cmd_compare,
+        "report": _cmd_report,
+        "sweep": _cmd_sweep,
+        "shard": _cmd_shard,
+    }
     try:
         commands[args.command](args)
     except MultivicError as exc:

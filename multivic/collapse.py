@@ -71,7 +71,9 @@ def collapse_stats(z: Tensor, gamma: float = 1.0) -> dict[str, float]:
 
 
 @torch.no_grad()
-def branch_collapse(name: str, embeddings: Tensor, representations: Tensor, gamma: float = 1.0) -> tuple[dict[str, float], dict[str, Tensor]]:
+def branch_collapse(
+    name: str, embeddings: Tensor, representations: Tensor, gamma: float = 1.0
+) -> tuple[dict[str, float], dict[str, Tensor]]:
     """A branch's end-of-run collapse picture from its evaluation outputs.
 
     Args:

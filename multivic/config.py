@@ -209,7 +209,9 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None, l
         if recipe is not None:
             path = Path(recipe)
             if not path.is_file():
-                raise ConfigError(f"recipe {path} not found: give the path of a YAML recipe, e.g. recipes/quickstart/image_image.yaml")
+                raise ConfigError(
+                    f"recipe {path} not found: give the path of a YAML recipe, e.g. recipes/quickstart/image_image.yaml"
+                )
             loaded = OmegaConf.load(path)
             if not isinstance(loaded, DictConfig):
                 raise ConfigError(f"recipe {path} is not a YAML mapping of config keys")
@@ -230,7 +232,9 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None, l
     if recipe is not None:
         # .py imports are relative to the recipe; stored absolute so the run dir stays usable.
         base = Path(recipe).resolve().parent
-        cfg.imports = [str((base / m).resolve()) if m.endswith(".py") and not Path(m).is_absolute() else m for m in cfg.imports]
+        cfg.imports = [
+            str((base / m).resolve()) if m.endswith(".py") and not Path(m).is_absolute() else m for m in cfg.imports
+        ]
     import_modules(list(cfg.imports))  # plug-ins of the recipe register before their keys are checked
     cfg.loss = resolve_loss(OmegaConf.to_container(cfg.loss, resolve=True))  # type: ignore[arg-type]
     cfg.data = resolve_data(OmegaConf.to_container(cfg.data, resolve=True), legacy)  # type: ignore[arg-type]
@@ -256,12 +260,17 @@ def _option_type(hint: Any) -> Any:
 REQUIRED = object()
 
 
-def _typed_section(section: str, fields: list[tuple[str, Any, Any]], given: dict[str, Any], whose: str) -> dict[str, Any]:
+def _typed_section(
+    section: str, fields: list[tuple[str, Any, Any]], given: dict[str, Any], whose: str
+) -> dict[str, Any]:
     """``given`` checked against ``fields`` (name, type hint, default or REQUIRED), with the
     defaults filled in."""
     schema = dataclasses.make_dataclass(
         section,
-        [(n, _option_type(t), field(default_factory=lambda d=d: MISSING if d is REQUIRED else d)) for n, t, d in fields],
+        [
+            (n, _option_type(t), field(default_factory=lambda d=d: MISSING if d is REQUIRED else d))
+            for n, t, d in fields
+        ],
     )
     unknown = sorted(set(given) - {n for n, _, _ in fields})
     if unknown:
@@ -274,7 +283,9 @@ def _typed_section(section: str, fields: list[tuple[str, Any, Any]], given: dict
         raise ConfigError(f"config key '{section}.{getattr(exc, 'key', '?')}': {str(exc).splitlines()[0]}") from None
     missing = sorted(OmegaConf.missing_keys(merged))
     if missing:
-        raise ConfigError(f"config key '{section}.{missing[0]}' is required by {whose}: set it in the recipe or as {section}.{missing[0]}=...")
+        raise ConfigError(
+            f"config key '{section}.{missing[0]}' is required by {whose}: set it in the recipe or as {section}.{missing[0]}=..."
+        )
     return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
 
 
@@ -321,8 +332,16 @@ def resolve_loss(loss: dict[str, Any]) -> dict[str, Any]:
 
 # Keys every run directory of multivic 0.1 recorded, whatever its format (one flat DataConfig).
 LEGACY_DATA_KEYS = (
-    "image_size", "sample_rate", "crop_seconds", "test_fold", "meta_csv", "min_seconds", "min_word_count",
-    "max_caption_tokens", "tokenizer", "tokenizer_vocab_size",
+    "image_size",
+    "sample_rate",
+    "crop_seconds",
+    "test_fold",
+    "meta_csv",
+    "min_seconds",
+    "min_word_count",
+    "max_caption_tokens",
+    "tokenizer",
+    "tokenizer_vocab_size",
 )
 
 
@@ -428,7 +447,9 @@ def validate(cfg: RecipeConfig) -> None:
     if t.log_every < 1 or t.checkpoint_every < 1 or t.keep_checkpoints < 1:
         raise ConfigError("train.log_every, train.checkpoint_every and train.keep_checkpoints must be >= 1")
     if t.checkpoint_every_steps < 0:
-        raise ConfigError(f"train.checkpoint_every_steps must be >= 0 (0: per epoch only); got {t.checkpoint_every_steps}")
+        raise ConfigError(
+            f"train.checkpoint_every_steps must be >= 0 (0: per epoch only); got {t.checkpoint_every_steps}"
+        )
     _choice("train.mixed_precision", t.mixed_precision, MIXED_PRECISION)
     _choice("train.on_nonfinite", t.on_nonfinite, NONFINITE_POLICIES)
     if t.max_nonfinite_in_row < 1:
@@ -439,9 +460,7 @@ def validate(cfg: RecipeConfig) -> None:
         raise ConfigError(f"data.max_bad_fraction must be in [0, 1]; got {cfg.data.max_bad_fraction}")
     _check_optim("optim", cfg.optim)
     if cfg.data.root is None and cfg.data.builtin is None:
-        raise ConfigError(
-            "no data: set data.root=PATH to your data set (or data.builtin=shapes for the built-in one)"
-        )
+        raise ConfigError("no data: set data.root=PATH to your data set (or data.builtin=shapes for the built-in one)")
     if cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers must be >= 0; got {cfg.data.num_workers}")
     m = cfg.model
@@ -453,7 +472,9 @@ def validate(cfg: RecipeConfig) -> None:
         b = getattr(m, key)
         if b.optim is not None:
             if m.shared:
-                raise ConfigError(f"model.{key}.optim needs model.shared=false: a shared network has one optimiser (use `optim`)")
+                raise ConfigError(
+                    f"model.{key}.optim needs model.shared=false: a shared network has one optimiser (use `optim`)"
+                )
             _check_optim(f"model.{key}.optim", b.optim)
     _choice("model.compile_mode", m.compile_mode, COMPILE_MODES)
     if m.compile_mode != "default" and not m.compile:
@@ -468,7 +489,9 @@ def validate(cfg: RecipeConfig) -> None:
                 )
     if cfg.eval.cross_validate and not FORMATS.get(cfg.data.format).factory.folds:
         folded = [n for n in FORMATS.names() if FORMATS.get(n).factory.folds]
-        raise ConfigError(f"eval.cross_validate needs fold-based data ({', '.join(folded)}); data.format is {cfg.data.format!r}")
+        raise ConfigError(
+            f"eval.cross_validate needs fold-based data ({', '.join(folded)}); data.format is {cfg.data.format!r}"
+        )
     _choice("eval.retrieval_space", cfg.eval.retrieval_space, ("embedding", "representation"))
     if cfg.eval.knn_k < 1 or cfg.eval.knn_temperature <= 0:
         raise ConfigError("eval.knn_k must be >= 1 and eval.knn_temperature > 0")

@@ -149,8 +149,10 @@ def load_branch(
         raise RunDirError(f"{weights_path} is damaged ({_first_line(exc)}): {fix}") from None
     bad = _not_finite(state)
     if bad:
-        raise RunDirError(f"{weights_path} holds NaN or infinite weights ({bad}): the run diverged or the file was altered; "
-                          "export a checkpoint from before it diverged")
+        raise RunDirError(
+            f"{weights_path} holds NaN or infinite weights ({bad}): the run diverged or the file was altered; "
+            "export a checkpoint from before it diverged"
+        )
     try:
         branch.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError) as exc:
@@ -159,8 +161,9 @@ def load_branch(
         try:
             branch.preprocess = create_modality(pre["modality"], pre.get("options") or {})
         except Exception as exc:  # noqa: BLE001 - a modality's own checks of its options
-            raise RunDirError(f"{meta_path} has preprocessing options {pre['modality']} does not accept "
-                              f"({_first_line(exc)}): {fix}") from None
+            raise RunDirError(
+                f"{meta_path} has preprocessing options {pre['modality']} does not accept ({_first_line(exc)}): {fix}"
+            ) from None
         if branch.preprocess.needs_fitting:
             state_dir = folder / f"{name}.state"
             try:
@@ -210,7 +213,11 @@ def _meta_problem(meta: dict[str, Any]) -> str | None:
         return problem
     pre = meta.get("preprocess")
     if pre is not None:
-        if not isinstance(pre, dict) or not isinstance(pre.get("modality"), str) or not isinstance(pre.get("options", {}) or {}, dict):
+        if (
+            not isinstance(pre, dict)
+            or not isinstance(pre.get("modality"), str)
+            or not isinstance(pre.get("options", {}) or {}, dict)
+        ):
             return "'preprocess' is not {'modality': name, 'options': {...}}"
         return _numbers_problem(pre.get("options") or {}, "preprocess.options", OPTION_BOUNDS)
     return None
@@ -264,7 +271,9 @@ def _build_checked(meta: dict[str, Any], meta_path: Path, shapes: dict[str, tupl
         try:
             return build_branch(*args)
         except Exception as exc:  # noqa: BLE001 - an encoder factory's own refusal of its arguments
-            raise RunDirError(f"{meta_path} describes a branch that cannot be built ({_first_line(exc)}): {fix}") from None
+            raise RunDirError(
+                f"{meta_path} describes a branch that cannot be built ({_first_line(exc)}): {fix}"
+            ) from None
 
     try:
         with torch.device("meta"):

@@ -122,9 +122,7 @@ class LARS(torch.optim.Optimizer):
                     u_norm = torch.linalg.vector_norm(update)
                     one = torch.ones_like(w_norm)
                     # Nested where (not a Python branch) keeps the step free of host syncs.
-                    q = torch.where(
-                        w_norm > 0, torch.where(u_norm > 0, group["eta"] * w_norm / u_norm, one), one
-                    )
+                    q = torch.where(w_norm > 0, torch.where(u_norm > 0, group["eta"] * w_norm / u_norm, one), one)
                     update = update.mul(q)
                 state = self.state[p]
                 buf = state.get("momentum_buffer")
@@ -144,7 +142,7 @@ def build_optimizer(
     momentum: float = 0.9,
     betas: Sequence[float] = (0.9, 0.999),
 ) -> torch.optim.Optimizer:
-    """"lars" (trust coefficient 0.001, as released) or "adamw", over ``groups``.
+    """ "lars" (trust coefficient 0.001, as released) or "adamw", over ``groups``.
 
     Each group's ``weight_decay`` and (for LARS) ``lars_adapt`` come from the groups, e.g.
     :func:`split_decay_groups`; AdamW keeps the ``lars_adapt`` key in its groups and never reads it.

@@ -123,7 +123,9 @@ class Registry(Generic[F]):
 
         return decorate
 
-    def add(self, name: str, factory: Callable[..., Any], *, overwrite: bool = False, source: str | None = None, **meta: Any) -> None:
+    def add(
+        self, name: str, factory: Callable[..., Any], *, overwrite: bool = False, source: str | None = None, **meta: Any
+    ) -> None:
         """Register ``factory`` under ``name`` (the non-decorator form)."""
         for key in self.required_meta:
             if not isinstance(meta.get(key), str) or not meta[key]:
@@ -141,7 +143,9 @@ class Registry(Generic[F]):
         ``create(prefix + rest, **kw)`` calls ``factory(rest, **kw)``."""
 
         def decorate(factory: F) -> F:
-            self._families[prefix] = Entry(prefix + "<name>", factory, factory.__module__, _first_doc_line(factory), dict(meta))
+            self._families[prefix] = Entry(
+                prefix + "<name>", factory, factory.__module__, _first_doc_line(factory), dict(meta)
+            )
             return factory
 
         return decorate
@@ -230,7 +234,7 @@ class Registry(Generic[F]):
             raise RegistryError(self._plugin_errors[name])
         for prefix, family in self._families.items():
             if name.startswith(prefix):
-                rest = name[len(prefix):]
+                rest = name[len(prefix) :]
                 return Entry(name, _FamilyMember(family.factory, rest), family.source, family.description, family.meta)
         if ":" in name:
             return self._import_path_entry(name)
@@ -238,7 +242,8 @@ class Registry(Generic[F]):
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         broken = (
             f" ({len(self._plugin_errors)} plugin entry points failed to load: see `multivic encoders` or `multivic plugins`)"
-            if self._plugin_errors else ""
+            if self._plugin_errors
+            else ""
         )
         families = "".join(f", {p}<name>" for p in self._families)
         raise RegistryError(
@@ -435,4 +440,6 @@ def _check_encoder_contract(name: str, modality: str, module: Any) -> None:
 
 def plugin_errors() -> dict[str, str]:
     """Entry points of every extension point that failed to load, by "<kind> <name>"."""
-    return {f"{r.kind} {k}": v for r in (ENCODERS, OBJECTIVES, MODALITIES, FORMATS) for k, v in r.plugin_errors().items()}
+    return {
+        f"{r.kind} {k}": v for r in (ENCODERS, OBJECTIVES, MODALITIES, FORMATS) for k, v in r.plugin_errors().items()
+    }

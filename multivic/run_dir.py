@@ -89,8 +89,14 @@ def atomic_write_text(path: Path, text: str) -> None:
 # refused without being read, so nothing hangs), no larger than a bound, and any damage is one
 # error naming the file and the fix, never a traceback.
 
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
 
 
 def _kind(mode: int) -> str:
@@ -177,8 +183,14 @@ def read_file_bytes(
         os.close(fd)
 
 
-def read_text_file(path: Path, fix: str, limit: int = MAX_SMALL_FILE, error: type[MultivicError] = RunDirError,
-                   follow_symlinks: bool = True, inside: Path | None = None) -> str:
+def read_text_file(
+    path: Path,
+    fix: str,
+    limit: int = MAX_SMALL_FILE,
+    error: type[MultivicError] = RunDirError,
+    follow_symlinks: bool = True,
+    inside: Path | None = None,
+) -> str:
     """:func:`read_file_bytes` decoded as UTF-8; ``error`` "<file> is damaged (not UTF-8 text)"."""
     data = read_file_bytes(path, fix, limit, error, follow_symlinks, inside)
     try:
@@ -187,8 +199,14 @@ def read_text_file(path: Path, fix: str, limit: int = MAX_SMALL_FILE, error: typ
         raise error(f"{path} is damaged (not UTF-8 text): {fix}") from None
 
 
-def read_json_file(path: Path, fix: str, limit: int = MAX_SMALL_FILE, error: type[MultivicError] = RunDirError,
-                   expect: type | None = dict, inside: Path | None = None) -> Any:
+def read_json_file(
+    path: Path,
+    fix: str,
+    limit: int = MAX_SMALL_FILE,
+    error: type[MultivicError] = RunDirError,
+    expect: type | None = dict,
+    inside: Path | None = None,
+) -> Any:
     """:func:`read_text_file` parsed as JSON, of type ``expect`` (None: any); every failure is
     ``error`` "<file> is damaged (<what>): <fix>"."""
     text = read_text_file(path, fix, limit, error, inside=inside)
@@ -201,8 +219,13 @@ def read_json_file(path: Path, fix: str, limit: int = MAX_SMALL_FILE, error: typ
     return value
 
 
-def read_yaml_file(path: Path, fix: str, limit: int = MAX_SMALL_FILE, error: type[MultivicError] = RunDirError,
-                   inside: Path | None = None) -> Any:
+def read_yaml_file(
+    path: Path,
+    fix: str,
+    limit: int = MAX_SMALL_FILE,
+    error: type[MultivicError] = RunDirError,
+    inside: Path | None = None,
+) -> Any:
     """:func:`read_text_file` parsed with ``yaml.safe_load`` (plain data: nothing is imported),
     at most :data:`MAX_CONFIG_NODES` values once aliases are followed."""
     text = read_text_file(path, fix, limit, error, inside=inside)
@@ -288,7 +311,10 @@ def _holder(path: Path) -> str:
     try:
         info = json.loads(read_file_bytes(path, "", limit=4096))
         pid, host = int(info["pid"]), terminal_safe(str(info.get("host", "?")))[:64]
-        command, since = terminal_safe(str(info.get("command", "?")))[:40], terminal_safe(str(info.get("since", "?")))[:32]
+        command, since = (
+            terminal_safe(str(info.get("command", "?")))[:40],
+            terminal_safe(str(info.get("since", "?")))[:32],
+        )
         return f"`{command}`, pid {pid} on {host}, since {since}"
     except (MultivicError, ValueError, KeyError, TypeError):
         return "a process that has not yet said who it is"
@@ -384,8 +410,12 @@ class RunDir:
         try:
             fd = self._acquire(path, fcntl, fix)
             _HELD.add(key)
-            info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-                    "since": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+            info = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "command": command,
+                "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            }
             if fd >= 0:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
@@ -415,23 +445,34 @@ class RunDir:
                 fd = os.open(path, flags, 0o666)
             except OSError as exc:
                 if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                    raise RunDirError(f"{self.root} is not writable ({exc.strerror}): this command writes into it; "
-                                      "fix its permissions, or copy it somewhere writable") from None
+                    raise RunDirError(
+                        f"{self.root} is not writable ({exc.strerror}): this command writes into it; "
+                        "fix its permissions, or copy it somewhere writable"
+                    ) from None
                 kind = "a symbolic link" if exc.errno == errno.ELOOP else (exc.strerror or str(exc))
-                raise RunDirError(f"{path} cannot be opened to lock the run directory ({kind}): "
-                                  f"delete it if no multivic process uses {self.root}") from None
+                raise RunDirError(
+                    f"{path} cannot be opened to lock the run directory ({kind}): "
+                    f"delete it if no multivic process uses {self.root}"
+                ) from None
             try:
                 info = os.fstat(fd)
                 if not stat.S_ISREG(info.st_mode):
-                    raise RunDirError(f"{path} is {_kind(info.st_mode)}, not multivic's lock file: "
-                                      f"delete it if no multivic process uses {self.root}")
+                    raise RunDirError(
+                        f"{path} is {_kind(info.st_mode)}, not multivic's lock file: "
+                        f"delete it if no multivic process uses {self.root}"
+                    )
                 try:
                     fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError as exc:
                     if exc.errno in (errno.EACCES, errno.EAGAIN):
-                        raise RunDirError(f"{self.root} is in use by another process ({_holder(path)}): {fix}") from None
-                    logger.warning("%s cannot be locked on this file system (%s): make sure no other process writes it",
-                                   self.root, exc.strerror or exc)
+                        raise RunDirError(
+                            f"{self.root} is in use by another process ({_holder(path)}): {fix}"
+                        ) from None
+                    logger.warning(
+                        "%s cannot be locked on this file system (%s): make sure no other process writes it",
+                        self.root,
+                        exc.strerror or exc,
+                    )
                     return fd
                 try:
                     current = os.stat(path)
@@ -473,14 +514,20 @@ class RunDir:
         try:
             return load_file(str(self.eval_arrays))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise RunDirError(f"{self.eval_arrays} is damaged ({exc}): re-evaluate the run with `multivic eval {self.root}`") from None
+            raise RunDirError(
+                f"{self.eval_arrays} is damaged ({exc}): re-evaluate the run with `multivic eval {self.root}`"
+            ) from None
 
     def read_config_data(self) -> dict[str, Any]:
         """config.yaml as plain data (yaml.safe_load: nothing is imported or resolved); a
         one-line RunDirError when this is not a run directory or the file is damaged."""
         if not self.root.is_dir() or not is_present(self.config, "is it a multivic run directory?"):
-            raise RunDirError(f"{self.root} is not a multivic run directory (no config.yaml): pass the --output-dir of a training run")
-        config = read_yaml_file(self.config, "is it a multivic config? restore it from the recipe the run was trained with")
+            raise RunDirError(
+                f"{self.root} is not a multivic run directory (no config.yaml): pass the --output-dir of a training run"
+            )
+        config = read_yaml_file(
+            self.config, "is it a multivic config? restore it from the recipe the run was trained with"
+        )
         if not isinstance(config, dict):
             raise RunDirError(f"{self.config} does not hold a mapping of settings: is it a multivic config?")
         return config
@@ -492,7 +539,9 @@ class RunDir:
         if not is_present(self.metrics, fix):
             return {}
         metrics = read_json_file(self.metrics, fix)
-        bad = [k for k, v in metrics.items() if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+        bad = [
+            k for k, v in metrics.items() if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))
+        ]
         if bad:
             raise RunDirError(f"{self.metrics} is damaged ({bad[0]!r} is not a number): {fix}")
         return {k: float("nan") if v is None else v for k, v in metrics.items()}
@@ -528,7 +577,9 @@ class HistoryWriter:
             except csv.Error as exc:
                 raise RunDirError(f"{path} is damaged ({_first_line(exc)}): {fix}") from None
             if damaged:
-                logger.warning("%s: left out %d damaged rows (a step that is not a number, or extra cells)", path, damaged)
+                logger.warning(
+                    "%s: left out %d damaged rows (a step that is not a number, or extra cells)", path, damaged
+                )
             if "step" not in columns:  # empty or headerless (a kill while it was first written): start afresh
                 path.unlink()
                 return

@@ -67,7 +67,9 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         try:
             raw: Any = load_file(str(path))
         except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: the file is the problem
-            raise WeightsError(f"{path} cannot be read as safetensors ({_first_line(exc)}): the file is damaged or not a weights file") from None
+            raise WeightsError(
+                f"{path} cannot be read as safetensors ({_first_line(exc)}): the file is damaged or not a weights file"
+            ) from None
     else:
         import pickle
 
@@ -75,7 +77,9 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             raw = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             if "weights only" not in str(exc).lower():
-                raise WeightsError(f"{path} cannot be read by torch.load ({_first_line(exc)}): the file is damaged or not a weights file") from None
+                raise WeightsError(
+                    f"{path} cannot be read by torch.load ({_first_line(exc)}): the file is damaged or not a weights file"
+                ) from None
             found = re.search(r"GLOBAL (\S+)", str(exc))
             what = f" ({found.group(1)})" if found else ""
             raise WeightsError(
@@ -83,7 +87,9 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
                 "save a plain state dict (torch.save(model.state_dict(), path)) or a .safetensors file"
             ) from None
         except Exception as exc:  # noqa: BLE001 - truncated zip, not a torch file, ...
-            raise WeightsError(f"{path} cannot be read by torch.load ({_first_line(exc)}): the file is damaged or not a weights file") from None
+            raise WeightsError(
+                f"{path} cannot be read by torch.load ({_first_line(exc)}): the file is damaged or not a weights file"
+            ) from None
     return unwrap_state_dict(raw, str(path))
 
 
@@ -124,7 +130,9 @@ def _wrapper_run(key: str) -> str:
     return key[: len(key) - len(_strip(key))].rstrip(".")
 
 
-def map_state_dict(state: dict[str, Tensor], encoder: nn.Module) -> tuple[dict[str, Tensor], dict[str, str], list[str], list[str]]:
+def map_state_dict(
+    state: dict[str, Tensor], encoder: nn.Module
+) -> tuple[dict[str, Tensor], dict[str, str], list[str], list[str]]:
     """The file's tensors under the encoder's own key names.
 
     Returns (mapped state, encoder key -> file key, the file's unmatched keys that are not
@@ -148,7 +156,9 @@ def map_state_dict(state: dict[str, Tensor], encoder: nn.Module) -> tuple[dict[s
             (heads if stem.split(".")[0] in HEADS else unmatched).append(key)
             continue
         if target in source:
-            raise WeightsError(f"weights {source[target]!r} and {key!r} both map onto the encoder's {target!r}: keep one of them in the file")
+            raise WeightsError(
+                f"weights {source[target]!r} and {key!r} both map onto the encoder's {target!r}: keep one of them in the file"
+            )
         mapped[target], source[target] = value, key
     return mapped, source, unmatched, heads
 
@@ -176,7 +186,9 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, strict: bool = Tr
     return load_state_into(encoder, state, str(path), strict)
 
 
-def load_state_into(encoder: nn.Module, state: dict[str, Tensor], origin: str = "weights", strict: bool = True) -> dict[str, list[str]]:
+def load_state_into(
+    encoder: nn.Module, state: dict[str, Tensor], origin: str = "weights", strict: bool = True
+) -> dict[str, list[str]]:
     """:func:`load_encoder_weights` for a state dict in memory (wrappers opened as for a file);
     ``origin`` names it in messages."""
     state = unwrap_state_dict(state, origin)
@@ -212,11 +224,26 @@ def load_state_into(encoder: nn.Module, state: dict[str, Tensor], origin: str = 
             "architecture, or pass --no-strict to load only the weights that match"
         )
     if heads:
-        logger.info("%s: left out %d head weights (%s): the representation is evaluated without them", origin, len(heads), _few(heads))
+        logger.info(
+            "%s: left out %d head weights (%s): the representation is evaluated without them",
+            origin,
+            len(heads),
+            _few(heads),
+        )
     if missing:
-        logger.warning("%s: %d of the encoder's weights are not in the file and keep their initial values (e.g. %s)", origin, len(missing), _few(missing))
+        logger.warning(
+            "%s: %d of the encoder's weights are not in the file and keep their initial values (e.g. %s)",
+            origin,
+            len(missing),
+            _few(missing),
+        )
     if unmatched:
-        logger.warning("%s: %d of its weights match nothing in the encoder and are ignored (e.g. %s)", origin, len(unmatched), _few(unmatched))
+        logger.warning(
+            "%s: %d of its weights match nothing in the encoder and are ignored (e.g. %s)",
+            origin,
+            len(unmatched),
+            _few(unmatched),
+        )
     encoder.load_state_dict({**own, **mapped})
     return {"loaded": [source[k] for k in mapped], "heads": heads, "unmatched": unmatched, "missing": missing}
 

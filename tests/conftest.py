@@ -28,9 +28,6 @@ def tiny_images(tmp_path_factory):
     return write_shapes_dataset(tmp_path_factory.mktemp("tiny_shapes"), train_per_class=12, val_per_class=4, size=32)
 
 
-
-
-
 @pytest.fixture
 def tiny_recipe(tmp_path, tiny_images):
     path = tmp_path / "tiny.yaml"

@@ -17,7 +17,9 @@ def test_shared_separate_and_different_architectures_train_through_one_api():
     a = build_branch("a", "resnet18", {}, "32-16")
     shared = JointEmbedding(a, a)
     separate = JointEmbedding(build_branch("a", "resnet18", {}, "32-16"), build_branch("b", "resnet18", {}, "32-16"))
-    different = JointEmbedding(build_branch("r18", "resnet18", {}, "32-16"), build_branch("r34", "resnet34", {}, "32-16"))
+    different = JointEmbedding(
+        build_branch("r18", "resnet18", {}, "32-16"), build_branch("r34", "resnet34", {}, "32-16")
+    )
     assert shared.shared and list(shared.branches()) == ["a"]
     assert _count(separate) == 2 * _count(shared)
     assert list(different.branches()) == ["r18", "r34"]
@@ -42,7 +44,9 @@ def test_user_modules_plug_in_without_the_registry():
         def forward(self, x):
             return self.lin(x)
 
-    model = JointEmbedding(Branch("u", Tiny(), Expander(6, "8-8")), Branch("v", Tiny(), Expander(6, "8-8")), VICRegLoss())
+    model = JointEmbedding(
+        Branch("u", Tiny(), Expander(6, "8-8")), Branch("v", Tiny(), Expander(6, "8-8")), VICRegLoss()
+    )
     loss, _ = model(torch.randn(5, 3), torch.randn(5, 3))
     assert torch.isfinite(loss)
 

@@ -76,7 +76,9 @@ def test_a_multivic_0_1_run_config_still_loads(tmp_path):
     loads as a run directory's config (the other formats' keys dropped), not as a new recipe."""
     old = tmp_path / "config.yaml"
     text = open(QUICKSTART).read() + "\n"
-    old.write_text(text.replace("data:", "data:\n  sample_rate: 16000\n  crop_seconds: 2.0\n  tokenizer: word\n  test_fold: 5", 1))
+    old.write_text(
+        text.replace("data:", "data:\n  sample_rate: 16000\n  crop_seconds: 2.0\n  tokenizer: word\n  test_fold: 5", 1)
+    )
     with pytest.raises(ConfigError, match=r"unknown config key 'data.(sample_rate|crop_seconds|tokenizer|test_fold)'"):
         load_config(old)
     cfg = load_config(old, legacy=True)
@@ -93,10 +95,15 @@ def test_a_required_plugin_option_is_named(tmp_path):
 
     OBJECTIVES.add("test_needs_temperature", NeedsTemperature)
     try:
-        with pytest.raises(ConfigError, match=r"config key 'loss.temperature' is required by objective 'test_needs_temperature'"):
+        with pytest.raises(
+            ConfigError, match=r"config key 'loss.temperature' is required by objective 'test_needs_temperature'"
+        ):
             resolve_loss({"name": "test_needs_temperature"})
         assert resolve_loss({"name": "test_needs_temperature", "temperature": 0.1}) == {
-            "name": "test_needs_temperature", "temperature": 0.1, "scale": 1.0}
+            "name": "test_needs_temperature",
+            "temperature": 0.1,
+            "scale": 1.0,
+        }
     finally:
         OBJECTIVES._entries.pop("test_needs_temperature", None)
 
@@ -105,7 +112,10 @@ def test_unknown_view_keys_list_the_modality_view_keys(tiny_recipe):
     from multivic.build import build_data, build_train_dataset
 
     cfg = load_config(tiny_recipe, ["model.branch_b.view.blurp=0.5"])
-    with pytest.raises(ConfigError, match=r"unknown model.branch_b.view key\(s\) blurp; image views take: blur_p, blur_sigma, crop_scale"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown model.branch_b.view key\(s\) blurp; image views take: blur_p, blur_sigma, crop_scale",
+    ):
         build_train_dataset(cfg, build_data(cfg))
     cfg = load_config(tiny_recipe, ["model.branch_b.view.image_size=8"])  # a data key, not a view key
     with pytest.raises(ConfigError, match=r"unknown model.branch_b.view key\(s\) image_size"):

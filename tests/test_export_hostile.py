@@ -46,7 +46,9 @@ def test_nan_weights_are_refused_before_evaluation_or_embedding(export, tmp_path
     state = load_file(str(path))
     state["expander.0.weight"][0, 0] = float("nan")
     save_file(state, str(path))
-    with pytest.raises(RunDirError, match=r"img.safetensors holds NaN or infinite weights \(1 of the .* 'expander.0.weight'\)"):
+    with pytest.raises(
+        RunDirError, match=r"img.safetensors holds NaN or infinite weights \(1 of the .* 'expander.0.weight'\)"
+    ):
         load_branch(export, "img")
     out = tmp_path / "emb.npy"
     assert main(["embed", str(export), "--branch", "img", "--input", str(tiny_images / "val"), "--out", str(out)]) == 2
@@ -64,12 +66,18 @@ def test_non_finite_trained_weights_are_not_exported(tmp_path):
     assert not (tmp_path / "export" / "img.json").exists()
 
 
-@pytest.mark.parametrize("edit,pattern", [
-    (lambda m: m["preprocess"]["options"].update(image_size=10**6), r"preprocess.options.image_size is 1000000, outside \[8, 2048\]"),
-    (lambda m: m["preprocess"]["options"].update(image_size=float("inf")), r"image_size is inf"),
-    (lambda m: m.update(expander="1000000000-1000000000"), r"expander asks for 2 layers up to 1000000000 wide"),
-    (lambda m: m["encoder_kwargs"].update(width=10**12), r"encoder_kwargs.width is 1000000000000"),
-])
+@pytest.mark.parametrize(
+    "edit,pattern",
+    [
+        (
+            lambda m: m["preprocess"]["options"].update(image_size=10**6),
+            r"preprocess.options.image_size is 1000000, outside \[8, 2048\]",
+        ),
+        (lambda m: m["preprocess"]["options"].update(image_size=float("inf")), r"image_size is inf"),
+        (lambda m: m.update(expander="1000000000-1000000000"), r"expander asks for 2 layers up to 1000000000 wide"),
+        (lambda m: m["encoder_kwargs"].update(width=10**12), r"encoder_kwargs.width is 1000000000000"),
+    ],
+)
 def test_sizes_an_export_asks_for_are_bounded(export, edit, pattern):
     path = _edit_json(export, edit)
     with pytest.raises(RunDirError, match=pattern) as err:
@@ -77,15 +85,18 @@ def test_sizes_an_export_asks_for_are_bounded(export, edit, pattern):
     assert str(path) in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("edit", [
-    lambda m: m.update(encoder_kwargs=["a", "list"]),
-    lambda m: m.update(expander={"not": "a spec"}),
-    lambda m: m.pop("encoder"),
-    lambda m: m.update(preprocess="image"),
-    lambda m: m.update(expander="64-64"),  # does not match the weights
-    lambda m: m["preprocess"]["options"].update(image_size=4),  # the modality's own check
-    lambda m: m["encoder_kwargs"].update(no_such_argument=1),  # the encoder's own refusal
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m.update(encoder_kwargs=["a", "list"]),
+        lambda m: m.update(expander={"not": "a spec"}),
+        lambda m: m.pop("encoder"),
+        lambda m: m.update(preprocess="image"),
+        lambda m: m.update(expander="64-64"),  # does not match the weights
+        lambda m: m["preprocess"]["options"].update(image_size=4),  # the modality's own check
+        lambda m: m["encoder_kwargs"].update(no_such_argument=1),  # the encoder's own refusal
+    ],
+)
 def test_a_damaged_export_json_is_a_one_line_error_naming_it(export, edit):
     path = _edit_json(export, edit)
     with pytest.raises(RunDirError) as err:

@@ -95,8 +95,11 @@ def test_no_module_imports_a_higher_layer_or_a_private_name():
 
 
 def test_every_unit_of_the_package_has_a_layer():
-    units = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir() if (p.suffix == ".py" or p.is_dir())
-             and p.name != "__pycache__"}
+    units = {
+        p.stem if p.is_file() else p.name
+        for p in PACKAGE.iterdir()
+        if (p.suffix == ".py" or p.is_dir()) and p.name != "__pycache__"
+    }
     assert units <= set(LAYER_OF), sorted(units - set(LAYER_OF))
 
 

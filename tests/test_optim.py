@@ -57,9 +57,7 @@ def test_lars_step_scales_weights_by_trust_ratio(wd):
     x = torch.randn(6, 5, dtype=torch.float64)
     _backward(model, x)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    expected = {
-        n: lr * _reference_update(p, p.grad, wd, adapt=p.ndim > 1) for n, p in model.named_parameters()
-    }
+    expected = {n: lr * _reference_update(p, p.grad, wd, adapt=p.ndim > 1) for n, p in model.named_parameters()}
     opt.step()
     for n, p in model.named_parameters():
         _assert_step(before[n] - p.detach(), expected[n])
@@ -170,7 +168,9 @@ def test_adamw_multi_tensor_path_is_bitwise_torchs_per_parameter_adamw():
     ours = build_optimizer("adamw", split_decay_groups(models[0], 0.05), lr=1e-2)
     assert ours.defaults["foreach"] is True
     reference = torch.optim.AdamW(
-        [{k: v for k, v in g.items() if k != "lars_adapt"} for g in split_decay_groups(models[1], 0.05)], lr=1e-2, foreach=False
+        [{k: v for k, v in g.items() if k != "lars_adapt"} for g in split_decay_groups(models[1], 0.05)],
+        lr=1e-2,
+        foreach=False,
     )
     x = torch.randn(16, 3, 8, 8)
     for _ in range(5):

@@ -7,14 +7,15 @@ from torch import nn
 
 import multivic
 from multivic.errors import RegistryError
-from multivic.registry import ENCODERS, create_encoder, encoder_spec, list_encoders, register_encoder
 
 # Every registered encoder must accept its modality's example batch (the modality registry's own).
 from multivic.modalities import create_modality
+from multivic.registry import ENCODERS, create_encoder, encoder_spec, list_encoders, register_encoder
 
 
 def tiny_input(modality: str):
     return create_modality(modality).example_batch(2)
+
 
 # Arguments that make an encoder fit the tiny input (ViTs fix their image size).
 TINY_KWARGS = {name: {"image_size": 32, "patch_size": 8} for name in ("vit_tiny", "vit_small", "vit_base")}
@@ -64,7 +65,9 @@ def test_builtin_resnets_and_options():
 
 
 def test_unknown_name_lists_known_ones():
-    with pytest.raises(RegistryError, match=r"unknown encoder 'resnet81'.*Did you mean resnet18.*Known encoders: .*resnet50"):
+    with pytest.raises(
+        RegistryError, match=r"unknown encoder 'resnet81'.*Did you mean resnet18.*Known encoders: .*resnet50"
+    ):
         create_encoder("resnet81")
 
 

@@ -27,10 +27,21 @@ ROOT = "data.root=/data/images"
 # is mounted. (multivic 0.2 kept them as a list of prefixes, whose train.checkpoint_every also
 # covered train.checkpoint_every_steps.)
 RESUMABLE = {
-    "train.epochs", "train.log_every", "train.checkpoint_every", "train.checkpoint_every_steps",
-    "train.keep_checkpoints", "train.background_checkpoints", "train.on_nonfinite", "train.max_nonfinite_in_row",
-    "train.alarm_min_std", "train.alarm_min_rankme_fraction", "train.trackers",
-    "data.num_workers", "data.root", "data.strict", "data.max_bad_fraction",
+    "train.epochs",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.checkpoint_every_steps",
+    "train.keep_checkpoints",
+    "train.background_checkpoints",
+    "train.on_nonfinite",
+    "train.max_nonfinite_in_row",
+    "train.alarm_min_std",
+    "train.alarm_min_rankme_fraction",
+    "train.trackers",
+    "data.num_workers",
+    "data.root",
+    "data.strict",
+    "data.max_bad_fraction",
 }
 EVAL_KEYS = {f"eval.{f.name}" for f in dataclasses.fields(EvalConfig)}
 
@@ -51,8 +62,16 @@ def _run_dir(tmp_path, overrides: list[str]) -> RunDir:
 
 @pytest.mark.parametrize(
     "override",
-    ["train.epochs=7", "train.checkpoint_every_steps=5", "train.alarm_min_std=0.3", "data.num_workers=0",
-     "data.root=/mnt/images", "data.strict=true", "eval.knn_k=5", "eval.enabled=false"],
+    [
+        "train.epochs=7",
+        "train.checkpoint_every_steps=5",
+        "train.alarm_min_std=0.3",
+        "data.num_workers=0",
+        "data.root=/mnt/images",
+        "data.strict=true",
+        "eval.knn_k=5",
+        "eval.enabled=false",
+    ],
 )
 def test_a_resumable_key_may_change(tmp_path, override):
     check_run_dir(_run_dir(tmp_path, []), load_config(QUICKSTART, [ROOT, override]))
@@ -60,8 +79,13 @@ def test_a_resumable_key_may_change(tmp_path, override):
 
 @pytest.mark.parametrize(
     "override,key",
-    [("train.batch_size=64", "train.batch_size"), ("seed=1", "seed"), ("data.image_size=64", "data.image_size"),
-     ("optim.base_lr=0.1", "optim.base_lr"), ("train.mixed_precision=bf16", "train.mixed_precision")],
+    [
+        ("train.batch_size=64", "train.batch_size"),
+        ("seed=1", "seed"),
+        ("data.image_size=64", "data.image_size"),
+        ("optim.base_lr=0.1", "optim.base_lr"),
+        ("train.mixed_precision=bf16", "train.mixed_precision"),
+    ],
 )
 def test_any_other_key_is_refused(tmp_path, override, key):
     with pytest.raises(RunDirError, match=rf"was made with {key}=.*this command asks {key}="):
@@ -115,8 +139,10 @@ def test_train_settings_are_the_schema_keys_under_their_own_names():
     names = {f.name for f in dataclasses.fields(TrainSettings)}
     schema = {f.name for f in dataclasses.fields(TrainConfig)} | set(TRAIN_SETTINGS_DATA_KEYS) | {"seed"}
     assert names == schema | {"progress"}  # progress: the command line's --no-progress
-    assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-               for f in dataclasses.fields(TrainSettings))  # the schema holds the defaults
+    assert all(
+        f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        for f in dataclasses.fields(TrainSettings)
+    )  # the schema holds the defaults
     cfg = load_config(QUICKSTART, [ROOT, "data.strict=true", "data.num_workers=1", "seed=5", "train.trackers=[]"])
     settings = build_train_settings(cfg, progress=False)
     assert settings.strict and settings.num_workers == 1 and settings.seed == 5 and not settings.progress

@@ -13,11 +13,24 @@ from multivic.trust import refuse_untrusted_urls, untrusted_urls
 from tests.helpers.recipes import TINY_RECIPE
 
 
-@pytest.mark.parametrize("value", [
-    "pipe:touch /tmp/x; cat a.tar", "PIPE:id", "https://example.com/train-{000..009}.tar", "gs://bucket/a.tar",
-    "hf://datasets/x/a.tar", "ais://b/a.tar", "scp://h/a.tar", "-", "${EVIL}", "a.tar::pipe:id",
-    "{pipe:id,a.tar}", "shards/{a.tar,https://x/b.tar}", ["ok.tar", "pipe:id"],
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "pipe:touch /tmp/x; cat a.tar",
+        "PIPE:id",
+        "https://example.com/train-{000..009}.tar",
+        "gs://bucket/a.tar",
+        "hf://datasets/x/a.tar",
+        "ais://b/a.tar",
+        "scp://h/a.tar",
+        "-",
+        "${EVIL}",
+        "a.tar::pipe:id",
+        "{pipe:id,a.tar}",
+        "shards/{a.tar,https://x/b.tar}",
+        ["ok.tar", "pipe:id"],
+    ],
+)
 def test_commands_and_remote_urls_are_untrusted(value):
     assert untrusted_urls(value)
     with pytest.raises(MultivicError, match="--trust-commands"):
@@ -25,10 +38,19 @@ def test_commands_and_remote_urls_are_untrusted(value):
     refuse_untrusted_urls(value, "RUN/config.yaml (data.shards)", trusted=True)  # the user opted in
 
 
-@pytest.mark.parametrize("value", [
-    None, "/data/train-{000000..000009}.tar", "train-000000.tar", "file:///data/a.tar", "C:\\data\\a.tar",
-    ["/a.tar", "b.tar"], "/data/a:b.tar", "shards/{0..3}.tar::other/{0..3}.tar",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "/data/train-{000000..000009}.tar",
+        "train-000000.tar",
+        "file:///data/a.tar",
+        "C:\\data\\a.tar",
+        ["/a.tar", "b.tar"],
+        "/data/a:b.tar",
+        "shards/{0..3}.tar::other/{0..3}.tar",
+    ],
+)
 def test_local_shards_are_trusted(value):
     assert untrusted_urls(value) == []
     refuse_untrusted_urls(value, "config.yaml")
@@ -39,8 +61,14 @@ def _run_with_shards(tmp_path, shards, val_shards):
     run.mkdir()
     config = yaml.safe_load(TINY_RECIPE)
     (tmp_path / "shards").mkdir()
-    config["data"] = {"format": "webdataset", "root": str(tmp_path / "shards"), "shards": shards, "val_shards": val_shards,
-                      "image_size": 16, "num_workers": 0}
+    config["data"] = {
+        "format": "webdataset",
+        "root": str(tmp_path / "shards"),
+        "shards": shards,
+        "val_shards": val_shards,
+        "image_size": 16,
+        "num_workers": 0,
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     export_branch(build_branch("tiny", "resnet18", {}, "64-64"), run / "export", "resnet18", {})
     return run

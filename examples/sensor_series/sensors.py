@@ -68,7 +68,7 @@ def crop_or_pad(x: Tensor, length: int, start: int | None = None) -> Tensor:
         return torch.nn.functional.pad(x, (0, length - total))
     if start is None:
         start = (total - length) // 2
-    return x[:, start:start + length]
+    return x[:, start : start + length]
 
 
 # ------------------------------------------------------------------------------------------
@@ -129,7 +129,9 @@ class SensorModality(Modality):
             raise DataError(f"sensor file {path} has {array.shape[1]} columns; data.channels is {self.channels}")
         return torch.from_numpy(np.ascontiguousarray(array.T))  # [C, T]
 
-    def train_view(self, noise_std: float = 0.1, scale_range: Sequence[float] = (0.8, 1.2)) -> Callable[[Tensor], Tensor]:
+    def train_view(
+        self, noise_std: float = 0.1, scale_range: Sequence[float] = (0.8, 1.2)
+    ) -> Callable[[Tensor], Tensor]:
         """One side's augmentation (a branch's ``view`` keys are these arguments)."""
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0; got {noise_std}")
@@ -150,7 +152,9 @@ class SensorModality(Modality):
     def check_encoder(self, where: str, encoder: Any) -> None:
         need = int(getattr(encoder, "min_input_samples", 1))
         if self.window < need:
-            raise ConfigError(f"data.window={self.window} is shorter than the {need} steps {where} needs: lengthen the window")
+            raise ConfigError(
+                f"data.window={self.window} is shorter than the {need} steps {where} needs: lengthen the window"
+            )
         in_channels = getattr(encoder, "in_channels", self.channels)
         if in_channels != self.channels:
             raise ConfigError(f"{where} reads {in_channels} channels but data.channels is {self.channels}")
@@ -216,7 +220,12 @@ def _toy_signal(kind: str, rng: np.random.Generator, steps: int, active: bool) -
 
 
 def write_toy_sensors(
-    root: str | Path, train_per_class: int = 64, val_per_class: int = 32, steps: int = 256, channels: int = 3, seed: int = 0
+    root: str | Path,
+    train_per_class: int = 64,
+    val_per_class: int = 32,
+    steps: int = 256,
+    channels: int = 3,
+    seed: int = 0,
 ) -> Path:
     """Write ``root/{train,val}/<class>/NNNN.csv``: four classes of ``channels``-channel signals,
     ``steps`` rows each, with a header row ``ch0,ch1,...``. Each recording shows its class on a
@@ -257,7 +266,11 @@ class SensorCSVFormat(DataFormat):
 
 
 def _conv1d(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv1d(cin, cout, kernel, stride, padding=kernel // 2, bias=False), nn.BatchNorm1d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv1d(cin, cout, kernel, stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm1d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 class SensorCNN1d(nn.Module):
@@ -273,10 +286,13 @@ class SensorCNN1d(nn.Module):
         self.input_norm = nn.BatchNorm1d(in_channels)  # per-channel scale and offset of the sensor
         self.body = nn.Sequential(
             _conv1d(in_channels, width, 7, stride=2),
-            _conv1d(width, width * 2, 5), nn.MaxPool1d(2),
-            _conv1d(width * 2, width * 4, 5), nn.MaxPool1d(2),
+            _conv1d(width, width * 2, 5),
+            nn.MaxPool1d(2),
+            _conv1d(width * 2, width * 4, 5),
+            nn.MaxPool1d(2),
             _conv1d(width * 4, width * 4, 3),
-            nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+            nn.AdaptiveAvgPool1d(1),
+            nn.Flatten(),
         )
         self.out_dim: int = width * 4
         self.min_input_samples = 8
@@ -312,10 +328,13 @@ class SensorSpectrogramCNN(nn.Module):
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         self.input_norm = nn.BatchNorm2d(in_channels)  # per channel, over frequency and time
         self.body = nn.Sequential(
-            _conv2d(in_channels, width), nn.MaxPool2d(2),
-            _conv2d(width, width * 2), nn.MaxPool2d(2),
+            _conv2d(in_channels, width),
+            nn.MaxPool2d(2),
+            _conv2d(width, width * 2),
+            nn.MaxPool2d(2),
             _conv2d(width * 2, width * 4),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.out_dim: int = width * 4
         self.min_input_samples = n_fft
@@ -324,8 +343,12 @@ class SensorSpectrogramCNN(nn.Module):
         b, c, t = x.shape
         with torch.autocast(device_type=x.device.type, enabled=False):
             spec = torch.stft(
-                x.float().reshape(b * c, t), self.n_fft, self.hop_length, window=self.window.float(),
-                center=True, return_complex=True,
+                x.float().reshape(b * c, t),
+                self.n_fft,
+                self.hop_length,
+                window=self.window.float(),
+                center=True,
+                return_complex=True,
             ).abs()
             return torch.log1p(spec).reshape(b, c, spec.shape[-2], spec.shape[-1])
 
@@ -334,6 +357,8 @@ class SensorSpectrogramCNN(nn.Module):
 
 
 @register_encoder("sensor_spectrogram", modality="sensor")
-def sensor_spectrogram(in_channels: int = 3, n_fft: int = 32, hop_length: int = 4, width: int = 32) -> SensorSpectrogramCNN:
+def sensor_spectrogram(
+    in_channels: int = 3, n_fft: int = 32, hop_length: int = 4, width: int = 32
+) -> SensorSpectrogramCNN:
     """STFT magnitude of each sensor channel, then a small 2-D CNN."""
     return SensorSpectrogramCNN(in_channels, n_fft, hop_length, width)

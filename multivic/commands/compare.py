@@ -98,8 +98,9 @@ def to_markdown(table: pd.DataFrame) -> str:
     body = []
     for name, row in table.iterrows():
         body.append([_text(name)] + [_cell(row[c], c not in config_columns) for c in table.columns])
-    numeric = [False] + [pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
-                         for c in table.columns]
+    numeric = [False] + [
+        pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c]) for c in table.columns
+    ]
     widths = [max(3, len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
 
     def line(cells: list[str]) -> str:

@@ -72,7 +72,9 @@ def embed_inputs(
     branch = load_branch(run_or_export_dir, branch_name, device, trust_imports)
     pipeline = branch.preprocess or _pipeline_of_run(run_or_export_dir, branch_name, branch.modality, trust_imports)
     dataset, names = pipeline.embed_inputs(inputs)
-    result = embed_dataset(branch, dataset, device, collate=pipeline.collate(), batch_size=batch_size, num_workers=num_workers)
+    result = embed_dataset(
+        branch, dataset, device, collate=pipeline.collate(), batch_size=batch_size, num_workers=num_workers
+    )
     embeddings = (result.representations if output == "representation" else result.embeddings).numpy()
     _write(out, embeddings, names)
     return embeddings.shape[0], embeddings.shape[1]

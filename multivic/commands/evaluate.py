@@ -10,12 +10,12 @@ from omegaconf import OmegaConf
 
 from multivic.build import build_data
 from multivic.config import RecipeConfig, load_config
+from multivic.data.formats import DataSetup
 from multivic.errors import RunDirError
 from multivic.evaluation.examples import write_examples
 from multivic.evaluation.protocols import PROTOCOLS, EvalSettings
 from multivic.export import export_dir_of, exported_branch_names, load_branch
 from multivic.modalities import Modality
-from multivic.data.formats import DataSetup
 from multivic.registry import ENCODERS, FORMATS, MODALITIES, OBJECTIVES, Registry, code_needed
 from multivic.run_dir import RunDir
 from multivic.trust import refuse_untrusted_urls
@@ -106,10 +106,18 @@ def _at(raw: Any, dotted: str, default: Any) -> Any:
 def eval_settings(cfg: RecipeConfig) -> EvalSettings:
     e = cfg.eval
     return EvalSettings(
-        batch_size=e.batch_size, num_workers=cfg.data.num_workers, knn_k=e.knn_k, knn_temperature=e.knn_temperature,
-        linear_epochs=e.linear_epochs, linear_lr=e.linear_lr, linear_weight_decay=e.linear_weight_decay,
-        max_train_samples=e.max_train_samples, seed=cfg.seed, cross_validate=e.cross_validate,
-        retrieval_space=e.retrieval_space, skip_unreadable=not cfg.data.strict,
+        batch_size=e.batch_size,
+        num_workers=cfg.data.num_workers,
+        knn_k=e.knn_k,
+        knn_temperature=e.knn_temperature,
+        linear_epochs=e.linear_epochs,
+        linear_lr=e.linear_lr,
+        linear_weight_decay=e.linear_weight_decay,
+        max_train_samples=e.max_train_samples,
+        seed=cfg.seed,
+        cross_validate=e.cross_validate,
+        retrieval_space=e.retrieval_space,
+        skip_unreadable=not cfg.data.strict,
         gamma=float(cfg.loss.get("gamma", 1.0)),
     )
 
@@ -128,7 +136,9 @@ def evaluate(
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     names = exported_branch_names(run_dir.root)
     if not names:
-        raise RunDirError(f"{run_dir.root} has no exported branches yet: train it first (multivic train ... --output-dir {run_dir.root})")
+        raise RunDirError(
+            f"{run_dir.root} has no exported branches yet: train it first (multivic train ... --output-dir {run_dir.root})"
+        )
     data = data or build_data(cfg)
     branches = {n: load_branch(run_dir.root, n, device, trust_imports) for n in names}
     for name, branch in branches.items():
@@ -149,7 +159,9 @@ def run_pipeline(name: str, modality_name: str, modalities: dict[str, Modality],
     tokenizer) of its export, or of the run directory for exports without one (multivic 0.1)."""
     modality = modalities.get(modality_name)
     if modality is None:
-        raise RunDirError(f"branch {name!r} reads {modality_name!r}, which the data format of {run_dir.root} does not provide")
+        raise RunDirError(
+            f"branch {name!r} reads {modality_name!r}, which the data format of {run_dir.root} does not provide"
+        )
     if modality.needs_fitting and not modality.is_fitted():
         exported = export_dir_of(run_dir.root) / f"{name}.state"
         modality.load(exported if exported.is_dir() else run_dir.modality_state(modality_name))
@@ -162,7 +174,15 @@ def format_metrics(metrics: dict[str, float]) -> str:
     for key, value in metrics.items():
         branch, _, metric = key.rpartition("/")
         rows.setdefault(branch or "both", {})[metric] = value
-    columns = ["linear_top1", "linear_top5", "knn_top1", "linear_top1_cv5_seen", "knn_top1_cv5_seen", "std_mean", "rankme"]
+    columns = [
+        "linear_top1",
+        "linear_top5",
+        "knn_top1",
+        "linear_top1_cv5_seen",
+        "knn_top1_cv5_seen",
+        "std_mean",
+        "rankme",
+    ]
     columns += sorted({m for r in rows.values() for m in r} - set(columns))
     columns = [c for c in columns if any(c in r for r in rows.values())]
     width = max([6] + [len(b) for b in rows])

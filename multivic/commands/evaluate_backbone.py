@@ -19,9 +19,9 @@ from multivic.branch import Branch, build_branch
 from multivic.build import build_data, plain
 from multivic.commands.evaluate import eval_settings
 from multivic.config import RecipeConfig
+from multivic.data.formats import DataSetup
 from multivic.errors import ConfigError
 from multivic.evaluation.protocols import PROTOCOLS
-from multivic.data.formats import DataSetup
 from multivic.registry import FORMATS, import_modules
 from multivic.weights import load_encoder_weights, load_state_into
 
@@ -74,11 +74,15 @@ def evaluate_backbone(
     kwargs = dict(plain(branch_cfg.encoder_kwargs) or {}) if encoder == branch_cfg.encoder else {}
     kwargs.update(encoder_kwargs or {})
     name = name or str(branch_cfg.name)
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = (
+        torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     branch = _build(name, encoder, kwargs, int(cfg.seed))
     if branch.modality not in fmt.modalities:
         given = " and ".join(map(repr, fmt.modalities))
-        raise ConfigError(f"encoder {encoder!r} reads modality {branch.modality!r} but data.format={cfg.data.format!r} gives {given}: pick an encoder of that modality")
+        raise ConfigError(
+            f"encoder {encoder!r} reads modality {branch.modality!r} but data.format={cfg.data.format!r} gives {given}: pick an encoder of that modality"
+        )
     if isinstance(weights, Mapping):  # before the data: a wrong file fails fast
         load_state_into(branch.encoder, dict(weights), "the state dict", strict)
     elif weights is not None:
@@ -106,4 +110,6 @@ def _build(name: str, encoder: str, kwargs: dict[str, Any], seed: int) -> Branch
         try:
             return build_branch(name, encoder, kwargs, "none")
         except TypeError as exc:  # a factory given an argument it does not take
-            raise ConfigError(f"encoder {encoder!r}: {exc}; set its arguments with --encoder-kwargs / encoder_kwargs") from None
+            raise ConfigError(
+                f"encoder {encoder!r}: {exc}; set its arguments with --encoder-kwargs / encoder_kwargs"
+            ) from None

@@ -29,9 +29,9 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import yaml
 
-from multivic.errors import ConfigError, DataError, MultivicError
 from multivic.data.formats import DataFormat, builtin_formats
 from multivic.data.formats.webdataset import INDEX_FILE, INDEX_VERSION, member_codecs
+from multivic.errors import ConfigError, DataError, MultivicError
 from multivic.modalities import Modality, create_modality
 from multivic.options import options_for
 from multivic.registry import FORMATS, MODALITIES, import_modules
@@ -70,7 +70,9 @@ def _source(src: str, format_name: str | None, options: dict[str, Any]) -> tuple
         cls = FORMATS.get(name).factory
         try:
             fmt = cls(path, **options_for(cls, options))
-            modalities = {m: create_modality(m, options_for(MODALITIES.get(m).factory, options)) for m in cls.modalities}
+            modalities = {
+                m: create_modality(m, options_for(MODALITIES.get(m).factory, options)) for m in cls.modalities
+            }
             fmt.split("train", modalities)
             fmt.check_evaluation_data(modalities)
             if not format_name:
@@ -78,9 +80,13 @@ def _source(src: str, format_name: str | None, options: dict[str, Any]) -> tuple
             return fmt, modalities
         except (MultivicError, OSError, ValueError, TypeError, KeyError) as exc:
             if format_name:
-                raise DataError(f"{path} cannot be read as {name}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+                raise DataError(
+                    f"{path} cannot be read as {name}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+                ) from None
             reasons.append(name)
-    raise DataError(f"{path} is not readable as any registered data format ({', '.join(reasons)}): name one with --format")
+    raise DataError(
+        f"{path} is not readable as any registered data format ({', '.join(reasons)}): name one with --format"
+    )
 
 
 def _member(modality: Modality, value: Any) -> tuple[str, bytes]:
@@ -97,7 +103,9 @@ def _member(modality: Modality, value: Any) -> tuple[str, bytes]:
     return ext, data
 
 
-def _records(fmt: DataFormat, split: str, modalities: Mapping[str, Modality]) -> tuple[Iterator[dict[str, Any]], int, list[str] | None]:
+def _records(
+    fmt: DataFormat, split: str, modalities: Mapping[str, Modality]
+) -> tuple[Iterator[dict[str, Any]], int, list[str] | None]:
     """The split's samples as shard members ``{ext: bytes}``, their number, and the class names."""
     samples, n, classes = fmt.stored(split, modalities)
 
@@ -111,11 +119,13 @@ def _records(fmt: DataFormat, split: str, modalities: Mapping[str, Modality]) ->
                     ext, data = _member(modalities[name], value)
                     record[ext] = data
             yield record
+
     return records(), n, classes
 
 
-def _write_split(records: Iterator[dict[str, Any]], folder: Path, split: str, max_samples: int | None,
-                 max_bytes: int | None) -> list[dict[str, Any]]:
+def _write_split(
+    records: Iterator[dict[str, Any]], folder: Path, split: str, max_samples: int | None, max_bytes: int | None
+) -> list[dict[str, Any]]:
     from webdataset import TarWriter
 
     shards: list[dict[str, Any]] = []
@@ -131,7 +141,8 @@ def _write_split(records: Iterator[dict[str, Any]], folder: Path, split: str, ma
     for record in records:
         record_bytes = sum(512 + -(-len(v) // 512) * 512 for v in record.values())  # tar: header + padded data
         full = writer is not None and (
-            (max_samples is not None and count >= max_samples) or (max_bytes is not None and size + record_bytes > max_bytes and count > 0)
+            (max_samples is not None and count >= max_samples)
+            or (max_bytes is not None and size + record_bytes > max_bytes and count > 0)
         )
         if writer is None or full:
             close()
@@ -144,8 +155,14 @@ def _write_split(records: Iterator[dict[str, Any]], folder: Path, split: str, ma
     return shards
 
 
-def write_shards(src: str, out: str | Path, format_name: str | None = None, shard_size: str = "1000",
-                 options: dict[str, Any] | None = None, imports: Sequence[str] = ()) -> dict[str, Any]:
+def write_shards(
+    src: str,
+    out: str | Path,
+    format_name: str | None = None,
+    shard_size: str = "1000",
+    options: dict[str, Any] | None = None,
+    imports: Sequence[str] = (),
+) -> dict[str, Any]:
     """Write SRC's train and val splits as shards into OUT with the index; returns the index.
     ``imports``: plug-in modules (dotted names or .py files) the source's format or modalities
     come from."""
@@ -165,9 +182,12 @@ def write_shards(src: str, out: str | Path, format_name: str | None = None, shar
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; OUT gets the usual permissions
     try:
         index: dict[str, Any] = {
-            "multivic_shards": INDEX_VERSION, "source": {"format": fmt.name, "root": str(Path(fmt.root).resolve()),
-                                                         "options": fmt.options()},
-            "protocol": fmt.protocol, "modalities": list(fmt.modalities), "classes": None, "splits": {},
+            "multivic_shards": INDEX_VERSION,
+            "source": {"format": fmt.name, "root": str(Path(fmt.root).resolve()), "options": fmt.options()},
+            "protocol": fmt.protocol,
+            "modalities": list(fmt.modalities),
+            "classes": None,
+            "splits": {},
         }
         for split in ("train", "val"):
             records, n, classes = _records(fmt, split, modalities)

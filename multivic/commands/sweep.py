@@ -113,7 +113,9 @@ def split_values(text: str) -> list[str]:
             values.append(text[start:i])
             start = i + 1
     if quote or depth:
-        raise ConfigError(f"unbalanced {quote or '[{(' [_CLOSE.index(depth[-1])]!r} in {text!r}: close each quote and bracket of a value")
+        raise ConfigError(
+            f"unbalanced {quote or '[{('[_CLOSE.index(depth[-1])]!r} in {text!r}: close each quote and bracket of a value"
+        )
     values.append(text[start:])
     return [v.strip() for v in values]
 
@@ -121,7 +123,9 @@ def split_values(text: str) -> list[str]:
 _KEY = re.compile(r"[A-Za-z_][\w-]*(\.[\w-]+)*")
 
 
-def parse_assignments(tokens: Iterable[str], grid_keys: Iterable[str] = (), fixed_keys: Iterable[str] = ()) -> tuple[dict[str, list[str]], list[str]]:
+def parse_assignments(
+    tokens: Iterable[str], grid_keys: Iterable[str] = (), fixed_keys: Iterable[str] = ()
+) -> tuple[dict[str, list[str]], list[str]]:
     """Command-line ``key=v1,v2`` (an axis of the grid) and ``key=value`` (every run) tokens.
 
     ``grid_keys`` / ``fixed_keys``: keys a sweep file already sets, which the tokens may not repeat.
@@ -161,7 +165,7 @@ def _override_value(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        plain = value and "," not in value and not value[0] in "'\"[{(" and value.strip() == value
+        plain = value and "," not in value and value[0] not in "'\"[{(" and value.strip() == value
         try:
             reads_back = plain and yaml.safe_load(value) == value
         except yaml.YAMLError:
@@ -184,14 +188,18 @@ def read_sweep_file(path: Path) -> tuple[str, dict[str, list[str]], list[str]]:
     data = yaml.safe_load(path.read_text())
     unknown = sorted(set(data) - {"recipe", "grid", "overrides"})
     if unknown:
-        raise ConfigError(f"sweep file {path}: unknown key(s) {', '.join(unknown)}; a sweep file has recipe, grid and overrides")
+        raise ConfigError(
+            f"sweep file {path}: unknown key(s) {', '.join(unknown)}; a sweep file has recipe, grid and overrides"
+        )
     recipe = data.get("recipe")
     if not isinstance(recipe, str) or not recipe:
         raise ConfigError(f"sweep file {path} names no recipe: add `recipe: PATH` (relative to the sweep file)")
     recipe_path = recipe if Path(recipe).is_absolute() else os.path.normpath(path.parent / recipe)
     raw_grid = data.get("grid")
     if not isinstance(raw_grid, dict) or not raw_grid:
-        raise ConfigError(f"sweep file {path}: grid must map keys to lists of values, e.g. grid: {{loss.std_coeff: [0, 25]}}")
+        raise ConfigError(
+            f"sweep file {path}: grid must map keys to lists of values, e.g. grid: {{loss.std_coeff: [0, 25]}}"
+        )
     grid: dict[str, list[str]] = {}
     for key, values in raw_grid.items():
         if not isinstance(key, str) or not _KEY.fullmatch(key):
@@ -268,7 +276,9 @@ def build_sweep(target: str, tokens: list[str]) -> Sweep:
 
     path = Path(target)
     if not path.is_file():
-        raise ConfigError(f"{target} not found: give the path of a recipe or a sweep file, e.g. recipes/sweeps/loss_ablation.yaml")
+        raise ConfigError(
+            f"{target} not found: give the path of a recipe or a sweep file, e.g. recipes/sweeps/loss_ablation.yaml"
+        )
     sweep_file = None
     grid: dict[str, list[str]] = {}
     fixed: list[str] = []
@@ -277,7 +287,9 @@ def build_sweep(target: str, tokens: list[str]) -> Sweep:
         sweep_file = target
         recipe, grid, fixed = read_sweep_file(path)
         if not Path(recipe).is_file():
-            raise ConfigError(f"sweep file {target} names recipe {recipe}, which is not found: fix its recipe: (relative to the sweep file)")
+            raise ConfigError(
+                f"sweep file {target} names recipe {recipe}, which is not found: fix its recipe: (relative to the sweep file)"
+            )
     more_grid, more_fixed = parse_assignments(tokens, grid_keys=grid, fixed_keys=[o.partition("=")[0] for o in fixed])
     grid.update(more_grid)
     fixed += more_fixed
@@ -300,8 +312,14 @@ def point_overrides(sweep: Sweep, point: Point) -> list[str]:
 
 def train_args(sweep: Sweep, point: Point, out: Path, progress: bool) -> list[str]:
     """The ``multivic train`` arguments of one point (after the program)."""
-    return ["train", sweep.recipe, "--output-dir", str(out / point.name), *([] if progress else ["--no-progress"]),
-            *point_overrides(sweep, point)]
+    return [
+        "train",
+        sweep.recipe,
+        "--output-dir",
+        str(out / point.name),
+        *([] if progress else ["--no-progress"]),
+        *point_overrides(sweep, point),
+    ]
 
 
 def default_output_dir(target: str) -> Path:
@@ -328,13 +346,19 @@ def prepare_dir(out: Path, sweep: Sweep) -> None:
             old = json.loads(existing.read_text())
             old_recipe, old_grid = old["recipe_path"], old["grid"]
         except (OSError, ValueError, KeyError, TypeError):
-            raise RunDirError(f"{existing} is not readable: choose another --output-dir, or delete it to start the sweep there again") from None
+            raise RunDirError(
+                f"{existing} is not readable: choose another --output-dir, or delete it to start the sweep there again"
+            ) from None
         if old_recipe != record["recipe_path"]:
-            raise RunDirError(f"{out} holds a sweep of recipe {old_recipe}, this command sweeps {record['recipe_path']}: "
-                              "use another --output-dir, or the same recipe and grid to resume")
+            raise RunDirError(
+                f"{out} holds a sweep of recipe {old_recipe}, this command sweeps {record['recipe_path']}: "
+                "use another --output-dir, or the same recipe and grid to resume"
+            )
         if old_grid != record["grid"]:
-            raise RunDirError(f"{out} holds the sweep {_grid_text(old_grid)}, this command asks {_grid_text(record['grid'])}: "
-                              "use another --output-dir, or the same grid to resume")
+            raise RunDirError(
+                f"{out} holds the sweep {_grid_text(old_grid)}, this command asks {_grid_text(record['grid'])}: "
+                "use another --output-dir, or the same grid to resume"
+            )
     elif out.is_dir() and any(out.iterdir()):
         raise RunDirError(f"{out} exists, is not empty and holds no {SWEEP_FILE}: choose another --output-dir")
     out.mkdir(parents=True, exist_ok=True)
@@ -397,8 +421,10 @@ def run_point(cmd: list[str]) -> tuple[int, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its lines arrive as it prints them
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     tails = (bytearray(), bytearray())
-    threads = [threading.Thread(target=_pump, args=(proc.stdout, sys.stdout, tails[0]), daemon=True),
-               threading.Thread(target=_pump, args=(proc.stderr, sys.stderr, tails[1]), daemon=True)]
+    threads = [
+        threading.Thread(target=_pump, args=(proc.stdout, sys.stdout, tails[0]), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, sys.stderr, tails[1]), daemon=True),
+    ]
     for t in threads:
         t.start()
     previous = {}
@@ -423,8 +449,14 @@ def _exit_text(code: int) -> str:
     return f"killed by signal {-code}" if code < 0 else f"exit {code}"
 
 
-def run_sweep(target: str, tokens: list[str], output_dir: str | None = None, dry_run: bool = False,
-              progress: bool = True, echo=print) -> Any:
+def run_sweep(
+    target: str,
+    tokens: list[str],
+    output_dir: str | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+    echo=print,
+) -> Any:
     """The ``multivic sweep`` command: returns the comparison table (None when it has none)."""
     sweep = build_sweep(target, tokens)
     out = Path(output_dir) if output_dir else default_output_dir(target)
@@ -438,7 +470,9 @@ def run_sweep(target: str, tokens: list[str], output_dir: str | None = None, dry
     for i, point in enumerate(sweep.points, 1):
         run_dir = RunDir(out / point.name)
         if is_finished(run_dir, point.config):
-            print(f"sweep [{i}/{len(sweep.points)}] {point.name}: finished before, skipped", file=sys.stderr, flush=True)
+            print(
+                f"sweep [{i}/{len(sweep.points)}] {point.name}: finished before, skipped", file=sys.stderr, flush=True
+            )
             finished.append(run_dir.root)
             continue
         print(f"sweep [{i}/{len(sweep.points)}] {point.name}: {' '.join(point.overrides)}", file=sys.stderr, flush=True)
@@ -446,7 +480,9 @@ def run_sweep(target: str, tokens: list[str], output_dir: str | None = None, dry
         if code == 0:
             finished.append(run_dir.root)
         elif code == Preempted.exit_code:
-            raise Preempted(f"sweep stopped by a signal during {point.name} (checkpointed): run the same command to resume")
+            raise Preempted(
+                f"sweep stopped by a signal during {point.name} (checkpointed): run the same command to resume"
+            )
         elif code == 130:
             raise KeyboardInterrupt
         else:
@@ -465,5 +501,7 @@ def run_sweep(target: str, tokens: list[str], output_dir: str | None = None, dry
         print(f"sweep: {len(finished)} finished point(s), no comparison", file=sys.stderr)
     if failed:
         names = ", ".join(f"{name} ({_exit_text(code)})" for name, code, _ in failed)
-        raise SweepFailed(f"{len(failed)} of {len(sweep.points)} points failed: {names}; fix and run the same command to resume")
+        raise SweepFailed(
+            f"{len(failed)} of {len(sweep.points)} points failed: {names}; fix and run the same command to resume"
+        )
     return table

@@ -35,15 +35,20 @@ from multivic.train.trackers import finish_trackers, log_row
 
 logger = logging.getLogger("multivic")
 
+
 def _check_can_create(folder: Path) -> None:
     """The nearest existing ancestor of ``folder`` must be a writable folder."""
     parent = folder.absolute().parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise RunDirError(f"--output-dir {folder} cannot be created: {parent} is a file, not a folder; choose another --output-dir")
+        raise RunDirError(
+            f"--output-dir {folder} cannot be created: {parent} is a file, not a folder; choose another --output-dir"
+        )
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise RunDirError(f"--output-dir {folder} cannot be created: {parent} is not writable; choose another --output-dir")
+        raise RunDirError(
+            f"--output-dir {folder} cannot be created: {parent} is not writable; choose another --output-dir"
+        )
 
 
 def check_run_dir(run_dir: RunDir, cfg: RecipeConfig) -> None:
@@ -55,7 +60,9 @@ def check_run_dir(run_dir: RunDir, cfg: RecipeConfig) -> None:
         _check_can_create(run_dir.root)
         return
     if not os.access(run_dir.root, os.W_OK | os.X_OK):
-        raise RunDirError(f"--output-dir {run_dir.root} is not writable: choose another --output-dir or fix its permissions")
+        raise RunDirError(
+            f"--output-dir {run_dir.root} is not writable: choose another --output-dir or fix its permissions"
+        )
     if not run_dir.config.is_file():
         if any(p.name != LOCK_FILE for p in run_dir.root.iterdir()):  # .lock: a process starting (or killed) there
             raise RunDirError(
@@ -131,7 +138,9 @@ def _train_locked(cfg: RecipeConfig, run_dir: RunDir, progress: bool) -> dict[st
     try:
         if result.accelerator.is_main_process:
             for branch in result.model.branches().values():
-                export_branch(branch, run_dir.export, branch.encoder_name, branch.encoder_kwargs, imports=list(cfg.imports))
+                export_branch(
+                    branch, run_dir.export, branch.encoder_name, branch.encoder_kwargs, imports=list(cfg.imports)
+                )
             if cfg.eval.enabled:
                 metrics = evaluate(cfg, run_dir, result.accelerator.device, data)
                 log_row(result.accelerator, {f"eval/{k}": v for k, v in metrics.items()}, result.step)

@@ -156,7 +156,12 @@ class EpochBatches(Sampler[list[SampleKey]]):
 
     def __init__(self, num_samples: int, batch_size: int, batches_per_step: int, seed: int) -> None:
         """``batch_size`` per process; ``batches_per_step`` = world × grad_accum_steps."""
-        self.num_samples, self.batch_size, self.batches_per_step, self.seed = num_samples, batch_size, batches_per_step, seed
+        self.num_samples, self.batch_size, self.batches_per_step, self.seed = (
+            num_samples,
+            batch_size,
+            batches_per_step,
+            seed,
+        )
         self.epoch, self.start_step = 0, 0
         self.resume_point = (0, 0)
 
@@ -308,8 +313,14 @@ class StreamedBatches(IterableDataset):
     sample's seed, and reported as a :class:`SampleFault`; stream positions never move, so the
     plan, and with it resuming, stays exact."""
 
-    def __init__(self, split: StreamingSplit, make_item: Callable[[dict], Any], epochs: StreamEpochs, rank: int,
-                 collate_fn: Callable | None) -> None:
+    def __init__(
+        self,
+        split: StreamingSplit,
+        make_item: Callable[[dict], Any],
+        epochs: StreamEpochs,
+        rank: int,
+        collate_fn: Callable | None,
+    ) -> None:
         self.split, self.make_item, self.epochs, self.rank = split, make_item, epochs, rank
         self.collate = FaultCollate(collate_fn)
 
@@ -321,26 +332,34 @@ class StreamedBatches(IterableDataset):
         done = worker_batches(self.epochs.start_step * plan.accum, plan.workers, worker)
         yield from self._run(slot, done, plan.epoch_key(epoch), plan.batch_size, plan.offsets)
 
-    def _run(self, slot: SlotPlan, done: int, epoch_key: int, b: int, offsets: list[int]) -> Iterator[tuple[Any, list[SampleFault]]]:
+    def _run(
+        self, slot: SlotPlan, done: int, epoch_key: int, b: int, offsets: list[int]
+    ) -> Iterator[tuple[Any, list[SampleFault]]]:
         sizes = [self.split.shards[i].samples for i in slot.shard_ids]
         starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         # Position in this worker's stream -> index of the sample in the split.
-        global_index = np.concatenate(
-            [np.arange(offsets[i], offsets[i] + n, dtype=np.int64) for i, n in zip(slot.shard_ids, sizes)]
-        ) if sizes else np.zeros(0, np.int64)
+        global_index = (
+            np.concatenate(
+                [np.arange(offsets[i], offsets[i] + n, dtype=np.int64) for i, n in zip(slot.shard_ids, sizes)]
+            )
+            if sizes
+            else np.zeros(0, np.int64)
+        )
         order = np.asarray(slot.order[: slot.batches * b], dtype=np.int64)
         needed = np.zeros(len(global_index) + 1, dtype=np.int64)
-        needed[order[done * b:]] = 1
+        needed[order[done * b :]] = 1
         due = np.concatenate([[0], np.cumsum(needed[:-1])])  # due[p]: positions < p still to emit
-        batch_end = [int(order[i * b:(i + 1) * b].max()) + 1 for i in range(slot.batches)]
+        batch_end = [int(order[i * b : (i + 1) * b].max()) + 1 for i in range(slot.batches)]
         held: dict[int, Any] = {}
         next_batch = done
 
         def ready(read_to: int) -> Iterator[tuple[Any, list[SampleFault]]]:
             nonlocal next_batch
             while next_batch < slot.batches and batch_end[next_batch] <= read_to:
-                positions = order[next_batch * b:(next_batch + 1) * b].tolist()
-                yield self._batch([held.pop(p) for p in positions], [int(global_index[p]) for p in positions], epoch_key)
+                positions = order[next_batch * b : (next_batch + 1) * b].tolist()
+                yield self._batch(
+                    [held.pop(p) for p in positions], [int(global_index[p]) for p in positions], epoch_key
+                )
                 next_batch += 1
 
         for k, shard_id in enumerate(slot.shard_ids):
@@ -439,13 +458,21 @@ def build_stream_loader(
     """The training loader of a streaming split and its epoch state, which the loop sets and
     resumes like :class:`EpochBatches`. ``batch_size`` is per process."""
     plan = StreamPlan(
-        [s.samples for s in split.shards], world, num_workers, batch_size, batches_per_step, seed,
-        split.shuffle_buffer, split.epoch_samples,
+        [s.samples for s in split.shards],
+        world,
+        num_workers,
+        batch_size,
+        batches_per_step,
+        seed,
+        split.shuffle_buffer,
+        split.epoch_samples,
     )
     epochs = StreamEpochs(plan)
     loader = StreamLoader(
-        StreamedBatches(split, make_item, epochs, rank, collate_fn), device,
-        num_workers=num_workers, pin_memory=pin_memory,
+        StreamedBatches(split, make_item, epochs, rank, collate_fn),
+        device,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
         worker_init_fn=ignore_stop_signals if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),
     )

@@ -154,8 +154,15 @@ class StreamPlan:
     :class:`multivic.data.loader.EpochBatches`)."""
 
     def __init__(
-        self, sizes: Sequence[int], world: int, workers: int, batch_size: int, batches_per_step: int, seed: int,
-        shuffle_buffer: int, epoch_samples: int | None = None,
+        self,
+        sizes: Sequence[int],
+        world: int,
+        workers: int,
+        batch_size: int,
+        batches_per_step: int,
+        seed: int,
+        shuffle_buffer: int,
+        epoch_samples: int | None = None,
     ) -> None:
         self.sizes, self.world, self.workers = list(sizes), world, max(1, workers)
         self.batch_size, self.seed, self.shuffle_buffer = batch_size, seed, shuffle_buffer
@@ -168,7 +175,9 @@ class StreamPlan:
         if epoch_samples is None:
             self.bins = make_bins(self.sizes, slots)
             per_slot = [sum(self.sizes[i] for i in b) // batch_size for b in self.bins]
-            self.batches_per_process = min(self._capacity(per_slot[r * self.workers:(r + 1) * self.workers]) for r in range(world))
+            self.batches_per_process = min(
+                self._capacity(per_slot[r * self.workers : (r + 1) * self.workers]) for r in range(world)
+            )
         else:
             self.bins = []
             self.batches_per_process = epoch_samples // (batch_size * world)
@@ -207,4 +216,13 @@ class StreamPlan:
         return SlotPlan(shard_ids, order, batches)
 
 
-__all__ = ["Shard", "SlotPlan", "StreamPlan", "StreamingSplit", "buffer_order", "make_bins", "sample_seed", "stream_key"]
+__all__ = [
+    "Shard",
+    "SlotPlan",
+    "StreamPlan",
+    "StreamingSplit",
+    "buffer_order",
+    "make_bins",
+    "sample_seed",
+    "stream_key",
+]

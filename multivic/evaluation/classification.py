@@ -38,18 +38,31 @@ def evaluate_classification(
     (rankme, std_mean, std_min, std_below_gamma for ``gamma``, corr_offdiag_rms, see
     multivic.collapse) and rankme_repr, the RankMe of the encoder output; the val
     split's spectra and per-dimension std as arrays (see :func:`branch_collapse`)."""
-    tr = extract_features(branch, train, device, batch_size, num_workers, max_train_samples, seed, collate, skip_unreadable)
-    va = extract_features(branch, val, device, batch_size, num_workers, collate=collate, skip_unreadable=skip_unreadable)
+    tr = extract_features(
+        branch, train, device, batch_size, num_workers, max_train_samples, seed, collate, skip_unreadable
+    )
+    va = extract_features(
+        branch, val, device, batch_size, num_workers, collate=collate, skip_unreadable=skip_unreadable
+    )
     probe = linear_probe(
-        tr.representations, tr.labels, va.representations, va.labels, num_classes,
-        epochs=linear_epochs, lr=linear_lr, weight_decay=linear_weight_decay, seed=seed,
+        tr.representations,
+        tr.labels,
+        va.representations,
+        va.labels,
+        num_classes,
+        epochs=linear_epochs,
+        lr=linear_lr,
+        weight_decay=linear_weight_decay,
+        seed=seed,
     )
     knn_pred = knn_classify(tr.representations, tr.labels, va.representations, num_classes, knn_k, knn_temperature)
     metrics, arrays = branch_collapse(branch.name, va.embeddings, va.representations, gamma)
     p = branch.name
-    metrics.update({
-        f"{p}/linear_top1": probe["top1"],
-        f"{p}/linear_top5": probe["top5"],
-        f"{p}/knn_top1": 100.0 * (knn_pred == va.labels).float().mean().item(),
-    })
+    metrics.update(
+        {
+            f"{p}/linear_top1": probe["top1"],
+            f"{p}/linear_top5": probe["top5"],
+            f"{p}/knn_top1": 100.0 * (knn_pred == va.labels).float().mean().item(),
+        }
+    )
     return EvalResult(metrics, arrays)

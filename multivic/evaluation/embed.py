@@ -14,8 +14,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from multivic.branch import Branch
-from multivic.errors import DataError
 from multivic.data.loader import describe_fault, shutdown_workers
+from multivic.errors import DataError
 
 logger = logging.getLogger("multivic")
 

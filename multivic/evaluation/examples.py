@@ -134,13 +134,19 @@ def _examples_problem(directions: Any) -> str | None:
     if not isinstance(directions, list) or len(directions) > 4:
         return "'directions' is not a short list"
     for direction in directions:
-        if not isinstance(direction, dict) or not all(isinstance(direction.get(k), str) for k in ("query_kind", "item_kind")):
+        if not isinstance(direction, dict) or not all(
+            isinstance(direction.get(k), str) for k in ("query_kind", "item_kind")
+        ):
             return "a direction has no query_kind and item_kind"
         queries = direction.get("queries")
         if not isinstance(queries, list) or not queries or len(queries) > MAX_EXAMPLE_QUERIES:
             return f"a direction has no list of 1 to {MAX_EXAMPLE_QUERIES} queries"
         for query in queries:
-            if not isinstance(query, dict) or not isinstance(query.get("top"), list) or len(query["top"]) > MAX_EXAMPLE_ITEMS:
+            if (
+                not isinstance(query, dict)
+                or not isinstance(query.get("top"), list)
+                or len(query["top"]) > MAX_EXAMPLE_ITEMS
+            ):
                 return f"a query has no list of at most {MAX_EXAMPLE_ITEMS} top items"
             for item in [query.get("query"), *query["top"]]:
                 problem = _item_problem(item)
@@ -160,8 +166,9 @@ def _item_problem(item: Any) -> str | None:
     if "text" in item and (not isinstance(item["text"], str) or len(item["text"]) > 2_000):
         return "an item's text is not a string of sane length"
     name = item.get("thumbnail")
-    if name is not None and (not isinstance(name, str) or Path(name).name != name or not name.endswith(".png")
-                             or name.startswith(".")):
+    if name is not None and (
+        not isinstance(name, str) or Path(name).name != name or not name.endswith(".png") or name.startswith(".")
+    ):
         return f"a thumbnail name leaves its folder or is not a .png file ({str(name)[:60]!r})"
     return None
 

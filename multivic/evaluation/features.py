@@ -37,6 +37,14 @@ def extract_features(
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(dataset), generator=g)[:max_samples].sort().values  # type: ignore[arg-type]
         dataset = Subset(dataset, idx.tolist())
-    out = embed_dataset(branch, dataset, device, collate=collate, batch_size=batch_size, num_workers=num_workers, labelled=True,
-                        skip_unreadable=skip_unreadable)
+    out = embed_dataset(
+        branch,
+        dataset,
+        device,
+        collate=collate,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        labelled=True,
+        skip_unreadable=skip_unreadable,
+    )
     return Features(out.representations, out.embeddings, out.labels)  # type: ignore[arg-type]

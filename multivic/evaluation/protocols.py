@@ -18,14 +18,14 @@ import torch
 from torch.utils.data import Dataset
 
 from multivic.branch import Branch
+from multivic.collapse import branch_collapse
+from multivic.data.formats import DataFormat, DataSetup, LabelledViews
 from multivic.errors import ConfigError, RunDirError
 from multivic.evaluation.classification import evaluate_classification
-from multivic.collapse import branch_collapse
 from multivic.evaluation.embed import Embedded, embed_dataset
 from multivic.evaluation.examples import retrieval_examples
 from multivic.evaluation.result import EvalResult
 from multivic.evaluation.retrieval import retrieval_recall, retrieval_recall_folds
-from multivic.data.formats import DataFormat, DataSetup, LabelledViews
 from multivic.modalities import Transformed, identity
 
 logger = logging.getLogger("multivic")
@@ -66,10 +66,23 @@ def _probe(branch: Branch, splits: Splits, device: torch.device, s: EvalSettings
     view = pipeline.eval_view()
     train, val = (LabelledViews(samples, modality, view) for samples in splits)
     return evaluate_classification(
-        branch, train, val, len(train.classes), device,
-        batch_size=s.batch_size, num_workers=s.num_workers, knn_k=s.knn_k, knn_temperature=s.knn_temperature,
-        linear_epochs=s.linear_epochs, linear_lr=s.linear_lr, linear_weight_decay=s.linear_weight_decay,
-        max_train_samples=s.max_train_samples, seed=s.seed, collate=pipeline.collate(), skip_unreadable=s.skip_unreadable, gamma=s.gamma,
+        branch,
+        train,
+        val,
+        len(train.classes),
+        device,
+        batch_size=s.batch_size,
+        num_workers=s.num_workers,
+        knn_k=s.knn_k,
+        knn_temperature=s.knn_temperature,
+        linear_epochs=s.linear_epochs,
+        linear_lr=s.linear_lr,
+        linear_weight_decay=s.linear_weight_decay,
+        max_train_samples=s.max_train_samples,
+        seed=s.seed,
+        collate=pipeline.collate(),
+        skip_unreadable=s.skip_unreadable,
+        gamma=s.gamma,
     )
 
 
@@ -98,7 +111,8 @@ def classification(data: DataSetup, branches: dict[str, Branch], device: torch.d
     if other_folds:
         logger.warning(
             "cross-validation (*_cv5_seen) probes folds the encoder was pretrained on; "
-            "only the test fold %s (the plain metrics) is unseen in pretraining", test_fold
+            "only the test fold %s (the plain metrics) is unseen in pretraining",
+            test_fold,
         )
     return result
 
@@ -106,7 +120,9 @@ def classification(data: DataSetup, branches: dict[str, Branch], device: torch.d
 def _embed_items(branch: Branch, items, device: torch.device, s: EvalSettings) -> Embedded:
     pipeline = branch.preprocess
     dataset = Transformed(items, identity, pipeline.eval_view())
-    return embed_dataset(branch, dataset, device, collate=pipeline.collate(), batch_size=s.batch_size, num_workers=s.num_workers)
+    return embed_dataset(
+        branch, dataset, device, collate=pipeline.collate(), batch_size=s.batch_size, num_workers=s.num_workers
+    )
 
 
 def retrieval(data: DataSetup, branches: dict[str, Branch], device: torch.device, s: EvalSettings) -> EvalResult:

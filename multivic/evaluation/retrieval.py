@@ -33,7 +33,9 @@ def _check(images: Tensor, texts: Tensor, index: Tensor) -> None:
             f"expected image [N, D] and text [M, D] embeddings of one width; got {tuple(images.shape)} and {tuple(texts.shape)}"
         )
     if index.shape != (texts.shape[0],):
-        raise ValueError(f"caption_image_index must have one entry per caption ({texts.shape[0]}); got {tuple(index.shape)}")
+        raise ValueError(
+            f"caption_image_index must have one entry per caption ({texts.shape[0]}); got {tuple(index.shape)}"
+        )
     if index.numel() and (int(index.min()) < 0 or int(index.max()) >= images.shape[0]):
         raise ValueError(f"caption_image_index holds values outside [0, {images.shape[0]})")
     counts = torch.bincount(index, minlength=images.shape[0])
@@ -128,5 +130,9 @@ def retrieval_recall_folds(
     runs = []
     for f in range(folds):
         keep = (index >= f * size) & (index < (f + 1) * size)
-        runs.append(retrieval_recall(image_embeddings[f * size : (f + 1) * size], text_embeddings[keep], index[keep] - f * size, ks))
+        runs.append(
+            retrieval_recall(
+                image_embeddings[f * size : (f + 1) * size], text_embeddings[keep], index[keep] - f * size, ks
+            )
+        )
     return {f"1k/{k}": sum(r[k] for r in runs) / folds for k in runs[0]}

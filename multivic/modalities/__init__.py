@@ -101,7 +101,9 @@ class Modality:
     def embed_inputs(self, path: Path) -> tuple[Dataset, list[str]]:
         """The evaluation-view items of every file under folder ``path``, and their names."""
         if not path.is_dir():
-            raise DataError(f"--input {path} is not a folder of {self.name} files ({', '.join(self.file_suffixes[:3])}, ...)")
+            raise DataError(
+                f"--input {path} is not a folder of {self.name} files ({', '.join(self.file_suffixes[:3])}, ...)"
+            )
         paths = files_with_suffixes(path, self.file_suffixes)
         if not paths:
             raise DataError(f"--input {path} holds no {self.name} files ({', '.join(self.file_suffixes[:3])}, ...)")

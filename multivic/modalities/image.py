@@ -47,8 +47,9 @@ def load_rgb(source: Path | bytes, where: str | None = None) -> Image.Image:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
             return to_rgb(img)
     except Image.DecompressionBombError as exc:  # not an OSError: PIL refuses to decode it at all
-        raise DataError(f"cannot read image {where}: {_bomb_size(exc)}, over PIL's decompression-bomb limit; "
-                        "resize it or remove it") from None
+        raise DataError(
+            f"cannot read image {where}: {_bomb_size(exc)}, over PIL's decompression-bomb limit; resize it or remove it"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"cannot read image {where}: {exc.__class__.__name__}: {exc}") from None
 
@@ -64,7 +65,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _bomb_size(exc: Exception) -> str:
-    """"the image is W×H pixels", from the size PIL checked (the innermost frame of its error)."""
+    """ "the image is W×H pixels", from the size PIL checked (the innermost frame of its error)."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next

@@ -46,8 +46,9 @@ def load_mono(source: Path | bytes, sample_rate: int, where: str | None = None) 
     The one audio decoder: files and shard members alike."""
     where = where or f"file {source}"
     try:
-        data, rate = soundfile.read(io.BytesIO(source) if isinstance(source, bytes) else str(source),
-                                    dtype="float32", always_2d=True)
+        data, rate = soundfile.read(
+            io.BytesIO(source) if isinstance(source, bytes) else str(source), dtype="float32", always_2d=True
+        )
     except (RuntimeError, soundfile.LibsndfileError, OSError) as exc:
         raise DataError(f"cannot read audio {where}: {str(exc).splitlines()[0]}") from None
     if data.shape[0] == 0:

@@ -47,7 +47,7 @@ GRAM_MAX_CANCELLATION = 1e3
 
 
 def resolve_form(form: str, n: int, d: int) -> str:
-    """"gram" or "covariance": ``form`` itself, or for "auto" the cheaper one for an [n, d]
+    """ "gram" or "covariance": ``form`` itself, or for "auto" the cheaper one for an [n, d]
     batch (the Gram when n < d). ValueError for an unknown name."""
     check_choice("covariance_form", form, COVARIANCE_FORMS)
     if form == "auto":

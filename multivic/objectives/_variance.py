@@ -52,8 +52,9 @@ def check_regulariser_options(variance_coeff: float, gamma: float, eps: float) -
     check_variance_options(gamma, eps)
 
 
-def add_variance(loss: Tensor, terms: dict[str, Tensor], z_a: Tensor, z_b: Tensor,
-                 coeff: float, gamma: float, eps: float) -> tuple[Tensor, dict[str, Tensor]]:
+def add_variance(
+    loss: Tensor, terms: dict[str, Tensor], z_a: Tensor, z_b: Tensor, coeff: float, gamma: float, eps: float
+) -> tuple[Tensor, dict[str, Tensor]]:
     """``loss + coeff·variance`` with the term "variance" added to ``terms`` when ``coeff`` > 0;
     unchanged otherwise. ``z_a``, ``z_b``: the gathered batch [n, d]."""
     if coeff == 0:

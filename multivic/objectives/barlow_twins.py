@@ -43,7 +43,6 @@ from multivic.objectives._numerics import COVARIANCE_FORMS, CovarianceForm, canc
 from multivic.objectives._variance import add_variance, check_regulariser_options, std_stats
 from multivic.registry import register_objective
 
-
 # --------------------------------------------------------------------------------------------
 # The terms as plain functions, on the whole batch of one process.
 # --------------------------------------------------------------------------------------------
@@ -193,6 +192,7 @@ class BarlowTwinsLoss(Objective):
         on, off = _shard_sums(a, b, form, rank() if shards > 1 else 0, shards)
         scale = self.scale_loss / d if self.scale_by_dim else self.scale_loss
         loss = scale * (on + self.lambda_offdiag * off)
-        loss, terms = add_variance(loss, {"on_diagonal": on, "off_diagonal": off}, z_a, z_b,
-                                   self.variance_coeff, self.gamma, self.eps)
+        loss, terms = add_variance(
+            loss, {"on_diagonal": on, "off_diagonal": off}, z_a, z_b, self.variance_coeff, self.gamma, self.eps
+        )
         return ObjectiveOutput(loss, terms, std_stats(z_a, z_b, self.gamma, self.eps))

@@ -73,7 +73,9 @@ class InfoNCELoss(Objective):
         check_option("max_logit_scale", max_logit_scale, max_logit_scale > 0, "> 0 (CLIP's is 100)")
         check_option("temperature", temperature, temperature > 0, "> 0 (CLIP starts at 0.07)")
         check_option(
-            "temperature", temperature, 1.0 / temperature <= max_logit_scale,
+            "temperature",
+            temperature,
+            1.0 / temperature <= max_logit_scale,
             f">= 1/max_logit_scale = {1.0 / max_logit_scale:g} (raise it, or raise max_logit_scale)",
         )
         check_regulariser_options(variance_coeff, gamma, eps)
@@ -107,7 +109,8 @@ class InfoNCELoss(Objective):
         a_to_b = F.cross_entropy(scale * sim_ab, labels)
         b_to_a = F.cross_entropy(scale * sim_ba, labels)
         loss = (a_to_b + b_to_a) / 2
-        loss, terms = add_variance(loss, {"a_to_b": a_to_b, "b_to_a": b_to_a}, z_a, z_b,
-                                   self.variance_coeff, self.gamma, self.eps)
+        loss, terms = add_variance(
+            loss, {"a_to_b": a_to_b, "b_to_a": b_to_a}, z_a, z_b, self.variance_coeff, self.gamma, self.eps
+        )
         stats = {"temperature": 1.0 / scale.detach(), **std_stats(z_a, z_b, self.gamma, self.eps)}
         return ObjectiveOutput(loss, terms, stats)

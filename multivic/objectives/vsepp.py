@@ -109,6 +109,7 @@ class VSEPPLoss(Objective):
         factor = shards if self.reduction == "sum" else 1.0 / n_local
         a_to_b = factor * hinge_rows(sim_ab, labels, self.margin, self.max_violation).sum()
         b_to_a = factor * hinge_rows(sim_ba, labels, self.margin, self.max_violation).sum()
-        loss, terms = add_variance(a_to_b + b_to_a, {"a_to_b": a_to_b, "b_to_a": b_to_a}, z_a, z_b,
-                                   self.variance_coeff, self.gamma, self.eps)
+        loss, terms = add_variance(
+            a_to_b + b_to_a, {"a_to_b": a_to_b, "b_to_a": b_to_a}, z_a, z_b, self.variance_coeff, self.gamma, self.eps
+        )
         return ObjectiveOutput(loss, terms, std_stats(z_a, z_b, self.gamma, self.eps))

@@ -52,7 +52,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise MultivicError(f"cannot write the report into {out}: {exc.strerror or exc}; pass another folder with --out") from None
+        raise MultivicError(
+            f"cannot write the report into {out}: {exc.strerror or exc}; pass another folder with --out"
+        ) from None
     note = ""
     try:
         figures = draw_figures(run, out) + draw_figures(run, out, [spectrum, std_histogram, retrieval_examples])

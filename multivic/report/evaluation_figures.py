@@ -36,8 +36,9 @@ def spectrum(run: RunRecord, out_dir: Path) -> FigureFile | None:
     from matplotlib import ticker
 
     fig, axes = new_figure(2, width=12.8)
-    for ax, (kind, label) in zip(axes, (("representation", "encoder outputs (representations)"),
-                                        ("embedding", "expander outputs (embeddings)"))):
+    for ax, (kind, label) in zip(
+        axes, (("representation", "encoder outputs (representations)"), ("embedding", "expander outputs (embeddings)"))
+    ):
         for branch, color in zip(branches, _COLORS):
             s = run.arrays.get(f"{branch}/{kind}_singular_values")
             if s is None or not np.isfinite(s).all() or s.max() <= 0:
@@ -55,10 +56,15 @@ def spectrum(run: RunRecord, out_dir: Path) -> FigureFile | None:
         if ax.get_lines():
             ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     fig.suptitle(f"{run.name}: singular-value spectra on the evaluation split", fontweight="bold")
-    return save_figure(fig, out_dir, "spectrum.png", "Singular-value spectra",
-                       "Singular values of the uncentred evaluation outputs relative to the largest: a spectrum that "
-                       "drops by orders of magnitude after a few values means the outputs use few dimensions "
-                       "(dimensional collapse); a flat one means every dimension carries signal.")
+    return save_figure(
+        fig,
+        out_dir,
+        "spectrum.png",
+        "Singular-value spectra",
+        "Singular values of the uncentred evaluation outputs relative to the largest: a spectrum that "
+        "drops by orders of magnitude after a few values means the outputs use few dimensions "
+        "(dimensional collapse); a flat one means every dimension carries signal.",
+    )
 
 
 def std_histogram(run: RunRecord, out_dir: Path) -> FigureFile | None:
@@ -80,9 +86,14 @@ def std_histogram(run: RunRecord, out_dir: Path) -> FigureFile | None:
         ax.grid(True, alpha=0.25)
         ax.legend(fontsize="small")
     fig.suptitle(f"{run.name}: per-dimension std at the end of training", fontweight="bold")
-    return save_figure(fig, out_dir, "std_histogram.png", "Per-dimension std at the end",
-                       f"Each embedding dimension's std on the evaluation split; the variance term pushes them to "
-                       f"γ = {gamma:g}, a pile near 0 is collapsed dimensions.")
+    return save_figure(
+        fig,
+        out_dir,
+        "std_histogram.png",
+        "Per-dimension std at the end",
+        f"Each embedding dimension's std on the evaluation split; the variance term pushes them to "
+        f"γ = {gamma:g}, a pile near 0 is collapsed dimensions.",
+    )
 
 
 def retrieval_examples(run: RunRecord, out_dir: Path) -> FigureFile | None:
@@ -117,6 +128,11 @@ def retrieval_examples(run: RunRecord, out_dir: Path) -> FigureFile | None:
             if r == 0 or rows[r - 1][0] is not direction:
                 ax.set_title("query" if c == 0 else f"top {c} {direction['item_kind']}", fontsize=8)
     fig.suptitle(f"{run.name}: retrieval examples (green: a true match, red: not)", fontweight="bold")
-    return save_figure(fig, out_dir, "retrieval_examples.png", "Retrieval examples",
-                       "Queries spread evenly over the evaluation set, each way, with their top items by cosine "
-                       "similarity; a green frame marks a true match.")
+    return save_figure(
+        fig,
+        out_dir,
+        "retrieval_examples.png",
+        "Retrieval examples",
+        "Queries spread evenly over the evaluation set, each way, with their top items by cosine "
+        "similarity; a green frame marks a true match.",
+    )

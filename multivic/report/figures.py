@@ -54,8 +54,11 @@ def draw_figures(run: RunRecord, out_dir: Path, drawers: Sequence[Drawer] | None
 
 # --- the figures -----------------------------------------------------------------------------------
 
-_TERMS = (("invariance", "sim_coeff", 25.0, "λ", "invariance s"), ("variance", "std_coeff", 25.0, "μ", "variance v"),
-          ("covariance", "cov_coeff", 1.0, "ν", "covariance c"))
+_TERMS = (
+    ("invariance", "sim_coeff", 25.0, "λ", "invariance s"),
+    ("variance", "std_coeff", 25.0, "μ", "variance v"),
+    ("covariance", "cov_coeff", 1.0, "ν", "covariance c"),
+)
 
 
 def _loss(run: RunRecord, out_dir: Path) -> FigureFile | None:
@@ -64,10 +67,13 @@ def _loss(run: RunRecord, out_dir: Path) -> FigureFile | None:
     vicreg = run.setting("loss.name", "vicreg") == "vicreg"
     terms = [t for t in _TERMS if run.has(t[0])] if vicreg else []
     # another objective's terms by their own names (its optional variance regulariser included)
-    other_terms = [] if vicreg else [c for c in run.history.columns if "/" not in c and c not in _NOT_TERMS and run.has(c)]
+    other_terms = (
+        [] if vicreg else [c for c in run.history.columns if "/" not in c and c not in _NOT_TERMS and run.has(c)]
+    )
     # λ·s, μ·v, ν·c add up to the total only with one coefficient per term (not per-side lists)
     weighted = bool(terms) and all(
-        isinstance(run.setting(f"loss.{key}", default), (int, float)) for _, key, default, _, _ in terms)
+        isinstance(run.setting(f"loss.{key}", default), (int, float)) for _, key, default, _, _ in terms
+    )
     fig, axes = new_figure(1 + bool(terms or other_terms))
     steps = run.history["step"]
     ax = axes[0]
@@ -80,8 +86,14 @@ def _loss(run: RunRecord, out_dir: Path) -> FigureFile | None:
             if coeff == 0:
                 unused.append(f"{symbol} = 0")
                 continue
-            _line(ax, steps, coeff * run.history[column], f"{symbol}·{label.split()[1]} = {coeff:g} × {label.split()[0]}",
-                  color=color, zorder=2)
+            _line(
+                ax,
+                steps,
+                coeff * run.history[column],
+                f"{symbol}·{label.split()[1]} = {coeff:g} × {label.split()[0]}",
+                color=color,
+                zorder=2,
+            )
         title = "total loss and its weighted terms (they add up to the total)"
         ax.set_title(title + (f"\n{', '.join(unused)}: not part of this loss" if unused else ""))
     else:
@@ -99,8 +111,14 @@ def _loss(run: RunRecord, out_dir: Path) -> FigureFile | None:
         ax.set_title("the objective's terms")
         _finish(ax, run, "term value (unitless)")
     fig.suptitle(f"{run.name}: training loss", fontweight="bold")
-    return save_figure(fig, out_dir, "loss.png", "Loss", "The objective over optimiser steps: the total and λ·s, μ·v, ν·c (left), the unweighted "
-                 "terms (right); a log scale where the values span more than a factor of 20.")
+    return save_figure(
+        fig,
+        out_dir,
+        "loss.png",
+        "Loss",
+        "The objective over optimiser steps: the total and λ·s, μ·v, ν·c (left), the unweighted "
+        "terms (right); a log scale where the values span more than a factor of 20.",
+    )
 
 
 _TERM_COLORS = ("tab:blue", "tab:orange", "tab:green")
@@ -111,7 +129,9 @@ _NOT_TERMS = {"step", "epoch", "lr", "loss", "skipped_steps", "bad_samples", "sa
 
 def _learning_rate(run: RunRecord, out_dir: Path) -> FigureFile | None:
     # With several optimisers, lr/<label> holds each one's and lr repeats the first's.
-    columns = [c for c in run.history.columns if c.startswith("lr/") and run.has(c)] or (["lr"] if run.has("lr") else [])
+    columns = [c for c in run.history.columns if c.startswith("lr/") and run.has(c)] or (
+        ["lr"] if run.has("lr") else []
+    )
     if not columns:
         return None
     fig, (ax,) = new_figure(1, width=7.5)
@@ -120,7 +140,9 @@ def _learning_rate(run: RunRecord, out_dir: Path) -> FigureFile | None:
         _line(ax, run.history["step"], run.history[column], label)
     ax.set_title(f"{run.name}: learning rate schedule")
     _finish(ax, run, "learning rate", log=False)
-    return save_figure(fig, out_dir, "lr.png", "Learning rate", "The learning rate of each optimiser at the logged steps.")
+    return save_figure(
+        fig, out_dir, "lr.png", "Learning rate", "The learning rate of each optimiser at the logged steps."
+    )
 
 
 def _std(run: RunRecord, out_dir: Path) -> FigureFile | None:
@@ -128,8 +150,9 @@ def _std(run: RunRecord, out_dir: Path) -> FigureFile | None:
     if not sides:
         return None
     below = any(run.has(f"{s}/std_below_gamma") for s in sides)
-    fig, axes = new_figure(len(sides), rows=1 + below, sharex=True, sharey="row", height_ratios=[2, 1] if below else None,
-                        extra_height=1.6)
+    fig, axes = new_figure(
+        len(sides), rows=1 + below, sharex=True, sharey="row", height_ratios=[2, 1] if below else None, extra_height=1.6
+    )
     axes = np.asarray(axes).reshape(1 + below, len(sides))
     gamma, steps = run.gamma, run.history["step"]
     floor = run.setting("train.alarm_min_std")
@@ -149,13 +172,24 @@ def _std(run: RunRecord, out_dir: Path) -> FigureFile | None:
         if below:
             ax = axes[1, i]
             if run.has(f"{side}/std_below_gamma"):
-                _line(ax, steps, 100 * run.history[f"{side}/std_below_gamma"], "dimensions with std < γ", color="tab:purple")
+                _line(
+                    ax,
+                    steps,
+                    100 * run.history[f"{side}/std_below_gamma"],
+                    "dimensions with std < γ",
+                    color="tab:purple",
+                )
             ax.set_ylim(-3, 103)
             ax.set_title(f"side {run.side_label(side)}: share of dimensions under γ")
             _finish(ax, run, "% of dimensions" if i == 0 else None, log=False)
     fig.suptitle(f"{run.name}: per-dimension std of the expander outputs (batch statistics)", fontweight="bold")
-    return save_figure(fig, out_dir, "std.png", "Per-dimension std against γ",
-                 f"The variance term pushes every dimension's std up to γ = {gamma:g}; a std near 0 is collapse.")
+    return save_figure(
+        fig,
+        out_dir,
+        "std.png",
+        "Per-dimension std against γ",
+        f"The variance term pushes every dimension's std up to γ = {gamma:g}; a std near 0 is collapse.",
+    )
 
 
 def _covariance(run: RunRecord, out_dir: Path) -> FigureFile | None:
@@ -164,35 +198,56 @@ def _covariance(run: RunRecord, out_dir: Path) -> FigureFile | None:
         return None
     fig, (ax,) = new_figure(1, width=7.5)
     for side, color in zip(sides, ("tab:blue", "tab:orange")):
-        _line(ax, run.history["step"], run.history[f"{side}/cov_offdiag_rms"], f"side {run.side_label(side)}", color=color)
+        _line(
+            ax, run.history["step"], run.history[f"{side}/cov_offdiag_rms"], f"side {run.side_label(side)}", color=color
+        )
     ax.set_title(f"{run.name}: RMS of the off-diagonal covariances")
     _finish(ax, run, "RMS off-diagonal covariance")
     if ax.get_yscale() == "linear":
         ax.set_ylim(bottom=0)  # the covariance term's target is 0: show the distance to it
-    return save_figure(fig, out_dir, "covariance.png", "Off-diagonal covariance",
-                 "How correlated the embedding dimensions are (the covariance term drives this to 0).")
+    return save_figure(
+        fig,
+        out_dir,
+        "covariance.png",
+        "Off-diagonal covariance",
+        "How correlated the embedding dimensions are (the covariance term drives this to 0).",
+    )
 
 
 def _rankme(run: RunRecord, out_dir: Path) -> FigureFile | None:
     """RankMe of each side's embeddings (``<side>/rankme``, solid) and, where logged, of its
     representations (``<side>/rankme_repr``, dashed)."""
-    series = [(side, column, kind) for side in SIDES
-              for column, kind in ((f"{side}/rankme", "embedding"), (f"{side}/rankme_repr", "representation"))
-              if run.has(column)]
+    series = [
+        (side, column, kind)
+        for side in SIDES
+        for column, kind in ((f"{side}/rankme", "embedding"), (f"{side}/rankme_repr", "representation"))
+        if run.has(column)
+    ]
     if not series:
         return None
     fig, (ax,) = new_figure(1, width=7.5)
     colors = {"a": "tab:blue", "b": "tab:orange"}
     for side, column, kind in series:
-        _line(ax, run.history["step"], run.history[column], f"side {run.side_label(side)}: {kind}",
-              color=colors[side], ls="-" if kind == "embedding" else "--")
+        _line(
+            ax,
+            run.history["step"],
+            run.history[column],
+            f"side {run.side_label(side)}: {kind}",
+            color=colors[side],
+            ls="-" if kind == "embedding" else "--",
+        )
     _mark_alarms(ax, run, sorted({side for side, _, _ in series}))
     ax.set_ylim(bottom=0)
     ax.set_title(f"{run.name}: RankMe of the batch (effective dimensions used)")
     _finish(ax, run, "RankMe (effective number of dimensions)", log=False)
-    return save_figure(fig, out_dir, "rankme.png", "RankMe",
-                 "exp of the entropy of the normalised singular values of the uncentred batch (embeddings: expander "
-                 "outputs; representations: encoder outputs); it cannot exceed min(batch rows, width), and near 1 is collapse.")
+    return save_figure(
+        fig,
+        out_dir,
+        "rankme.png",
+        "RankMe",
+        "exp of the entropy of the normalised singular values of the uncentred batch (embeddings: expander "
+        "outputs; representations: encoder outputs); it cannot exceed min(batch rows, width), and near 1 is collapse.",
+    )
 
 
 def _throughput(run: RunRecord, out_dir: Path) -> FigureFile | None:
@@ -203,14 +258,23 @@ def _throughput(run: RunRecord, out_dir: Path) -> FigureFile | None:
     ax.set_ylim(bottom=0)
     ax.set_title(f"{run.name}: training throughput")
     _finish(ax, run, "samples / s", log=False)
-    return save_figure(fig, out_dir, "throughput.png", "Throughput", "Training samples per second between logged steps.")
+    return save_figure(
+        fig, out_dir, "throughput.png", "Throughput", "Training samples per second between logged steps."
+    )
 
 
 # --- shared drawing helpers ------------------------------------------------------------------------
 
 
-def new_figure(cols: int, rows: int = 1, width: float | None = None, sharex: bool = False, sharey: str | bool = False,
-            height_ratios: list[float] | None = None, extra_height: float = 0.0):
+def new_figure(
+    cols: int,
+    rows: int = 1,
+    width: float | None = None,
+    sharex: bool = False,
+    sharey: str | bool = False,
+    height_ratios: list[float] | None = None,
+    extra_height: float = 0.0,
+):
     from matplotlib.figure import Figure
 
     width = width or (6.4 * cols)
@@ -284,7 +348,11 @@ def _mark_alarms(ax, run: RunRecord, sides: tuple[str, ...] | list[str]) -> None
     """Light red bands behind the data over the logged steps where the collapse alarm named one of
     ``sides``; consecutive alarmed rows make one band."""
     alarms = run.alarms()
-    flagged = {int(s) for s, text in zip(alarms["step"], alarms["collapse_alarm"]) if set(_ALARM_SIDE.findall(text)) & set(sides)}
+    flagged = {
+        int(s)
+        for s, text in zip(alarms["step"], alarms["collapse_alarm"])
+        if set(_ALARM_SIDE.findall(text)) & set(sides)
+    }
     if not flagged:
         return
     steps = run.history["step"].to_numpy(dtype=float)

@@ -7,8 +7,20 @@ with come first; the others follow by name.
 
 from __future__ import annotations
 
-LEADING = ("linear_top1", "linear_top5", "knn_top1", "i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10",
-           "rsum", "i2t_medr", "t2i_medr")
+LEADING = (
+    "linear_top1",
+    "linear_top5",
+    "knn_top1",
+    "i2t_r1",
+    "i2t_r5",
+    "i2t_r10",
+    "t2i_r1",
+    "t2i_r5",
+    "t2i_r10",
+    "rsum",
+    "i2t_medr",
+    "t2i_medr",
+)
 
 
 def metric_sort_key(key: str) -> tuple[str, int, str]:

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from multivic.report.metrics import metric_sort_key
 from multivic.report.figures import FigureFile
+from multivic.report.metrics import metric_sort_key
 from multivic.report.run import SIDES, RunRecord
 from multivic.trust import terminal_safe
 
@@ -36,17 +36,32 @@ def key_settings(run: RunRecord) -> list[tuple[str, str]]:
         rows.append(("weights shared between the sides", "yes" if s("model.shared") else "no"))
     loss = s("loss.name", "vicreg")
     if loss == "vicreg":
-        rows.append(("loss", f"VICReg: λ (sim_coeff) = {_setting(s('loss.sim_coeff', 25.0))}, μ (std_coeff) = "
-                             f"{_setting(s('loss.std_coeff', 25.0))}, ν (cov_coeff) = {_setting(s('loss.cov_coeff', 1.0))}, "
-                             f"γ = {run.gamma:g}, variance convention {s('loss.variance_convention', 'released')}"))
+        rows.append(
+            (
+                "loss",
+                f"VICReg: λ (sim_coeff) = {_setting(s('loss.sim_coeff', 25.0))}, μ (std_coeff) = "
+                f"{_setting(s('loss.std_coeff', 25.0))}, ν (cov_coeff) = {_setting(s('loss.cov_coeff', 1.0))}, "
+                f"γ = {run.gamma:g}, variance convention {s('loss.variance_convention', 'released')}",
+            )
+        )
     else:
         options = {k: v for k, v in (s("loss", {}) or {}).items() if k != "name"}
-        rows.append(("loss", f"{loss}" + (": " + ", ".join(f"{k} = {_setting(v)}" for k, v in options.items()) if options else "")))
+        rows.append(
+            (
+                "loss",
+                f"{loss}" + (": " + ", ".join(f"{k} = {_setting(v)}" for k, v in options.items()) if options else ""),
+            )
+        )
     rows.append(("batch size", str(s("train.batch_size", "?"))))
     rows.append(("epochs", str(s("train.epochs", "?"))))
     if s("optim.name") is not None:
-        rows.append(("optimiser", f"{s('optim.name')}, base lr {s('optim.base_lr', '?')}, weight decay {s('optim.weight_decay', '?')}, "
-                                  f"warm-up {s('optim.warmup_epochs', '?')} epochs"))
+        rows.append(
+            (
+                "optimiser",
+                f"{s('optim.name')}, base lr {s('optim.base_lr', '?')}, weight decay {s('optim.weight_decay', '?')}, "
+                f"warm-up {s('optim.warmup_epochs', '?')} epochs",
+            )
+        )
     data = s("data.root") or s("data.builtin")
     if s("data.format") is not None:
         rows.append(("data", f"{s('data.format')}: {data}" if data else str(s("data.format"))))
@@ -68,15 +83,32 @@ def training_summary(run: RunRecord) -> list[tuple[str, str]]:
     """(name, value) of what the history says about the run as a whole."""
     h = run.history
     last = h.iloc[-1]
-    rows = [("logged steps", f"{len(h)} (last: step {int(last['step'])}"
-                             + (f", epoch {int(last['epoch']) + 1} of {run.setting('train.epochs', '?')})"
-                                if run.has("epoch") and np.isfinite(last["epoch"]) else ")"))]
+    rows = [
+        (
+            "logged steps",
+            f"{len(h)} (last: step {int(last['step'])}"
+            + (
+                f", epoch {int(last['epoch']) + 1} of {run.setting('train.epochs', '?')})"
+                if run.has("epoch") and np.isfinite(last["epoch"])
+                else ")"
+            ),
+        )
+    ]
     if run.has("loss"):
-        rows.append(("loss", f"{_number(h['loss'].dropna().iloc[0])} at the first logged step, {_number(h['loss'].dropna().iloc[-1])} at the last"))
+        rows.append(
+            (
+                "loss",
+                f"{_number(h['loss'].dropna().iloc[0])} at the first logged step, {_number(h['loss'].dropna().iloc[-1])} at the last",
+            )
+        )
     for side in SIDES:
         if run.has(f"{side}/std_mean"):
-            rows.append((f"std of side {run.side_label(side)} at the end",
-                         f"mean {_number(h[f'{side}/std_mean'].dropna().iloc[-1])}, γ = {run.gamma:g}"))
+            rows.append(
+                (
+                    f"std of side {run.side_label(side)} at the end",
+                    f"mean {_number(h[f'{side}/std_mean'].dropna().iloc[-1])}, γ = {run.gamma:g}",
+                )
+            )
     if run.has("samples_per_s"):
         rows.append(("throughput", f"median {float(np.nanmedian(h['samples_per_s'])):.0f} samples/s"))
     for column, what in (("skipped_steps", "non-finite steps skipped"), ("bad_samples", "unreadable samples replaced")):
@@ -93,11 +125,19 @@ def alarm_rows(run: RunRecord) -> tuple[list[str], list[list[str]], str]:
     """The collapse-alarm table (step, epoch counted from 1 as in the figures, alarm text), at most
     :data:`MAX_ALARM_ROWS` rows, and a line saying how many more history.csv holds ("" when none)."""
     alarms = run.alarms()
-    rows = [[_number(step), _number(epoch + 1) if np.isfinite(epoch) else "", text]
-            for step, epoch, text in alarms.head(MAX_ALARM_ROWS).itertuples(index=False)]
+    rows = [
+        [_number(step), _number(epoch + 1) if np.isfinite(epoch) else "", text]
+        for step, epoch, text in alarms.head(MAX_ALARM_ROWS).itertuples(index=False)
+    ]
     more = len(alarms) - len(rows)
-    note = (f"... and {more} more flagged steps, the last at step {_number(alarms['step'].iloc[-1])} "
-            "(history.csv's collapse_alarm column)") if more > 0 else ""
+    note = (
+        (
+            f"... and {more} more flagged steps, the last at step {_number(alarms['step'].iloc[-1])} "
+            "(history.csv's collapse_alarm column)"
+        )
+        if more > 0
+        else ""
+    )
     return ["step", "epoch", "alarm"], rows, note
 
 
@@ -140,12 +180,18 @@ figcaption { color: #555; font-size: .92em; } .alarm { color: #b00020; } code { 
 def render_html(run: RunRecord, figures: list[FigureFile], out_dir: Path, note: str = "") -> str:
     """The page as one HTML document; figures are embedded (base64), so the file stands alone."""
     e = _h
-    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>multivic report: {e(run.name)}</title>",
-             f"<style>{_STYLE}</style></head><body>",
-             f"<h1>Run <code>{e(run.name)}</code></h1>",
-             f"<p>Run directory: <code>{e(str(run.root.resolve()))}</code></p>"]
-    parts += ["<h2>Settings</h2>", _html_pairs(key_settings(run)),
-              "<h2>Training</h2>", _html_pairs(training_summary(run))]
+    parts = [
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>multivic report: {e(run.name)}</title>',
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>Run <code>{e(run.name)}</code></h1>",
+        f"<p>Run directory: <code>{e(str(run.root.resolve()))}</code></p>",
+    ]
+    parts += [
+        "<h2>Settings</h2>",
+        _html_pairs(key_settings(run)),
+        "<h2>Training</h2>",
+        _html_pairs(training_summary(run)),
+    ]
     parts.append("<h2>Evaluation</h2>")
     if run.metrics:
         header, rows = metrics_table(run.metrics)
@@ -168,8 +214,10 @@ def render_html(run: RunRecord, figures: list[FigureFile], out_dir: Path, note: 
         parts.append(f"<p>{e(note)}</p>")
     for fig in figures:
         data = base64.b64encode((out_dir / fig.name).read_bytes()).decode("ascii")
-        parts.append(f"<figure id=\"{e(fig.name)}\"><img src=\"data:image/png;base64,{data}\" alt=\"{e(fig.title)} ({e(fig.name)})\">"
-                     f"<figcaption><b>{e(fig.title)}</b> (<a href=\"{e(fig.name)}\">{e(fig.name)}</a>): {e(fig.caption)}</figcaption></figure>")
+        parts.append(
+            f'<figure id="{e(fig.name)}"><img src="data:image/png;base64,{data}" alt="{e(fig.title)} ({e(fig.name)})">'
+            f'<figcaption><b>{e(fig.title)}</b> (<a href="{e(fig.name)}">{e(fig.name)}</a>): {e(fig.caption)}</figcaption></figure>'
+        )
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
@@ -185,9 +233,10 @@ def _html_pairs(pairs: list[tuple[str, str]]) -> str:
 
 def _html_table(header: list[str], rows: list[list[str]], css: str = "") -> str:
     head = "".join(f"<th>{_h(h)}</th>" for h in header)
+
     def cell(text: str) -> str:
         cls = "n" if _numeric(text) else css
-        return f"<td class=\"{cls}\">{_h(text)}</td>" if cls else f"<td>{_h(text)}</td>"
+        return f'<td class="{cls}">{_h(text)}</td>' if cls else f"<td>{_h(text)}</td>"
 
     body = "".join("<tr>" + "".join(cell(c) for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -206,8 +255,20 @@ def _numeric(text: str) -> bool:
 
 def render_markdown(run: RunRecord, figures: list[FigureFile], note: str = "") -> str:
     """The page as Markdown; figures are referenced by their file names beside it."""
-    lines = [f"# Run {md_text(run.name)}", "", "## Settings", "", *_md_pairs(key_settings(run)), "", "## Training", "",
-             *_md_pairs(training_summary(run)), "", "## Evaluation", ""]
+    lines = [
+        f"# Run {md_text(run.name)}",
+        "",
+        "## Settings",
+        "",
+        *_md_pairs(key_settings(run)),
+        "",
+        "## Training",
+        "",
+        *_md_pairs(training_summary(run)),
+        "",
+        "## Evaluation",
+        "",
+    ]
     if run.metrics:
         header, rows = metrics_table(run.metrics)
         lines += _md_table(header, rows)

@@ -95,12 +95,18 @@ def read_run(path: str | Path) -> RunRecord:
 def _read_history(path: Path, text: str) -> pd.DataFrame:
     """history.csv's ``text`` as a table; any damage is a one-line RunDirError naming ``path``."""
     try:
-        history = pd.read_csv(io.StringIO(text), dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
+        history = pd.read_csv(
+            io.StringIO(text), dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""]
+        )
     except pd.errors.EmptyDataError:
-        raise RunDirError(f"{path} is not a readable history (EmptyDataError): is the run still writing its first row?") from None
+        raise RunDirError(
+            f"{path} is not a readable history (EmptyDataError): is the run still writing its first row?"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - ParserError, ValueError, MemoryError...: the file is damaged
-        raise RunDirError(f"{path} is damaged ({exc.__class__.__name__}): restore it, or delete it and train again "
-                          "(the report needs the logged steps)") from None
+        raise RunDirError(
+            f"{path} is damaged ({exc.__class__.__name__}): restore it, or delete it and train again "
+            "(the report needs the logged steps)"
+        ) from None
     if history.empty or "step" not in history:
         raise RunDirError(f"{path} has no logged step yet: wait for the first train.log_every steps")
     for column in history.columns:

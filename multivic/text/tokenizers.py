@@ -106,7 +106,7 @@ class PretrainedTokenizer:
 
 
 def build_tokenizer(kind: str, captions: list[str], min_word_count: int = 1, vocab_size: int = 8000) -> Tokenizer:
-    """"word", "wordpiece" (both from ``captions``) or the path of a local tokenizer folder."""
+    """ "word", "wordpiece" (both from ``captions``) or the path of a local tokenizer folder."""
     if kind == "word":
         return WordTokenizer(WordVocabulary.build(captions, min_word_count))
     if kind == "wordpiece":

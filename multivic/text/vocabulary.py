@@ -21,7 +21,7 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 
 
 def word_tokens(text: str) -> list[str]:
-    """"A red Circle, left of..." → ["a", "red", "circle", ",", "left", "of", ".", ".", "."]."""
+    """ "A red Circle, left of..." → ["a", "red", "circle", ",", "left", "of", ".", ".", "."]."""
     return _TOKEN.findall(text.lower())
 
 

@@ -96,8 +96,10 @@ class Checkpoint:
 
 
 def _fix(folder: Path) -> str:
-    return (f"delete {folder} (and fix {folder.parent / 'LATEST'}) to resume from an older checkpoint, "
-            "or train into a new --output-dir")
+    return (
+        f"delete {folder} (and fix {folder.parent / 'LATEST'}) to resume from an older checkpoint, "
+        "or train into a new --output-dir"
+    )
 
 
 def _read_checkpoint(folder: Path) -> Checkpoint | None:
@@ -137,7 +139,9 @@ def _meta_problem(meta: dict[str, Any]) -> str | None:
             return f"counter {name} is {value!r}, not a count"
     if state.get("skipped_steps", 0) > state["step"] or state.get("steps_in_epoch", 0) > state["step"]:
         return "more skipped steps or steps in the epoch than steps"
-    if state.get("bad_in_epoch", 0) > state.get("bad_samples", 0) or state.get("skipped_in_row", 0) > state.get("skipped_steps", 0):
+    if state.get("bad_in_epoch", 0) > state.get("bad_samples", 0) or state.get("skipped_in_row", 0) > state.get(
+        "skipped_steps", 0
+    ):
         return "inconsistent counters"
     if not (_count(meta.get("world_size")) and meta["world_size"] >= 1):
         return f"world_size is {meta.get('world_size')!r}"
@@ -224,7 +228,9 @@ def find_resume_point(run_dir: RunDir) -> Checkpoint | None:
     complete = complete_checkpoints(run_dir)
     if why:
         if complete:
-            logger.warning("%s %s; resuming from %s, the newest complete checkpoint", pointer, why, complete[-1].path.name)
+            logger.warning(
+                "%s %s; resuming from %s, the newest complete checkpoint", pointer, why, complete[-1].path.name
+            )
             return complete[-1]
         what = why.replace("names ", "names checkpoint ", 1) if name is not None else why
         raise RunDirError(
@@ -233,7 +239,11 @@ def find_resume_point(run_dir: RunDir) -> Checkpoint | None:
         )
     if complete:  # killed after the rename, before LATEST was written
         return complete[-1]
-    leftovers = [p for p in run_dir.checkpoints.glob("*") if p.is_dir() and not p.name.endswith(".tmp")] if run_dir.checkpoints.is_dir() else []
+    leftovers = (
+        [p for p in run_dir.checkpoints.glob("*") if p.is_dir() and not p.name.endswith(".tmp")]
+        if run_dir.checkpoints.is_dir()
+        else []
+    )
     if any(_is_old_format(p) for p in leftovers):
         raise RunDirError(
             f"{run_dir.checkpoints} holds checkpoints of multivic 0.2 or older, which load with pickle; "
@@ -319,7 +329,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     version, keys, gauss = state["python"]
     random.setstate((version, tuple(keys), gauss))
     pos, has_gauss, cached = state["numpy_rest"]
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    np.random.set_state(
+        ("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached))
+    )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -371,7 +383,14 @@ def save_checkpoint(
             "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
         }
         job = functools.partial(
-            _write_and_publish, run_dir, name, weights, aliases, optimizer_state, json.dumps(meta, indent=2) + "\n", keep
+            _write_and_publish,
+            run_dir,
+            name,
+            weights,
+            aliases,
+            optimizer_state,
+            json.dumps(meta, indent=2) + "\n",
+            keep,
         )
         if writer is None:
             job()
@@ -402,8 +421,13 @@ def _cpu_copy(value: Any) -> Any:
 
 
 def _write_and_publish(
-    run_dir: RunDir, name: str, weights: dict[str, torch.Tensor], aliases: dict[str, str],
-    optimizer_state: dict[str, Any], trainer_json: str, keep: int,
+    run_dir: RunDir,
+    name: str,
+    weights: dict[str, torch.Tensor],
+    aliases: dict[str, str],
+    optimizer_state: dict[str, Any],
+    trainer_json: str,
+    keep: int,
 ) -> None:
     """The main process's part of a checkpoint: its files into ``<name>.tmp/`` (trainer.json
     last), the rename, LATEST, and the removal of checkpoints beyond the newest ``keep``."""
@@ -455,7 +479,17 @@ def load_checkpoint(
         load_weights(accelerator.unwrap_model(model), folder / "model.safetensors")
         optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
         set_rng_state(torch.load(rank_file, map_location="cpu", weights_only=True))
-    except (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError, EOFError, SafetensorError, pickle.UnpicklingError) as exc:
+    except (
+        OSError,
+        RuntimeError,
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        EOFError,
+        SafetensorError,
+        pickle.UnpicklingError,
+    ) as exc:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise RunDirError(
             f"checkpoint {folder} cannot be loaded ({reason}): it is damaged; delete it (and fix "
@@ -472,8 +506,11 @@ def load_checkpoint(
 
 
 def check_against_run(
-    checkpoint: Checkpoint, world_size: int, schedules: Sequence[LRScheduler],
-    steps_per_epoch: int | None = None, epochs: int | None = None,
+    checkpoint: Checkpoint,
+    world_size: int,
+    schedules: Sequence[LRScheduler],
+    steps_per_epoch: int | None = None,
+    epochs: int | None = None,
 ) -> None:
     """Refuse a checkpoint whose trainer.json does not fit the run being resumed: another world
     size, counters past the recipe's ``epochs`` or an epoch's ``steps_per_epoch``, schedules
@@ -486,7 +523,9 @@ def check_against_run(
             "resume with the same number of processes (the per-process RNG states differ)"
         )
     if len(meta["schedules"]) != len(schedules):
-        raise RunDirError(f"{folder} holds {len(meta['schedules'])} learning-rate schedules, this run has {len(schedules)}")
+        raise RunDirError(
+            f"{folder} holds {len(meta['schedules'])} learning-rate schedules, this run has {len(schedules)}"
+        )
     state = meta["state"]
     step, epoch, in_epoch = state["step"], state.get("epoch", 0), state.get("steps_in_epoch", 0)
     if epochs is not None and epoch > epochs:
@@ -495,8 +534,10 @@ def check_against_run(
             f"train.epochs={epoch} or more to resume it; otherwise the file was altered: {_fix(folder)}"
         )
     if steps_per_epoch is not None and in_epoch > steps_per_epoch:
-        raise RunDirError(f"{path} says {in_epoch} steps of the epoch are done, an epoch has {steps_per_epoch}: "
-                          f"it was altered or made with other data: {_fix(folder)}")
+        raise RunDirError(
+            f"{path} says {in_epoch} steps of the epoch are done, an epoch has {steps_per_epoch}: "
+            f"it was altered or made with other data: {_fix(folder)}"
+        )
     if steps_per_epoch is not None and step < epoch + in_epoch and steps_per_epoch > 0:
         raise RunDirError(f"{path} says step {step} after {epoch} epochs: the counters were altered: {_fix(folder)}")
     for i, (schedule, saved) in enumerate(zip(schedules, meta["schedules"])):
@@ -508,15 +549,18 @@ def check_against_run(
                 f"it was altered or made by another recipe: {_fix(folder)}"
             )
         if saved["last_epoch"] != step:
-            raise RunDirError(f"{path} has schedule {i} at step {saved['last_epoch']}, its counters at step {step}: "
-                              f"it was altered: {_fix(folder)}")
+            raise RunDirError(
+                f"{path} has schedule {i} at step {saved['last_epoch']}, its counters at step {step}: "
+                f"it was altered: {_fix(folder)}"
+            )
 
 
 _HYPER = ("initial_lr", "weight_decay", "momentum", "betas", "eps")
 
 
-def _check_optimizer(folder: Path, live: list[dict[str, Any]], loaded: list[dict[str, Any]],
-                     schedules: Sequence[LRScheduler], step: int) -> None:
+def _check_optimizer(
+    folder: Path, live: list[dict[str, Any]], loaded: list[dict[str, Any]], schedules: Sequence[LRScheduler], step: int
+) -> None:
     """optimizer.pt's hyperparameters are the recipe's (which built ``live``) and its learning
     rates finite, >= 0 and at most the peak where the schedules never exceed it."""
     path = folder / "optimizer.pt"
@@ -526,12 +570,16 @@ def _check_optimizer(folder: Path, live: list[dict[str, Any]], loaded: list[dict
     for i, (want, got) in enumerate(zip(live, loaded)):
         for key in _HYPER:
             if key in want and not _same(want[key], got.get(key)):
-                raise RunDirError(f"{path} has {key}={got.get(key)!r} in parameter group {i}, the recipe gives "
-                                  f"{want[key]!r}: it was altered or made by another recipe: {_fix(folder)}")
+                raise RunDirError(
+                    f"{path} has {key}={got.get(key)!r} in parameter group {i}, the recipe gives "
+                    f"{want[key]!r}: it was altered or made by another recipe: {_fix(folder)}"
+                )
         lr, top = got.get("lr"), float(want.get("initial_lr", want.get("lr", 0.0))) * peak
         if not _finite(lr) or lr < 0 or lr > top * (1 + 1e-6) + 1e-12:
-            raise RunDirError(f"{path} has learning rate {lr!r} in parameter group {i}, outside [0, {top:g}]: "
-                              f"it was altered: {_fix(folder)}")
+            raise RunDirError(
+                f"{path} has learning rate {lr!r} in parameter group {i}, outside [0, {top:g}]: "
+                f"it was altered: {_fix(folder)}"
+            )
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -541,7 +589,9 @@ def _same(a: Any, b: Any) -> bool:
         return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-12)
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         try:
-            return bool(torch.allclose(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)))
+            return bool(
+                torch.allclose(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64))
+            )
         except (TypeError, RuntimeError, ValueError):
             return False
     return a == b

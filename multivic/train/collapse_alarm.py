@@ -14,7 +14,9 @@ logger = logging.getLogger("multivic")
 
 
 class CollapseAlarm:
-    def __init__(self, branch_names: dict[str, str], min_std: float, min_rankme_fraction: float, rows: int, width: int) -> None:
+    def __init__(
+        self, branch_names: dict[str, str], min_std: float, min_rankme_fraction: float, rows: int, width: int
+    ) -> None:
         """``branch_names``: side ("a", "b") → branch name; ``rows`` × ``width``: the batch the
         statistics see (one process's rows, the embedding width)."""
         self.branch_names, self.min_std = branch_names, min_std
@@ -41,7 +43,8 @@ class CollapseAlarm:
                         "loss.std_coeff; other objectives: add the variance term, loss.variance_coeff; or lower the "
                         "learning rate, or check the views; objectives on normalised embeddings (infonce, vsepp) "
                         "leave their scale free: judge them by RankMe, train.alarm_min_std=0 turns the std check off)",
-                        step, text,
+                        step,
+                        text,
                     )
                 self.raised.add(side)
             else:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
+from multivic.data.loader import MAX_REPLACEMENT_TRIES, SampleFault
 from multivic.errors import DataError
 from multivic.train.checkpoint import TrainState
-from multivic.data.loader import MAX_REPLACEMENT_TRIES, SampleFault
 
 logger = logging.getLogger("multivic")
 

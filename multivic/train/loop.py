@@ -31,13 +31,19 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from multivic.branch import JointEmbedding
+from multivic.data.loader import build_loader, build_stream_loader, stop_workers, streaming_split
 from multivic.errors import ConfigError, MultivicError, NonFiniteLossError, Preempted
 from multivic.optim import OptimizerSpec
 from multivic.run_dir import RunDir
-from multivic.train.collapse_alarm import CollapseAlarm
 from multivic.train.background_writer import BackgroundWriter
-from multivic.train.checkpoint import TrainState, find_resume_point, load_checkpoint, remove_partial_checkpoints, save_checkpoint
-from multivic.data.loader import build_loader, build_stream_loader, stop_workers, streaming_split
+from multivic.train.checkpoint import (
+    TrainState,
+    find_resume_point,
+    load_checkpoint,
+    remove_partial_checkpoints,
+    save_checkpoint,
+)
+from multivic.train.collapse_alarm import CollapseAlarm
 from multivic.train.divergence import NonFiniteSteps, describe_metrics, gradient_norm, nonfinite_branches
 from multivic.train.faults import DataFaults
 from multivic.train.optimizers import build_joint_optimizer
@@ -93,8 +99,11 @@ def fit(
     """
     s = settings
     accelerator = Accelerator(
-        mixed_precision=s.mixed_precision, gradient_accumulation_steps=s.grad_accum_steps, cpu=s.cpu,
-        log_with=list(s.trackers) or None, project_dir=tracker_dir(run_dir) if s.trackers else None,
+        mixed_precision=s.mixed_precision,
+        gradient_accumulation_steps=s.grad_accum_steps,
+        cpu=s.cpu,
+        log_with=list(s.trackers) or None,
+        project_dir=tracker_dir(run_dir) if s.trackers else None,
     )
     # Per process: dropout masks differ between ranks. The weights were made before, and DDP
     # starts every rank from rank 0's anyway.
@@ -103,13 +112,26 @@ def fit(
     stream = streaming_split(train_set)
     if stream is None:
         loader, sampler = build_loader(
-            train_set, s.batch_size // world, world * s.grad_accum_steps, s.seed, s.num_workers,
-            accelerator.device.type == "cuda", collate_fn,
+            train_set,
+            s.batch_size // world,
+            world * s.grad_accum_steps,
+            s.seed,
+            s.num_workers,
+            accelerator.device.type == "cuda",
+            collate_fn,
         )
     else:  # shards: each process reads its own (no Accelerate sharding or dispatching)
         loader, sampler = build_stream_loader(
-            *stream, s.batch_size // world, world * s.grad_accum_steps, s.seed, s.num_workers,
-            accelerator.device.type == "cuda", accelerator.process_index, world, accelerator.device, collate_fn,
+            *stream,
+            s.batch_size // world,
+            world * s.grad_accum_steps,
+            s.seed,
+            s.num_workers,
+            accelerator.device.type == "cuda",
+            accelerator.process_index,
+            world,
+            accelerator.device,
+            collate_fn,
         )
         if sampler.steps_per_epoch == 0 and s.epochs > 0:
             raise ConfigError(
@@ -134,8 +156,13 @@ def fit(
         remove_partial_checkpoints(run_dir)
     accelerator.wait_for_everyone()
     start = find_resume_point(run_dir)
-    state = TrainState() if start is None else load_checkpoint(
-        accelerator, start, model, optimizer, schedules, steps_per_epoch=steps_per_epoch, epochs=s.epochs)
+    state = (
+        TrainState()
+        if start is None
+        else load_checkpoint(
+            accelerator, start, model, optimizer, schedules, steps_per_epoch=steps_per_epoch, epochs=s.epochs
+        )
+    )
     if start is not None and accelerator.is_main_process:
         logger.info("resumed from %s at epoch %d, step %d", start.path, state.epoch, state.step)
 
@@ -154,8 +181,11 @@ def fit(
         accelerator.wait_for_everyone()
 
     alarm = CollapseAlarm(
-        {"a": unwrapped.branch_a.name, "b": unwrapped.branch_b.name}, s.alarm_min_std, s.alarm_min_rankme_fraction,
-        s.batch_size // world, unwrapped.branch_a.embedding_dim,
+        {"a": unwrapped.branch_a.name, "b": unwrapped.branch_b.name},
+        s.alarm_min_std,
+        s.alarm_min_rankme_fraction,
+        s.batch_size // world,
+        unwrapped.branch_a.embedding_dim,
     )
     start_trackers(accelerator, run_dir, hparams or {})
     log = StepLogger(accelerator, run_dir, state.step, steps_per_epoch * s.epochs, s, alarm)
@@ -199,11 +229,18 @@ def fit(
                     state.step += 1
                     state.steps_in_epoch += 1
                     stop_now, new_faults, write_failed = _exchange(
-                        accelerator, stop.requested, faults.pending, writer is not None and writer.failed)
+                        accelerator, stop.requested, faults.pending, writer is not None and writer.failed
+                    )
                     if write_failed:  # stop now, not at the next checkpoint, however far away
                         _join_writer(accelerator, writer)
                     faults.count(new_faults, state)
-                    log.step(state.step, epoch, lrs, metrics, {"skipped_steps": state.skipped_steps, "bad_samples": state.bad_samples})
+                    log.step(
+                        state.step,
+                        epoch,
+                        lrs,
+                        metrics,
+                        {"skipped_steps": state.skipped_steps, "bad_samples": state.bad_samples},
+                    )
                     if stop_now:
                         checkpoint(f"step_{state.step:09d}")
                         checkpoints_on_disk()  # a launcher may kill the others once one process exits
@@ -212,7 +249,11 @@ def fit(
                             f"stopped by a signal after step {state.step} (epoch {epoch}) with a checkpoint in "
                             f"{run_dir.checkpoints}: run the same command to resume"
                         )
-                    if s.checkpoint_every_steps and state.step % s.checkpoint_every_steps == 0 and state.steps_in_epoch < steps_per_epoch:
+                    if (
+                        s.checkpoint_every_steps
+                        and state.step % s.checkpoint_every_steps == 0
+                        and state.steps_in_epoch < steps_per_epoch
+                    ):
                         checkpoint(f"step_{state.step:09d}")
                 state.epoch, state.steps_in_epoch, state.bad_in_epoch = epoch + 1, 0, 0
                 if state.epoch % s.checkpoint_every == 0 or state.epoch == s.epochs:
@@ -227,11 +268,20 @@ def fit(
         stop_workers(loader)
     log.close()
     accelerator.wait_for_everyone()
-    return FitResult(unwrapped, accelerator, state.epoch, state.step, start.path.name if start else None,
-                     state.skipped_steps, state.bad_samples)
+    return FitResult(
+        unwrapped,
+        accelerator,
+        state.epoch,
+        state.step,
+        start.path.name if start else None,
+        state.skipped_steps,
+        state.bad_samples,
+    )
 
 
-def _forward(accelerator: Accelerator, model: nn.Module, view_a: Any, view_b: Any, step: int, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
+def _forward(
+    accelerator: Accelerator, model: nn.Module, view_a: Any, view_b: Any, step: int, epoch: int
+) -> tuple[Tensor, dict[str, Tensor]]:
     """The autocast forward pass; divergence the objective reports becomes a one-line error
     naming the step (only under train.on_nonfinite=stop; with skip the trainer checks)."""
     with accelerator.autocast():
@@ -252,7 +302,9 @@ def _nonfinite_loss(s: TrainSettings, loss: Tensor, metrics: dict[str, Tensor]) 
     return None
 
 
-def _clip_and_check(accelerator: Accelerator, model: nn.Module, unwrapped: nn.Module, s: TrainSettings, fp16: bool) -> str | None:
+def _clip_and_check(
+    accelerator: Accelerator, model: nn.Module, unwrapped: nn.Module, s: TrainSettings, fp16: bool
+) -> str | None:
     """Clip the gradients when asked; say why the step cannot be applied, or None.
 
     The gradients are DDP's average, the same on every process, so every process decides the
@@ -293,8 +345,10 @@ def _join_writer(accelerator: Accelerator, writer: BackgroundWriter | None) -> N
     if error is not None:
         raise error
     if failed:
-        raise MultivicError("another process could not write a checkpoint (its error is in its log); "
-                            "run the same command to resume from the last complete checkpoint")
+        raise MultivicError(
+            "another process could not write a checkpoint (its error is in its log); "
+            "run the same command to resume from the last complete checkpoint"
+        )
 
 
 def _check_batch(s: TrainSettings, num_samples: int, accelerator: Accelerator) -> int:

@@ -70,7 +70,11 @@ def build_joint_optimizer(specs: Sequence[OptimizerSpec], samples_per_step: int)
     return JointOptimizer(
         [
             build_optimizer(
-                s.name, split_decay_groups(s.module, s.weight_decay), s.base_lr * samples_per_step / 256, s.momentum, s.betas
+                s.name,
+                split_decay_groups(s.module, s.weight_decay),
+                s.base_lr * samples_per_step / 256,
+                s.momentum,
+                s.betas,
             )
             for s in specs
         ]

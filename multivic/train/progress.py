@@ -14,7 +14,6 @@ from multivic.train.collapse_alarm import CollapseAlarm
 from multivic.train.settings import TrainSettings
 from multivic.train.trackers import log_row
 
-
 _SHORT_TERMS = {"invariance": "inv", "variance": "var", "covariance": "cov"}
 
 
@@ -26,7 +25,12 @@ class StepLogger:
     """
 
     def __init__(
-        self, accelerator: Accelerator, run_dir: RunDir, start_step: int, total_steps: int, settings: TrainSettings,
+        self,
+        accelerator: Accelerator,
+        run_dir: RunDir,
+        start_step: int,
+        total_steps: int,
+        settings: TrainSettings,
         alarm: CollapseAlarm | None = None,
     ) -> None:
         self.accelerator, self.settings, self.total_steps, self.alarm = accelerator, settings, total_steps, alarm
@@ -45,7 +49,12 @@ class StepLogger:
         self.window_start, self.window_steps = time.perf_counter(), 0
 
     def step(
-        self, step: int, epoch: int, lrs: dict[str, float], metrics: dict[str, torch.Tensor], counters: dict[str, int] | None = None
+        self,
+        step: int,
+        epoch: int,
+        lrs: dict[str, float],
+        metrics: dict[str, torch.Tensor],
+        counters: dict[str, int] | None = None,
     ) -> None:
         """``lrs``: the learning rate each optimiser used for this step, by label; ``metrics``:
         detached scalar tensors of this process's last micro-batch; ``counters``: run totals

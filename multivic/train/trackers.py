@@ -31,7 +31,9 @@ def check_trackers(names: Sequence[str]) -> tuple[str, ...]:
     available = {str(t) for t in get_available_trackers()}
     for name in names:
         if name not in LOGGER_TYPE_TO_CLASS:
-            raise ConfigError(f"train.trackers names {name!r}, which is not a tracker Accelerate knows; known: {', '.join(KNOWN_TRACKERS)}")
+            raise ConfigError(
+                f"train.trackers names {name!r}, which is not a tracker Accelerate knows; known: {', '.join(KNOWN_TRACKERS)}"
+            )
         if name not in available:
             raise ConfigError(
                 f"train.trackers names {name!r}, whose package is not installed: `uv pip install {name}` "
@@ -62,7 +64,8 @@ def log_row(accelerator: Accelerator, row: Mapping[str, Any], step: int) -> None
     if not accelerator.log_with:
         return
     numbers = {
-        k: float(v) for k, v in row.items()
+        k: float(v)
+        for k, v in row.items()
         if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     }
     if numbers:

@@ -12,8 +12,14 @@ from multivic.errors import MultivicError, RunDirError
 
 CONFIG = {
     "seed": 0,
-    "model": {"branch_a": {"encoder": "resnet18", "expander": "512-512-128", "encoder_kwargs": {},
-                           "view": {"crop_scale": [0.4, 1.0]}}},
+    "model": {
+        "branch_a": {
+            "encoder": "resnet18",
+            "expander": "512-512-128",
+            "encoder_kwargs": {},
+            "view": {"crop_scale": [0.4, 1.0]},
+        }
+    },
     "loss": {"name": "vicreg", "sim_coeff": 25.0, "std_coeff": 25.0, "cov_coeff": 1.0},
     "train": {"epochs": 2, "batch_size": 128, "clip_grad_norm": None},
 }
@@ -39,7 +45,9 @@ def test_flatten_joins_nested_keys_with_dots_and_writes_lists_as_text():
 
 def test_two_runs_that_differ_in_one_key_show_only_that_key_and_the_metrics(tmp_path, capsys):
     full = _run(tmp_path, "full", {"r18/linear_top1": 21.6666, "r18/std_mean": 0.4146})
-    inv = _run(tmp_path, "inv_only", {"r18/linear_top1": 4.5, "r18/std_mean": 0.012, "r18/knn_top1": 3.0}, std_coeff=0.0)
+    inv = _run(
+        tmp_path, "inv_only", {"r18/linear_top1": 4.5, "r18/std_mean": 0.012, "r18/knn_top1": 3.0}, std_coeff=0.0
+    )
     out = tmp_path / "tables" / "cmp.csv"
 
     assert main(["compare", str(full), str(inv), "--csv", str(out)]) == 0

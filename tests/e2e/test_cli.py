@@ -43,7 +43,9 @@ def test_train_writes_a_complete_run_directory(tiny_recipe, tmp_path, capsys):
     meta = json.loads((run / "export" / "tiny.json").read_text())
     assert meta["encoder"] == "resnet18" and meta["expander"] == "64-64" and meta["modality"] == "image"
     assert load_file(str(run / "export" / "tiny.safetensors"))
-    assert {"report.html", "report.md", "loss.png", "std.png", "rankme.png"} <= {p.name for p in (run / "report").iterdir()}
+    assert {"report.html", "report.md", "loss.png", "std.png", "rankme.png"} <= {
+        p.name for p in (run / "report").iterdir()
+    }
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("tiny/linear_top1", "tiny/linear_top5", "tiny/knn_top1", "tiny/std_mean"):
         assert 0 <= metrics[key] <= 100
@@ -114,11 +116,16 @@ def finished_run(tiny_recipe, tmp_path):
     [
         (["data.root=/nonexistent/data"], r"data root /nonexistent/data does not exist"),
         (["train.batch_size=1"], r"train.batch_size must be >= 2"),
-        (["model.branch_a.encoder=resnet81", "model.branch_b.encoder=resnet81"], r"unknown encoder 'resnet81'.*Known encoders"),
+        (
+            ["model.branch_a.encoder=resnet81", "model.branch_b.encoder=resnet81"],
+            r"unknown encoder 'resnet81'.*Known encoders",
+        ),
         (["train.epoch=3"], r"unknown config key 'train.epoch'"),
     ],
 )
-def test_bad_input_is_one_line_and_leaves_the_run_dir_intact(tiny_recipe, tmp_path, finished_run, capsys, overrides, pattern):
+def test_bad_input_is_one_line_and_leaves_the_run_dir_intact(
+    tiny_recipe, tmp_path, finished_run, capsys, overrides, pattern
+):
     before = _snapshot(finished_run)
     capsys.readouterr()
     # Against a fresh directory: the error itself...
@@ -134,17 +141,23 @@ def test_empty_class_folder(tiny_recipe, tiny_images, tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(tiny_images, data)
     (data / "train" / "empty_class").mkdir()
-    _expect_error(capsys, _train(tiny_recipe, tmp_path / "r", f"data.root={data}"), r"class folder .*empty_class has no images")
+    _expect_error(
+        capsys, _train(tiny_recipe, tmp_path / "r", f"data.root={data}"), r"class folder .*empty_class has no images"
+    )
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_a_class_of_unreadable_images_stops_the_run_naming_the_files(tiny_recipe, tiny_images, tmp_path, capsys, workers):
+def test_a_class_of_unreadable_images_stops_the_run_naming_the_files(
+    tiny_recipe, tiny_images, tmp_path, capsys, workers
+):
     data = tmp_path / "data"
     shutil.copytree(tiny_images, data)
     for f in (data / "train" / "circle").glob("*.png"):
         f.write_bytes(b"\x89PNG broken")
     code = _train(tiny_recipe, tmp_path / "r", f"data.root={data}", f"data.num_workers={workers}")
-    _expect_error(capsys, code, r"of the 72 training samples are unreadable this epoch, more than data.max_bad_fraction=0.01")
+    _expect_error(
+        capsys, code, r"of the 72 training samples are unreadable this epoch, more than data.max_bad_fraction=0.01"
+    )
 
 
 def test_one_unreadable_image_is_skipped_and_counted(tiny_recipe, tiny_images, tmp_path, caplog):
@@ -152,8 +165,13 @@ def test_one_unreadable_image_is_skipped_and_counted(tiny_recipe, tiny_images, t
     shutil.copytree(tiny_images, data)
     broken = sorted((data / "train" / "circle").glob("*.png"))[0]
     broken.write_bytes(b"\x89PNG broken")
-    assert _train(tiny_recipe, tmp_path / "r", f"data.root={data}", "data.num_workers=2", "data.max_bad_fraction=0.05") == 0
-    assert f"skipped an unreadable training sample (replaced by the next one): cannot read image {broken}" in caplog.text
+    assert (
+        _train(tiny_recipe, tmp_path / "r", f"data.root={data}", "data.num_workers=2", "data.max_bad_fraction=0.05")
+        == 0
+    )
+    assert (
+        f"skipped an unreadable training sample (replaced by the next one): cannot read image {broken}" in caplog.text
+    )
     assert f"evaluation left out an unreadable sample: cannot read image {broken}" in caplog.text
     with (tmp_path / "r" / "history.csv").open() as f:
         assert list(csv.DictReader(f))[-1]["bad_samples"] == "1"
@@ -194,9 +212,28 @@ def test_two_processes_train_through_accelerate_launch(tiny_recipe, tmp_path):
     """The trainer on 2 CPU processes (gloo): global batch split, loss gathered, one history."""
     run = tmp_path / "ddp"
     launcher = Path(sys.executable).with_name("accelerate")
-    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "multivic.cli", "train", str(tiny_recipe),
-           "--output-dir", str(run), "--no-progress", "train.cpu=true", "eval.linear_epochs=1"]
+    cmd = [
+        str(launcher),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "multivic.cli",
+        "train",
+        str(tiny_recipe),
+        "--output-dir",
+        str(run),
+        "--no-progress",
+        "train.cpu=true",
+        "eval.linear_epochs=1",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -211,8 +248,7 @@ def test_embed_writes_vectors_for_a_folder_of_images(tiny_recipe, tiny_images, t
     import pandas as pd
 
     from multivic import load_branch
-    from multivic.modalities.image import load_rgb
-    from multivic.modalities.image import image_eval_view
+    from multivic.modalities.image import image_eval_view, load_rgb
 
     run = tmp_path / "run"
     assert _train(tiny_recipe, run, "train.epochs=0", "eval.enabled=false") == 0
@@ -227,16 +263,37 @@ def test_embed_writes_vectors_for_a_folder_of_images(tiny_recipe, tiny_images, t
         expected = branch.encode(image_eval_view(16)(load_rgb(first))[None])[0]
     assert np.allclose(data["embeddings"][0], expected.numpy(), atol=1e-5)
 
-    assert main(["embed", str(run), "--branch", "tiny", "--input", str(folder), "--out", str(tmp_path / "e.parquet"),
-                 "--output", "embedding"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                str(run),
+                "--branch",
+                "tiny",
+                "--input",
+                str(folder),
+                "--out",
+                str(tmp_path / "e.parquet"),
+                "--output",
+                "embedding",
+            ]
+        )
+        == 0
+    )
     frame = pd.read_parquet(tmp_path / "e.parquet")
     assert list(frame.columns) == ["input", "embedding"] and len(frame["embedding"][0]) == 64
 
     capsys.readouterr()
-    _expect_error(capsys, main(["embed", str(run), "--branch", "tiny", "--input", str(folder), "--out", str(tmp_path / "e.csv")]),
-                  r"unknown format '.csv'")
-    _expect_error(capsys, main(["embed", str(run), "--branch", "nope", "--input", str(folder), "--out", str(tmp_path / "e.npy")]),
-                  r"no exported branch 'nope' .* exported branches: tiny")
+    _expect_error(
+        capsys,
+        main(["embed", str(run), "--branch", "tiny", "--input", str(folder), "--out", str(tmp_path / "e.csv")]),
+        r"unknown format '.csv'",
+    )
+    _expect_error(
+        capsys,
+        main(["embed", str(run), "--branch", "nope", "--input", str(folder), "--out", str(tmp_path / "e.npy")]),
+        r"no exported branch 'nope' .* exported branches: tiny",
+    )
 
 
 def test_a_copied_export_folder_embeds_alone(tiny_recipe, tiny_images, tmp_path):
@@ -260,13 +317,30 @@ def test_a_copied_export_folder_embeds_alone(tiny_recipe, tiny_images, tmp_path)
     assert main(["embed", str(copied), "--branch", "tiny", "--input", str(tiny_images / "val"), "--out", str(out)]) == 0
     assert np.load(out).shape == (24, 512)
     # A branch name cannot leave the export folder.
-    assert main(["embed", str(copied), "--branch", "../elsewhere/tiny", "--input", str(tiny_images / "val"),
-                 "--out", str(tmp_path / "x.npy")]) == 2
+    assert (
+        main(
+            [
+                "embed",
+                str(copied),
+                "--branch",
+                "../elsewhere/tiny",
+                "--input",
+                str(tiny_images / "val"),
+                "--out",
+                str(tmp_path / "x.npy"),
+            ]
+        )
+        == 2
+    )
 
 
 def test_a_batch_larger_than_the_data_is_refused_before_the_run_dir_exists(tiny_recipe, tmp_path, capsys):
     run = tmp_path / "too_big"
-    _expect_error(capsys, _train(tiny_recipe, run, "train.batch_size=4096"), r"fewer than train.batch_size=4096: lower the batch size")
+    _expect_error(
+        capsys,
+        _train(tiny_recipe, run, "train.batch_size=4096"),
+        r"fewer than train.batch_size=4096: lower the batch size",
+    )
     assert not run.exists()
     assert _train(tiny_recipe, run, "train.epochs=0") == 0  # the corrected command is not refused
 
@@ -278,10 +352,36 @@ def test_eval_of_a_weights_file_refuses_incomplete_or_mixed_arguments_in_one_lin
         ("eval", str(run), "--encoder", "resnet18"): "--encoder evaluates an encoder on a recipe's data: add --recipe",
         ("eval", str(run), "--recipe", str(tiny_recipe), "--encoder", "resnet18"): "not both",
         ("eval", "--recipe", str(tiny_recipe), "--weights", "w.pt"): "add --encoder NAME",
-        ("eval", "--recipe", str(tiny_recipe), "--encoder", "resnet18", "--encoder-kwargs", "small_stem"): "neither a JSON object nor key=value",
+        (
+            "eval",
+            "--recipe",
+            str(tiny_recipe),
+            "--encoder",
+            "resnet18",
+            "--encoder-kwargs",
+            "small_stem",
+        ): "neither a JSON object nor key=value",
         ("eval", "--recipe", str(tiny_recipe), "--encoder", "resnet18", "--encoder-kwargs", "{bad"): "not valid JSON",
-        ("eval", "--recipe", str(tiny_recipe), "--encoder", "resnet18", "--encoder-kwargs", "depth=3", "--weights", "w.pt"): "does not take 'depth'",
-        ("eval", "--recipe", str(tiny_recipe), "--encoder", "resnet18", "--weights", str(tmp_path / "none.pt")): "not found",
+        (
+            "eval",
+            "--recipe",
+            str(tiny_recipe),
+            "--encoder",
+            "resnet18",
+            "--encoder-kwargs",
+            "depth=3",
+            "--weights",
+            "w.pt",
+        ): "does not take 'depth'",
+        (
+            "eval",
+            "--recipe",
+            str(tiny_recipe),
+            "--encoder",
+            "resnet18",
+            "--weights",
+            str(tmp_path / "none.pt"),
+        ): "not found",
     }
     for argv, words in cases.items():
         assert main(list(argv)) == 2, argv

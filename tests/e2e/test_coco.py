@@ -25,16 +25,28 @@ def test_builtin_captions_follow_the_official_layout(captioned):
 
 def test_image_text_run_reports_retrieval(captioned, tmp_path):
     run = tmp_path / "run"
-    code = main([
-        "train", "recipes/quickstart/coco_retrieval.yaml", "--output-dir", str(run), "--no-progress",
-        f"data.root={captioned}", "data.num_workers=0", "data.image_size=16", "train.epochs=1", "train.batch_size=16",
-        "model.branch_b.encoder_kwargs.hidden_dim=32",
-    ])
+    code = main(
+        [
+            "train",
+            "recipes/quickstart/coco_retrieval.yaml",
+            "--output-dir",
+            str(run),
+            "--no-progress",
+            f"data.root={captioned}",
+            "data.num_workers=0",
+            "data.image_size=16",
+            "train.epochs=1",
+            "train.batch_size=16",
+            "model.branch_b.encoder_kwargs.hidden_dim=32",
+        ]
+    )
     assert code == 0
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum", "i2t_medr", "t2i_medr"):
         assert key in metrics
-    vocab = json.loads((run / "modalities" / "text" / "vocabulary.json").read_text())["words"]  # the default word tokenizer
+    vocab = json.loads((run / "modalities" / "text" / "vocabulary.json").read_text())[
+        "words"
+    ]  # the default word tokenizer
     exported = json.loads((run / "export" / "text.json").read_text())
     assert exported["encoder_kwargs"]["vocab_size"] == len(vocab) and exported["modality"] == "text"
     # Each branch's collapse statistics on its side of the retrieval set, and the report's end figures.
@@ -50,10 +62,23 @@ def test_image_text_run_reports_retrieval(captioned, tmp_path):
 
 
 def test_text_branch_on_image_data_is_refused(tiny_recipe, tmp_path, capsys):
-    code = main(["train", str(tiny_recipe), "--output-dir", str(tmp_path / "r"), "model.shared=false",
-                 "model.branch_b.name=words", "model.branch_b.encoder=gru", "model.branch_b.expander=64-64"])
+    code = main(
+        [
+            "train",
+            str(tiny_recipe),
+            "--output-dir",
+            str(tmp_path / "r"),
+            "model.shared=false",
+            "model.branch_b.name=words",
+            "model.branch_b.encoder=gru",
+            "model.branch_b.expander=64-64",
+        ]
+    )
     assert code == 2
-    assert "model.branch_b ('words') reads modality 'text' but data.format='image_folder' gives 'image'" in capsys.readouterr().err
+    assert (
+        "model.branch_b ('words') reads modality 'text' but data.format='image_folder' gives 'image'"
+        in capsys.readouterr().err
+    )
 
 
 def test_transformer_text_branch_with_a_wordpiece_tokenizer(captioned, tmp_path):
@@ -77,13 +102,31 @@ def test_embed_a_captions_file(captioned, tmp_path):
     import numpy as np
 
     run = tmp_path / "run"
-    assert main(["train", "recipes/quickstart/coco_retrieval.yaml", "--output-dir", str(run), "--no-progress",
-                 f"data.root={captioned}", "train.epochs=0", "eval.enabled=false", "model.branch_b.encoder_kwargs.hidden_dim=16"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "recipes/quickstart/coco_retrieval.yaml",
+                "--output-dir",
+                str(run),
+                "--no-progress",
+                f"data.root={captioned}",
+                "train.epochs=0",
+                "eval.enabled=false",
+                "model.branch_b.encoder_kwargs.hidden_dim=16",
+            ]
+        )
+        == 0
+    )
     (tmp_path / "captions.txt").write_text("a red circle left of a blue square\n\na small white star\n")
     out = tmp_path / "text.npz"
-    assert main(["embed", str(run), "--branch", "text", "--input", str(tmp_path / "captions.txt"), "--out", str(out)]) == 0
+    assert (
+        main(["embed", str(run), "--branch", "text", "--input", str(tmp_path / "captions.txt"), "--out", str(out)]) == 0
+    )
     loaded = np.load(out)
     assert loaded["embeddings"].shape == (2, 16) and loaded["inputs"][1] == "a small white star"
     coco_json = captioned / "annotations" / "captions_val2017.json"
-    assert main(["embed", str(run), "--branch", "text", "--input", str(coco_json), "--out", str(tmp_path / "c.npy")]) == 0
+    assert (
+        main(["embed", str(run), "--branch", "text", "--input", str(coco_json), "--out", str(tmp_path / "c.npy")]) == 0
+    )
     assert np.load(tmp_path / "c.npy").shape == (100, 16)

@@ -16,8 +16,12 @@ pytestmark = pytest.mark.slow
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sensor_series"
 FAST = [
-    "train.epochs=1", "train.batch_size=32", "train.log_every=1", "eval.linear_epochs=2",
-    "model.branch_a.encoder_kwargs.width=8", "model.branch_b.encoder_kwargs.width=8",
+    "train.epochs=1",
+    "train.batch_size=32",
+    "train.log_every=1",
+    "eval.linear_epochs=2",
+    "model.branch_a.encoder_kwargs.width=8",
+    "model.branch_b.encoder_kwargs.width=8",
 ]
 
 
@@ -47,8 +51,17 @@ def small_sensor_root(tmp_path):
 
 def test_sensor_example_trains_exports_and_embeds(clean_registries, small_sensor_root, tmp_path, capsys):
     run = tmp_path / "run"
-    code = main(["train", str(EXAMPLE / "recipe.yaml"), "--output-dir", str(run), "--no-progress",
-                 f"data.root={small_sensor_root}", *FAST])
+    code = main(
+        [
+            "train",
+            str(EXAMPLE / "recipe.yaml"),
+            "--output-dir",
+            str(run),
+            "--no-progress",
+            f"data.root={small_sensor_root}",
+            *FAST,
+        ]
+    )
     assert code == 0
 
     metrics = json.loads((run / "metrics.json").read_text())
@@ -89,8 +102,12 @@ def test_sensor_example_reports_bad_options_and_data(clean_registries, small_sen
     out = str(tmp_path / "run")
     assert main(["train", recipe, "--output-dir", out, f"data.root={small_sensor_root}", "data.window=2"]) != 0
     assert "data.window must be >= 8" in capsys.readouterr().err
-    assert main(["train", recipe, "--output-dir", out, f"data.root={small_sensor_root}",
-                 "model.branch_b.view.noise_std=-1"]) != 0
+    assert (
+        main(
+            ["train", recipe, "--output-dir", out, f"data.root={small_sensor_root}", "model.branch_b.view.noise_std=-1"]
+        )
+        != 0
+    )
     assert "noise_std must be >= 0" in capsys.readouterr().err
 
     shutil.rmtree(small_sensor_root / "val" / "ramp")
@@ -103,8 +120,20 @@ def test_sensor_example_shards_keep_every_sample_and_train(clean_registries, sma
     """The plug-in modality's samples survive `multivic shard` (its tensors were dropped before)
     and a run trains and evaluates from the shards."""
     shards = tmp_path / "shards"
-    assert main(["shard", str(small_sensor_root), str(shards), "--import", str(EXAMPLE / "sensors.py"),
-                 "--shard-size", "10"]) == 0
+    assert (
+        main(
+            [
+                "shard",
+                str(small_sensor_root),
+                str(shards),
+                "--import",
+                str(EXAMPLE / "sensors.py"),
+                "--shard-size",
+                "10",
+            ]
+        )
+        == 0
+    )
     from multivic.data.formats.webdataset import WebDatasetFormat
     from multivic.modalities import create_modality
 
@@ -122,8 +151,19 @@ def test_sensor_example_shards_keep_every_sample_and_train(clean_registries, sma
             assert got["sensor"].dtype == want["sensor"].dtype and np.array_equal(got["sensor"], want["sensor"])
 
     run = tmp_path / "run"
-    code = main(["train", str(EXAMPLE / "recipe.yaml"), "--output-dir", str(run), "--no-progress",
-                 "data.format=webdataset", f"data.root={shards}", "data.builtin=null", *FAST])
+    code = main(
+        [
+            "train",
+            str(EXAMPLE / "recipe.yaml"),
+            "--output-dir",
+            str(run),
+            "--no-progress",
+            "data.format=webdataset",
+            f"data.root={shards}",
+            "data.builtin=null",
+            *FAST,
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"raw/linear_top1", "spectrogram/linear_top1"} <= set(metrics)

@@ -15,8 +15,17 @@ FAST = ["train.epochs=1", "train.batch_size=16", "data.image_size=16", "data.num
 @pytest.mark.parametrize("recipe", ["decorator_recipe.yaml", "import_path_recipe.yaml"])
 def test_custom_encoder_examples_train(recipe, tiny_images, tmp_path, monkeypatch):
     monkeypatch.chdir(registry.Path(__file__).resolve().parents[2])  # import paths are repo-relative
-    code = main(["train", f"examples/custom_encoder/{recipe}", "--output-dir", str(tmp_path / "run"), "--no-progress",
-                 f"data.root={tiny_images}", *FAST])
+    code = main(
+        [
+            "train",
+            f"examples/custom_encoder/{recipe}",
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--no-progress",
+            f"data.root={tiny_images}",
+            *FAST,
+        ]
+    )
     assert code == 0
     assert (tmp_path / "run" / "export" / "cnn.safetensors").is_file()
     # The exported branch loads again in a fresh registry state: the export records its imports,

@@ -13,12 +13,28 @@ import torch
 from safetensors.torch import load_file
 
 # 72 training images / batch 16 = 4 steps per epoch; 4 epochs = 16 steps; a checkpoint every 3.
-ARGS = ["train.epochs=4", "train.checkpoint_every_steps=3", "train.keep_checkpoints=2", "data.num_workers=2",
-        "eval.enabled=false", "train.log_every=1"]
+ARGS = [
+    "train.epochs=4",
+    "train.checkpoint_every_steps=3",
+    "train.keep_checkpoints=2",
+    "data.num_workers=2",
+    "eval.enabled=false",
+    "train.log_every=1",
+]
 
 
 def _command(recipe, out):
-    return [sys.executable, "-m", "multivic.cli", "train", str(recipe), "--output-dir", str(out), "--no-progress", *ARGS]
+    return [
+        sys.executable,
+        "-m",
+        "multivic.cli",
+        "train",
+        str(recipe),
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        *ARGS,
+    ]
 
 
 def _run(recipe, out):
@@ -32,8 +48,14 @@ def _env():
 
 
 def _start(recipe, out):
-    return subprocess.Popen(_command(recipe, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=_env())  # its own group: the workers get the signal too
+    return subprocess.Popen(
+        _command(recipe, out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=_env(),
+    )  # its own group: the workers get the signal too
 
 
 def _wait_for(predicate, proc, timeout=240):
@@ -89,7 +111,9 @@ def test_sigkill_in_the_middle_of_an_epoch_with_workers_then_the_same_command(re
 def test_sigterm_to_the_process_group_checkpoints_exits_75_and_resumes_exactly(recipe, tmp_path, uninterrupted):
     out = tmp_path / "terminated"
     proc = _start(recipe, out)
-    _wait_for(lambda: (out / "history.csv").is_file() and len((out / "history.csv").read_text().splitlines()) >= 6, proc)
+    _wait_for(
+        lambda: (out / "history.csv").is_file() and len((out / "history.csv").read_text().splitlines()) >= 6, proc
+    )
     os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 75, err[-2000:]

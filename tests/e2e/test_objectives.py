@@ -26,12 +26,25 @@ def captioned(tmp_path_factory):
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES))
 def test_quickstart_trains_with_objective(captioned, tmp_path, objective):
     run = tmp_path / "run"
-    code = main([
-        "train", "recipes/quickstart/coco_retrieval.yaml", "--output-dir", str(run), "--no-progress",
-        f"loss.name={objective}", f"data.root={captioned}", "data.num_workers=0", "data.image_size=16",
-        "train.epochs=1", "train.batch_size=16", "train.log_every=1", "model.branch_a.expander=64-64",
-        "model.branch_b.expander=64-64", "model.branch_b.encoder_kwargs.hidden_dim=32",
-    ])
+    code = main(
+        [
+            "train",
+            "recipes/quickstart/coco_retrieval.yaml",
+            "--output-dir",
+            str(run),
+            "--no-progress",
+            f"loss.name={objective}",
+            f"data.root={captioned}",
+            "data.num_workers=0",
+            "data.image_size=16",
+            "train.epochs=1",
+            "train.batch_size=16",
+            "train.log_every=1",
+            "model.branch_a.expander=64-64",
+            "model.branch_b.expander=64-64",
+            "model.branch_b.encoder_kwargs.hidden_dim=32",
+        ]
+    )
     assert code == 0
     assert f"name: {objective}" in (run / "config.yaml").read_text()
     metrics = json.loads((run / "metrics.json").read_text())

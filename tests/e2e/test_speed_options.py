@@ -44,7 +44,9 @@ def _assert_same(ref, other, rtol, atol):
     torch.testing.assert_close(loss_o, loss_r, rtol=rtol, atol=atol)
     assert grads_r.keys() == grads_o.keys() and len(grads_r) > 10
     for k in grads_r:
-        torch.testing.assert_close(grads_o[k].contiguous(), grads_r[k], rtol=rtol, atol=atol, msg=lambda m, k=k: f"{k}: {m}")
+        torch.testing.assert_close(
+            grads_o[k].contiguous(), grads_r[k], rtol=rtol, atol=atol, msg=lambda m, k=k: f"{k}: {m}"
+        )
 
 
 def test_channels_last_gives_the_same_loss_and_gradients_for_resnet18(tiny_recipe):
@@ -54,29 +56,45 @@ def test_channels_last_gives_the_same_loss_and_gradients_for_resnet18(tiny_recip
     conv1 = nhwc.branch_a.encoder.net.conv1
     assert conv1.weight.is_contiguous(memory_format=torch.channels_last) and not conv1.weight.is_contiguous()
     seen = []
-    conv1.register_forward_hook(lambda m, inp, out: seen.append(inp[0].is_contiguous(memory_format=torch.channels_last)))
+    conv1.register_forward_hook(
+        lambda m, inp, out: seen.append(inp[0].is_contiguous(memory_format=torch.channels_last))
+    )
     views = _views()
     _assert_same(_loss_and_grads(eager, views), _loss_and_grads(nhwc, views), rtol=1e-4, atol=1e-5)
     assert seen == [True, True]  # the branch converted both views
     # Representations (what evaluation and embed use) too, in eval mode.
     with torch.no_grad():
-        torch.testing.assert_close(nhwc.eval().branch_a.encode(views[0]), eager.eval().branch_a.encode(views[0]), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            nhwc.eval().branch_a.encode(views[0]), eager.eval().branch_a.encode(views[0]), rtol=1e-4, atol=1e-5
+        )
 
 
-VIT = [f"model.{side}.{key}" for side in ("branch_a", "branch_b")
-       for key in ("encoder=vit_tiny", "encoder_kwargs.image_size=16", "encoder_kwargs.patch_size=8", "encoder_kwargs.depth=2")]
+VIT = [
+    f"model.{side}.{key}"
+    for side in ("branch_a", "branch_b")
+    for key in (
+        "encoder=vit_tiny",
+        "encoder_kwargs.image_size=16",
+        "encoder_kwargs.patch_size=8",
+        "encoder_kwargs.depth=2",
+    )
+]
 
 
 def test_grad_checkpointing_gives_the_same_loss_and_gradients_for_a_vit(tiny_recipe):
     plain = _model(tiny_recipe, VIT)
-    ckpt = _model(tiny_recipe, VIT + ["model.branch_a.grad_checkpointing=true", "model.branch_b.grad_checkpointing=true"], seed=1)
+    ckpt = _model(
+        tiny_recipe, VIT + ["model.branch_a.grad_checkpointing=true", "model.branch_b.grad_checkpointing=true"], seed=1
+    )
     ckpt.load_state_dict(plain.state_dict())
     assert ckpt.branch_a.encoder.model.grad_checkpointing and not plain.branch_a.encoder.model.grad_checkpointing
     assert "grad_checkpointing" not in ckpt.branch_a.encoder_kwargs  # training only: not in exports
     calls = {"plain": 0, "ckpt": 0}
     for key, model in (("plain", plain), ("ckpt", ckpt)):
         # A pre-hook: the recomputation stops inside the block once it has what backward needs.
-        model.branch_a.encoder.model.blocks[0].register_forward_pre_hook(lambda *a, key=key: calls.__setitem__(key, calls[key] + 1))
+        model.branch_a.encoder.model.blocks[0].register_forward_pre_hook(
+            lambda *a, key=key: calls.__setitem__(key, calls[key] + 1)
+        )
     views = _views()
     _assert_same(_loss_and_grads(plain, views), _loss_and_grads(ckpt, views), rtol=1e-5, atol=1e-6)
     # Two views each: checkpointing runs the block again in the backward pass.
@@ -84,7 +102,10 @@ def test_grad_checkpointing_gives_the_same_loss_and_gradients_for_a_vit(tiny_rec
 
 
 def test_speed_options_refuse_what_they_cannot_do(tiny_recipe):
-    with pytest.raises(ConfigError, match=r"model.branch_a.grad_checkpointing=true but encoder 'resnet18' has no gradient checkpointing; encoders that have it: vit_tiny, vit_small, vit_base"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.branch_a.grad_checkpointing=true but encoder 'resnet18' has no gradient checkpointing; encoders that have it: vit_tiny, vit_small, vit_base",
+    ):
         _model(tiny_recipe, ["model.branch_a.grad_checkpointing=true", "model.branch_b.grad_checkpointing=true"])
     with pytest.raises(ConfigError, match=r"model.shared=true .* model.branch_b.grad_checkpointing"):
         load_config(tiny_recipe, ["model.branch_a.grad_checkpointing=true"])
@@ -100,8 +121,18 @@ def test_speed_options_refuse_what_they_cannot_do(tiny_recipe):
 
     registry.register_encoder("test_speed_flat", modality="image")(flat)
     try:
-        with pytest.raises(ConfigError, match=r"^model.channels_last=true needs an encoder with 2-D convolutions .* set model.channels_last=false$"):
-            _model(tiny_recipe, ["model.branch_a.encoder=test_speed_flat", "model.branch_b.encoder=test_speed_flat", "model.channels_last=true"])
+        with pytest.raises(
+            ConfigError,
+            match=r"^model.channels_last=true needs an encoder with 2-D convolutions .* set model.channels_last=false$",
+        ):
+            _model(
+                tiny_recipe,
+                [
+                    "model.branch_a.encoder=test_speed_flat",
+                    "model.branch_b.encoder=test_speed_flat",
+                    "model.channels_last=true",
+                ],
+            )
     finally:
         registry.ENCODERS._entries.pop("test_speed_flat", None)
 
@@ -153,8 +184,12 @@ def test_an_export_of_a_torch_compile_wrapped_encoder_has_the_eager_keys(tmp_pat
 @pytest.mark.slow  # inductor compiles C++: about 40-70 s on 2 CPU cores
 def test_a_compiled_encoder_matches_eager_and_exports_to_an_uncompiled_one(tiny_recipe, tmp_path):
     registry.register_encoder("test_speed_conv", modality="image")(TinyConv)
-    overrides = ["model.branch_a.encoder=test_speed_conv", "model.branch_b.encoder=test_speed_conv",
-                 "model.branch_a.expander=16", "model.branch_b.expander=16"]
+    overrides = [
+        "model.branch_a.encoder=test_speed_conv",
+        "model.branch_b.encoder=test_speed_conv",
+        "model.branch_a.expander=16",
+        "model.branch_b.expander=16",
+    ]
     try:
         compiled = _model(tiny_recipe, overrides + ["model.compile=true"]).eval()
         eager = _model(tiny_recipe, overrides, seed=1).eval()

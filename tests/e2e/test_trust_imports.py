@@ -112,7 +112,9 @@ def test_an_import_path_encoder_in_an_export_is_not_imported_or_called_unless_tr
     try:
         meta.update(encoder=f"{stem}:pool", imports=[])
         meta_path.write_text(json.dumps(meta))
-        with pytest.raises(RunDirError, match=rf"needs modules \['{stem}'\] to build encoder '{stem}:pool'; importing runs"):
+        with pytest.raises(
+            RunDirError, match=rf"needs modules \['{stem}'\] to build encoder '{stem}:pool'; importing runs"
+        ):
             load_branch(folder, "tiny")
         assert not plugin.ran() and stem not in sys.modules
 
@@ -147,7 +149,16 @@ def test_a_branch_name_cannot_leave_the_export_folder(plugin, tmp_path):
 
 def test_embed_needs_trust_imports_for_an_export_of_a_plugin(plugin, tiny_images, tmp_path, capsys):
     folder = _export(plugin, tmp_path / "export")
-    args = ["embed", str(folder), "--branch", "tiny", "--input", str(tiny_images / "val"), "--out", str(tmp_path / "e.npy")]
+    args = [
+        "embed",
+        str(folder),
+        "--branch",
+        "tiny",
+        "--input",
+        str(tiny_images / "val"),
+        "--out",
+        str(tmp_path / "e.npy"),
+    ]
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -160,7 +171,9 @@ def test_embed_needs_trust_imports_for_an_export_of_a_plugin(plugin, tiny_images
 
 def _run_dir(plugin: Plugin, tiny_images: Path, run: Path, encoder: str) -> Path:
     """A run directory whose config.yaml lists the plug-in under imports, with its export."""
-    recipe = TINY_RECIPE.replace("root: null", f"root: {tiny_images}").replace("encoder: resnet18", f"encoder: {encoder}")
+    recipe = TINY_RECIPE.replace("root: null", f"root: {tiny_images}").replace(
+        "encoder: resnet18", f"encoder: {encoder}"
+    )
     recipe = recipe.replace("expander: 64-64", "expander: 8-8").replace("linear_epochs: 5", "linear_epochs: 1")
     run.mkdir()
     (run / "config.yaml").write_text(f"imports: [{plugin.path}]\n" + recipe)

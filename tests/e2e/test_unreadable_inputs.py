@@ -44,8 +44,22 @@ def test_embed_names_an_unreadable_image_in_one_line(tiny_images, tmp_path, caps
     shutil.copytree(tiny_images / "val" / "circle", inputs)
     bad = _corrupt(inputs / "zz_broken.png")
     capsys.readouterr()
-    code = main(["embed", str(tmp_path / "export"), "--branch", "tiny", "--input", str(inputs),
-                 "--out", str(tmp_path / "e.npy"), "--num-workers", str(workers), "--batch-size", "2"])
+    code = main(
+        [
+            "embed",
+            str(tmp_path / "export"),
+            "--branch",
+            "tiny",
+            "--input",
+            str(inputs),
+            "--out",
+            str(tmp_path / "e.npy"),
+            "--num-workers",
+            str(workers),
+            "--batch-size",
+            "2",
+        ]
+    )
     line = _one_error_line(capsys, code)
     assert line.startswith(f"error: cannot read image {bad}: "), line
     assert not (tmp_path / "e.npy").exists()
@@ -80,10 +94,13 @@ def test_eval_leaves_an_unreadable_image_out_of_a_classification_split_and_says_
     assert f"evaluation left out an unreadable sample: cannot read image {bad}" in caplog.text
 
 
-@pytest.mark.parametrize("broken,message", [
-    (lambda p: p.write_bytes(b""), "cannot read audio file {}: "),  # a 0-byte file
-    (lambda p: soundfile.write(str(p), np.zeros(0, dtype="float32"), 8000), "audio file {} is empty (0 samples)"),
-])
+@pytest.mark.parametrize(
+    "broken,message",
+    [
+        (lambda p: p.write_bytes(b""), "cannot read audio file {}: "),  # a 0-byte file
+        (lambda p: soundfile.write(str(p), np.zeros(0, dtype="float32"), 8000), "audio file {} is empty (0 samples)"),
+    ],
+)
 def test_embed_names_an_unreadable_audio_file_in_one_line(tmp_path, capsys, broken, message):
     branch = build_branch("wave", "resnet18_1d", {"width": 4}, "8-8")
     branch.preprocess = create_modality("waveform", {"sample_rate": 8000, "crop_seconds": 0.25})
@@ -91,12 +108,28 @@ def test_embed_names_an_unreadable_audio_file_in_one_line(tmp_path, capsys, brok
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     for i in range(3):
-        soundfile.write(str(inputs / f"clip{i}.wav"), np.random.default_rng(i).normal(size=4000).astype("float32") * 0.1, 8000)
+        soundfile.write(
+            str(inputs / f"clip{i}.wav"), np.random.default_rng(i).normal(size=4000).astype("float32") * 0.1, 8000
+        )
     bad = inputs / "zz_broken.wav"
     broken(bad)
     capsys.readouterr()
-    code = main(["embed", str(tmp_path / "export"), "--branch", "wave", "--input", str(inputs),
-                 "--out", str(tmp_path / "e.npy"), "--num-workers", "2", "--batch-size", "2"])
+    code = main(
+        [
+            "embed",
+            str(tmp_path / "export"),
+            "--branch",
+            "wave",
+            "--input",
+            str(inputs),
+            "--out",
+            str(tmp_path / "e.npy"),
+            "--num-workers",
+            "2",
+            "--batch-size",
+            "2",
+        ]
+    )
     line = _one_error_line(capsys, code)
     assert line.startswith("error: " + message.format(bad)), line
 
@@ -109,7 +142,9 @@ def test_the_workers_stop_with_the_error(broken_val_run, monkeypatch):
     import threading
 
     failures = []
-    monkeypatch.setattr(threading, "excepthook", lambda args: failures.append(f"{args.thread.name}: {args.exc_value!r}"))
+    monkeypatch.setattr(
+        threading, "excepthook", lambda args: failures.append(f"{args.thread.name}: {args.exc_value!r}")
+    )
     run, _ = broken_val_run
     for _ in range(3):  # as a notebook would, evaluating again in one process
         assert main(["eval", str(run), "data.num_workers=2", "eval.linear_epochs=1", "data.strict=true"]) == 2

@@ -3,7 +3,6 @@ the refusals, and the evaluation of a run's exported encoder against ``multivic 
 
 import json
 import logging
-import pickle
 
 import pytest
 import torch
@@ -88,13 +87,20 @@ def test_lightly_numbered_backbone_gives_its_features(tmp_path):
     assert all(k.startswith("projection_head.") for k in fate["heads"]) and len(fate["heads"]) == 9  # 2 + 5 (BN) + 2
 
 
-@pytest.mark.parametrize("wrap", [
-    lambda sd: {"state_dict": {f"module.{k}": v for k, v in sd.items()}, "epoch": 3},  # DDP in a training checkpoint
-    lambda sd: {"model": {f"backbone.{k}": v for k, v in sd.items()}, "optimizer": {}},
-    lambda sd: {f"encoder.{k}": v for k, v in sd.items()},
-    lambda sd: {"state_dict": {f"model.backbone.{k}": v for k, v in sd.items()}},  # Lightning around lightly
-    lambda sd: {f"_orig_mod.model.{k}": v for k, v in sd.items()},  # torch.compile
-], ids=["state_dict+module", "model+backbone", "encoder", "lightning", "compiled"])
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda sd: {
+            "state_dict": {f"module.{k}": v for k, v in sd.items()},
+            "epoch": 3,
+        },  # DDP in a training checkpoint
+        lambda sd: {"model": {f"backbone.{k}": v for k, v in sd.items()}, "optimizer": {}},
+        lambda sd: {f"encoder.{k}": v for k, v in sd.items()},
+        lambda sd: {"state_dict": {f"model.backbone.{k}": v for k, v in sd.items()}},  # Lightning around lightly
+        lambda sd: {f"_orig_mod.model.{k}": v for k, v in sd.items()},  # torch.compile
+    ],
+    ids=["state_dict+module", "model+backbone", "encoder", "lightning", "compiled"],
+)
 def test_wrappers_and_prefixes_are_opened(tmp_path, wrap):
     net = _torchvision_resnet18()
     path = tmp_path / "w.pt"
@@ -213,8 +219,23 @@ def test_weights_of_a_run_score_as_multivic_eval_of_the_run(tiny_recipe, tmp_pat
     keys = ["tiny/linear_top1", "tiny/linear_top5", "tiny/knn_top1", "tiny/rankme_repr"]
 
     out = tmp_path / "scores" / "m.json"
-    assert main(["eval", "--recipe", str(tiny_recipe), "--encoder", "resnet18", "--weights", str(export),
-                 "--out", str(out), *common]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--recipe",
+                str(tiny_recipe),
+                "--encoder",
+                "resnet18",
+                "--weights",
+                str(export),
+                "--out",
+                str(out),
+                *common,
+            ]
+        )
+        == 0
+    )
     from_cli = json.loads(out.read_text())
     assert {k: from_cli[k] for k in keys} == {k: reference[k] for k in keys}
     # Without an expander the embedding is the representation.
@@ -238,7 +259,9 @@ def test_side_b_names_the_metrics_and_gives_the_encoder_arguments(tiny_recipe):
 
     torch.manual_seed(6)
     vit = create_encoder("vit_tiny", image_size=32, patch_size=8, depth=6)
-    cfg = load_config("recipes/quickstart/r50_vits.yaml", ["eval.linear_epochs=2", "eval.batch_size=64", "data.num_workers=0"])
+    cfg = load_config(
+        "recipes/quickstart/r50_vits.yaml", ["eval.linear_epochs=2", "eval.batch_size=64", "data.num_workers=0"]
+    )
     data = build_data(load_config(tiny_recipe, ["data.image_size=32"]))  # the tiny image set, not the recipe's
     metrics = evaluate_backbone(cfg, "vit_tiny", vit.state_dict(), side="b", device="cpu", data=data)
     assert {"vit/linear_top1", "vit/knn_top1", "vit/rankme_repr"} <= set(metrics)
@@ -257,9 +280,26 @@ def test_cli_errors_are_one_line(tiny_recipe, tmp_path, capsys):
     weights = tmp_path / "w.pth"
     torch.save(_torchvision_resnet18().state_dict(), weights)
     # torchvision's 7x7 stem asked into the 3x3 one: the error names the key and the shapes.
-    assert main(["eval", "--recipe", str(tiny_recipe), "--encoder", "resnet18", "--weights", str(weights),
-                 "--encoder-kwargs", "small_stem=true"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--recipe",
+                str(tiny_recipe),
+                "--encoder",
+                "resnet18",
+                "--weights",
+                str(weights),
+                "--encoder-kwargs",
+                "small_stem=true",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "[64, 3, 7, 7]" in err[0]
-    assert main(["eval", "--recipe", str(tiny_recipe), "--encoder", "resnet18", "--weights", str(tmp_path / "nope.pt")]) == 2
+    assert (
+        main(["eval", "--recipe", str(tiny_recipe), "--encoder", "resnet18", "--weights", str(tmp_path / "nope.pt")])
+        == 2
+    )
     assert "not found" in capsys.readouterr().err

@@ -64,9 +64,15 @@ def test_branch_collapse_keeps_the_spectra_and_stds_numpy_gives():
     g = torch.Generator().manual_seed(3)
     emb, rep = torch.randn(40, 12, generator=g) + 2.0, torch.randn(40, 60, generator=g)
     metrics, arrays = branch_collapse("img", emb, rep, gamma=1.0)
-    assert np.allclose(arrays["img/embedding_singular_values"].numpy(), np.linalg.svd(emb.double().numpy(), compute_uv=False))
-    assert np.allclose(arrays["img/representation_singular_values"].numpy(), np.linalg.svd(rep.double().numpy(), compute_uv=False))
+    assert np.allclose(
+        arrays["img/embedding_singular_values"].numpy(), np.linalg.svd(emb.double().numpy(), compute_uv=False)
+    )
+    assert np.allclose(
+        arrays["img/representation_singular_values"].numpy(), np.linalg.svd(rep.double().numpy(), compute_uv=False)
+    )
     assert arrays["img/representation_singular_values"].shape == (40,)  # min(N, R)
     assert np.allclose(arrays["img/embedding_std"].numpy(), emb.double().numpy().std(axis=0, ddof=1))
-    assert metrics["img/rankme"] == pytest.approx(rankme(emb)) and metrics["img/rankme_repr"] == pytest.approx(rankme(rep))
+    assert metrics["img/rankme"] == pytest.approx(rankme(emb)) and metrics["img/rankme_repr"] == pytest.approx(
+        rankme(rep)
+    )
     assert metrics["img/std_mean"] == pytest.approx(float(emb.double().std(0).mean()))

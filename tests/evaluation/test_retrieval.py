@@ -99,12 +99,14 @@ def test_median_rank_of_an_even_count_from_embeddings():
     # One-hot images; caption j scores its own image 0.5 (after normalising, the relative order is what counts)
     # and is beaten by the images listed before it: text→image 0-based ranks 0, 0, 2, 3, by construction.
     images = torch.eye(4)
-    texts = torch.tensor([
-        [1.0, 0.0, 0.0, 0.0],
-        [0.0, 1.0, 0.0, 0.0],
-        [0.9, 0.8, 0.5, 0.0],
-        [0.9, 0.8, 0.7, 0.5],
-    ])
+    texts = torch.tensor(
+        [
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.9, 0.8, 0.5, 0.0],
+            [0.9, 0.8, 0.7, 0.5],
+        ]
+    )
     index = torch.arange(4)
     i2t, t2i = retrieval_ranks(images, texts, index)
     # image→text, by hand (cosines, |c2| = 1.30, |c3| = 1.48): image 2 scores caption 3 at 0.7 / 1.48 = 0.47, above
@@ -123,7 +125,10 @@ def test_1k_protocol_is_the_mean_over_folds():
     texts = images[index] + 0.5 * torch.randn(60, 4, generator=g)
     folds = retrieval_recall_folds(images, texts, index, folds=5)
     first = retrieval_recall(images[:4], texts[:12], index[:12])
-    others = [retrieval_recall(images[4 * f : 4 * f + 4], texts[12 * f : 12 * f + 12], index[12 * f : 12 * f + 12] - 4 * f) for f in range(1, 5)]
+    others = [
+        retrieval_recall(images[4 * f : 4 * f + 4], texts[12 * f : 12 * f + 12], index[12 * f : 12 * f + 12] - 4 * f)
+        for f in range(1, 5)
+    ]
     assert folds["1k/i2t_r1"] == pytest.approx((first["i2t_r1"] + sum(o["i2t_r1"] for o in others)) / 5)
 
 

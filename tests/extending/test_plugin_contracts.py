@@ -5,10 +5,10 @@ import dataclasses
 import pytest
 import torch
 
-from multivic.evaluation.protocols import PROTOCOLS
 from multivic.data.formats import builtin_formats
-from multivic.options import option_fields
+from multivic.evaluation.protocols import PROTOCOLS
 from multivic.modalities import Modality, create_modality
+from multivic.options import option_fields
 from multivic.registry import FORMATS, MODALITIES, list_encoders
 
 
@@ -37,8 +37,12 @@ def test_every_format(name):
 
 def test_builtin_data_sets_and_encoders_cover_the_builtin_modalities():
     assert builtin_formats() == {
-        "shapes": "image_folder", "glyphs": "image_folder", "sounds": "esc50", "sounds22k": "esc50",
-        "captions": "coco", "scenes": "coco",
+        "shapes": "image_folder",
+        "glyphs": "image_folder",
+        "sounds": "esc50",
+        "sounds22k": "esc50",
+        "captions": "coco",
+        "scenes": "coco",
     }
     for modality in ("image", "waveform", "text"):
         assert list_encoders(modality)

@@ -7,9 +7,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from multivic import create_encoder, list_encoders
+from multivic import create_encoder, list_encoders, registry
 from multivic.errors import ConfigError, RegistryError
-from multivic import registry
 
 MODULE = """
 from torch import nn
@@ -73,7 +72,8 @@ def _fake_distribution(root, dist, entry_lines):
 def test_way_3_entry_points_of_a_fake_distribution(tmp_path, monkeypatch):
     pkg = tmp_path / "fake_plugin_pkg"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text(textwrap.dedent("""
+    (pkg / "__init__.py").write_text(
+        textwrap.dedent("""
         from torch import nn
         class Lin(nn.Module):
             modality = "image"
@@ -88,13 +88,18 @@ def test_way_3_entry_points_of_a_fake_distribution(tmp_path, monkeypatch):
         make.modality = "image"
         def no_modality():
             return Lin()
-    """))
+    """)
+    )
     (pkg / "broken.py").write_text("raise RuntimeError('plugin import exploded')\n")
-    _fake_distribution(tmp_path, "fake_plugin", [
-        "plugin_lin = fake_plugin_pkg:make",
-        "plugin_broken = fake_plugin_pkg.broken:make",
-        "plugin_nomod = fake_plugin_pkg:no_modality",
-    ])
+    _fake_distribution(
+        tmp_path,
+        "fake_plugin",
+        [
+            "plugin_lin = fake_plugin_pkg:make",
+            "plugin_broken = fake_plugin_pkg.broken:make",
+            "plugin_nomod = fake_plugin_pkg:no_modality",
+        ],
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry.ENCODERS, "_loaded", False)
     monkeypatch.setattr(registry.ENCODERS, "_plugin_errors", {})
@@ -102,7 +107,10 @@ def test_way_3_entry_points_of_a_fake_distribution(tmp_path, monkeypatch):
         assert "plugin_lin" in list_encoders("image")
         assert registry.encoder_spec("plugin_lin").source == "entry point of fake_plugin"
         assert create_encoder("plugin_lin")(torch.randn(2, 3, 4, 4)).shape == (2, 3)
-        with pytest.raises(RegistryError, match=r"entry point 'plugin_broken' .* of distribution 'fake_plugin' failed to load: RuntimeError: plugin import exploded"):
+        with pytest.raises(
+            RegistryError,
+            match=r"entry point 'plugin_broken' .* of distribution 'fake_plugin' failed to load: RuntimeError: plugin import exploded",
+        ):
             create_encoder("plugin_broken")
         with pytest.raises(RegistryError, match=r"plugin_nomod.*modality"):
             create_encoder("plugin_nomod")
@@ -115,7 +123,9 @@ def test_way_3_entry_points_of_a_fake_distribution(tmp_path, monkeypatch):
 def test_timm_names_and_suggestions():
     enc = create_encoder("timm:resnet18", image_size=64)  # CNNs ignore the image size
     assert enc.out_dim == 512
-    with pytest.raises(RegistryError, match=r"timm has no model 'vit_smal_patch16_224'; did you mean timm:vit_small_patch16_224"):
+    with pytest.raises(
+        RegistryError, match=r"timm has no model 'vit_smal_patch16_224'; did you mean timm:vit_small_patch16_224"
+    ):
         create_encoder("timm:vit_smal_patch16_224")
     vit = create_encoder("vit_small", image_size=32, patch_size=16)
     assert vit.out_dim == 384 and vit(torch.randn(1, 3, 32, 32)).shape == (1, 384)
@@ -140,10 +150,11 @@ def test_timm_local_checkpoint(tmp_path):
 
 
 def test_branch_whose_modality_does_not_match_the_data(tiny_recipe, user_module):
-    from multivic.config import load_config
     from multivic.build import build_data, build_model
+    from multivic.config import load_config
 
     registry.import_modules([user_module])
+
     def text_encoder():
         m = torch.nn.Linear(4, 8)
         m.out_dim, m.modality = 8, "text"
@@ -151,9 +162,19 @@ def test_branch_whose_modality_does_not_match_the_data(tiny_recipe, user_module)
 
     registry.register_encoder("test_text_only", modality="text")(text_encoder)
     try:
-        cfg = load_config(tiny_recipe, ["model.shared=false", "model.branch_b.name=words",
-                                        "model.branch_b.encoder=test_text_only", "model.branch_b.expander=64-64"])
-        with pytest.raises(ConfigError, match=r"model.branch_b \('words'\) reads modality 'text' but data.format='image_folder' gives 'image'"):
+        cfg = load_config(
+            tiny_recipe,
+            [
+                "model.shared=false",
+                "model.branch_b.name=words",
+                "model.branch_b.encoder=test_text_only",
+                "model.branch_b.expander=64-64",
+            ],
+        )
+        with pytest.raises(
+            ConfigError,
+            match=r"model.branch_b \('words'\) reads modality 'text' but data.format='image_folder' gives 'image'",
+        ):
             build_model(cfg, build_data(cfg))
     finally:
         registry.ENCODERS._entries.pop("test_text_only", None)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from multivic import registry
-from multivic.build import build_model, build_data, build_optimizer_specs
+from multivic.build import build_data, build_model, build_optimizer_specs
 from multivic.cli import main
 from multivic.config import load_config
 from multivic.errors import ConfigError
@@ -60,7 +60,9 @@ TOY = textwrap.dedent('''
 @pytest.fixture
 def toy_recipe(tiny_recipe, tmp_path):
     (tmp_path / "toy_objective.py").write_text(TOY)
-    text = tiny_recipe.read_text().replace("seed: 0", "seed: 0\nimports: [toy_objective.py]\nloss: {name: toy_cosine, init_scale: 2.0}")
+    text = tiny_recipe.read_text().replace(
+        "seed: 0", "seed: 0\nimports: [toy_objective.py]\nloss: {name: toy_cosine, init_scale: 2.0}"
+    )
     tiny_recipe.write_text(text)
     return tiny_recipe
 
@@ -76,8 +78,15 @@ def test_user_objective_trains_and_logs_its_terms(toy_recipe, tmp_path):
 
 
 def test_objective_parameters_are_trained_with_per_branch_optimisers(toy_recipe):
-    cfg = load_config(toy_recipe, ["model.shared=false", "model.branch_b.name=other", "model.branch_a.optim.name=adamw",
-                                    "model.branch_a.optim.base_lr=0.01"])
+    cfg = load_config(
+        toy_recipe,
+        [
+            "model.shared=false",
+            "model.branch_b.name=other",
+            "model.branch_a.optim.name=adamw",
+            "model.branch_a.optim.base_lr=0.01",
+        ],
+    )
     model = build_model(cfg, build_data(cfg))
     specs = build_optimizer_specs(cfg, model)
     assert [s.label for s in specs] == ["tiny", "other", "objective"]
@@ -86,11 +95,16 @@ def test_objective_parameters_are_trained_with_per_branch_optimisers(toy_recipe)
 
 
 def test_objective_keys_are_checked_against_its_signature(toy_recipe):
-    with pytest.raises(ConfigError, match=r"unknown config key 'loss.temperature': objective 'toy_cosine' takes: init_scale, spread_coeff"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown config key 'loss.temperature': objective 'toy_cosine' takes: init_scale, spread_coeff",
+    ):
         load_config(toy_recipe, ["loss.temperature=0.1"])
     with pytest.raises(ConfigError, match=r"loss.init_scale must be > 0"):
         load_config(toy_recipe, ["loss.init_scale=-1"])
-    with pytest.raises(ConfigError, match=r"loss.name: unknown objective 'nope'.*Known objectives: .*toy_cosine.*vicreg"):
+    with pytest.raises(
+        ConfigError, match=r"loss.name: unknown objective 'nope'.*Known objectives: .*toy_cosine.*vicreg"
+    ):
         load_config(toy_recipe, ["loss.name=nope"])
 
 

@@ -26,8 +26,13 @@ def model() -> JointEmbedding:
 
 def main(out: Path, epochs: int, n: int, every: int) -> None:
     m = model()
-    result = fit(m, PairsOfVectors(n, dtype=torch.float64), RunDir(out), [adamw(m)],
-                 settings(epochs=epochs, checkpoint_every_steps=every, keep_checkpoints=10))
+    result = fit(
+        m,
+        PairsOfVectors(n, dtype=torch.float64),
+        RunDir(out),
+        [adamw(m)],
+        settings(epochs=epochs, checkpoint_every_steps=every, keep_checkpoints=10),
+    )
     if result.accelerator.is_main_process:
         torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, out / "final.pt")
 

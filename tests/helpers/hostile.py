@@ -32,7 +32,9 @@ class Fifo:
         self.path = Path(path)
         os.mkfifo(self.path)
         self._marker = self.path.with_name(f".{self.path.name}.fired")
-        self._proc = subprocess.Popen([sys.executable, "-c", _RELEASER, str(self.path), str(timeout), str(self._marker)])
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _RELEASER, str(self.path), str(timeout), str(self._marker)]
+        )
 
     def close(self) -> bool:
         """Stop the helper; whether something blocked on the FIFO until it stepped in."""

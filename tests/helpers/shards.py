@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from webdataset import TarWriter
 
+from multivic.data.formats.webdataset import ShardSplit, label_of
 from multivic.data.streaming import Shard
 from multivic.errors import DataError
-from multivic.data.formats.webdataset import ShardSplit, label_of
 
 DIM = 6
 
@@ -26,8 +26,13 @@ def write_id_shards(folder: Path, sizes: list[int], bad: set[int] = frozenset(),
         path = folder / f"{prefix}-{k:06d}.tar"
         with TarWriter(str(path), encoder=False, mtime=0.0) as w:
             for _ in range(n):
-                w.write({"__key__": f"{i:09d}", "cls": b"x" if i in bad else str(i).encode(),
-                         "json": json.dumps({"captions": [f"sample {i}"]}).encode()})
+                w.write(
+                    {
+                        "__key__": f"{i:09d}",
+                        "cls": b"x" if i in bad else str(i).encode(),
+                        "json": json.dumps({"captions": [f"sample {i}"]}).encode(),
+                    }
+                )
                 i += 1
         shards.append(Shard(str(path), n))
     return shards
@@ -35,8 +40,12 @@ def write_id_shards(folder: Path, sizes: list[int], bad: set[int] = frozenset(),
 
 def write_index(folder: Path, shards: list[Shard], split: str = "train") -> None:
     """shards.json as multivic shard writes it (the sizes before any damage)."""
-    index = {"multivic_shards": 1, "protocol": "classification", "classes": None,
-             "splits": {split: [{"url": Path(s.url).name, "samples": s.samples} for s in shards]}}
+    index = {
+        "multivic_shards": 1,
+        "protocol": "classification",
+        "classes": None,
+        "splits": {split: [{"url": Path(s.url).name, "samples": s.samples} for s in shards]},
+    }
     (folder / "shards.json").write_text(json.dumps(index))
 
 
@@ -87,9 +96,22 @@ if __name__ == "__main__":  # a torchrun worker: python -m torch.distributed.run
     # The trainer on the same shards: DDP over the two processes, the stream unprepared by Accelerate.
     from tests.helpers.toy import train, vicreg_model
 
-    result = train(vicreg_model(), VectorShards([Shard(s.url, s.samples) for s in split.shards]), out / "fit",
-                   epochs=2, batch_size=16, num_workers=2)
+    result = train(
+        vicreg_model(),
+        VectorShards([Shard(s.url, s.samples) for s in split.shards]),
+        out / "fit",
+        epochs=2,
+        batch_size=16,
+        num_workers=2,
+    )
     weight = result.model.branch_a.encoder.lin.weight.detach()
-    (out / f"rank{rank}.json").write_text(json.dumps({
-        "steps": epochs.steps_per_epoch, "seen": seen, "fit_steps": result.step, "weight": weight.flatten().tolist(),
-    }))
+    (out / f"rank{rank}.json").write_text(
+        json.dumps(
+            {
+                "steps": epochs.steps_per_epoch,
+                "seen": seen,
+                "fit_steps": result.step,
+                "weight": weight.flatten().tolist(),
+            }
+        )
+    )

@@ -90,8 +90,15 @@ def test_the_default_codec_refuses_what_it_cannot_write_and_never_unpickles():
         modality.decode(buffer.getvalue(), "vectors.npy", "member")
 
 
-@pytest.mark.parametrize("name, data, ext", [("image", b"not an image", "png"), ("waveform", b"RIFF....", "wav"),
-                                             ("text", b"{not json", "json"), ("text", b"[]", "json")])
+@pytest.mark.parametrize(
+    "name, data, ext",
+    [
+        ("image", b"not an image", "png"),
+        ("waveform", b"RIFF....", "wav"),
+        ("text", b"{not json", "json"),
+        ("text", b"[]", "json"),
+    ],
+)
 def test_damaged_members_are_one_line_data_errors_naming_the_member(name, data, ext):
     with pytest.raises(DataError, match="000007"):
         create_modality(name).decode(data, ext, "000007.x in shard s.tar")

@@ -96,16 +96,28 @@ def test_metrics_hold_the_terms_and_the_branch_stds():
     a, b = _pair(10, 6, seed=6)
     m = BarlowTwinsLoss()(a, b).metrics()
     assert set(m) >= {
-        "loss", "on_diagonal", "off_diagonal", "a/std_mean", "a/std_min", "a/std_below_gamma", "b/std_mean"
+        "loss",
+        "on_diagonal",
+        "off_diagonal",
+        "a/std_mean",
+        "a/std_min",
+        "a/std_below_gamma",
+        "b/std_mean",
     }
     assert torch.allclose(m["a/std_mean"], torch.sqrt(a.detach().var(dim=0) + 1e-4).mean())
 
 
 @pytest.mark.parametrize(
     "kwargs,message",
-    [({"lambda_offdiag": -1.0}, "^lambda_offdiag"), ({"scale_loss": 0.0}, "^scale_loss"), ({"bn_eps": 0.0}, "^bn_eps"),
-     ({"variance_coeff": -1.0}, "^variance_coeff"), ({"gamma": 0.0}, "^gamma"), ({"eps": 0.0}, "^eps"),
-     ({"covariance_form": "fast"}, "^covariance_form")],
+    [
+        ({"lambda_offdiag": -1.0}, "^lambda_offdiag"),
+        ({"scale_loss": 0.0}, "^scale_loss"),
+        ({"bn_eps": 0.0}, "^bn_eps"),
+        ({"variance_coeff": -1.0}, "^variance_coeff"),
+        ({"gamma": 0.0}, "^gamma"),
+        ({"eps": 0.0}, "^eps"),
+        ({"covariance_form": "fast"}, "^covariance_form"),
+    ],
 )
 def test_bad_options_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -24,8 +24,15 @@ def two_process_results(tmp_path_factory):
     """One torchrun launch running every case (a launch costs seconds; the cases, milliseconds)."""
     out = tmp_path_factory.mktemp("ddp") / "ddp.pt"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "tests/helpers/objective_ddp_worker.py"), str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(ROOT / "tests/helpers/objective_ddp_worker.py"),
+        str(out),
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     if proc.returncode != 0:  # once more: a loaded machine has aborted gloo at teardown; a real fault fails twice
         out.unlink(missing_ok=True)

@@ -78,8 +78,12 @@ def test_metrics_hold_the_terms_the_temperature_and_the_branch_stds():
 
 @pytest.mark.parametrize(
     "kwargs,message",
-    [({"temperature": 0.0}, "^temperature"), ({"temperature": 0.001}, "^temperature must be >= 1/max_logit_scale"),
-     ({"max_logit_scale": -1.0}, "^max_logit_scale"), ({"variance_coeff": -1.0}, "^variance_coeff")],
+    [
+        ({"temperature": 0.0}, "^temperature"),
+        ({"temperature": 0.001}, "^temperature must be >= 1/max_logit_scale"),
+        ({"max_logit_scale": -1.0}, "^max_logit_scale"),
+        ({"variance_coeff": -1.0}, "^variance_coeff"),
+    ],
 )
 def test_bad_options_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):

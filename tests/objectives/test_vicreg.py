@@ -188,10 +188,14 @@ def test_statistics_match_direct_computation():
 
 @pytest.mark.parametrize(
     "kwargs,message",
-    [({"variance_convention": "sum"}, "^variance_convention must be one of"),
-     ({"covariance_form": "fast"}, "^covariance_form must be one of"),
-     ({"gamma": 0.0}, "^gamma must be > 0"), ({"eps": 0.0}, "^eps must be > 0"),
-     ({"sim_coeff": -1.0}, "^sim_coeff must be >= 0"), ({"cov_coeff": [1.0, -2.0]}, "^cov_coeff must be >= 0")],
+    [
+        ({"variance_convention": "sum"}, "^variance_convention must be one of"),
+        ({"covariance_form": "fast"}, "^covariance_form must be one of"),
+        ({"gamma": 0.0}, "^gamma must be > 0"),
+        ({"eps": 0.0}, "^eps must be > 0"),
+        ({"sim_coeff": -1.0}, "^sim_coeff must be >= 0"),
+        ({"cov_coeff": [1.0, -2.0]}, "^cov_coeff must be >= 0"),
+    ],
 )
 def test_bad_options_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):

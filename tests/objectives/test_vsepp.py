@@ -60,8 +60,11 @@ def test_metrics_hold_the_terms_and_the_branch_stds():
 
 @pytest.mark.parametrize(
     "kwargs,message",
-    [({"margin": -0.1}, "^margin"), ({"reduction": "max"}, "^reduction"),
-     ({"variance_coeff": -1.0}, "^variance_coeff")],
+    [
+        ({"margin": -0.1}, "^margin"),
+        ({"reduction": "max"}, "^reduction"),
+        ({"variance_coeff": -1.0}, "^variance_coeff"),
+    ],
 )
 def test_bad_options_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -1,22 +1,17 @@
 """`multivic report`: every figure and both pages from a hand-made run directory (no training)."""
 
-import csv
-import json
-import math
 import sys
 
 import pytest
-import yaml
+from PIL import Image
 
 from multivic.cli import main
 from multivic.errors import RunDirError
 from multivic.report import read_run, write_report
-from tests.helpers.report_runs import METRICS, history_rows, make_run
-
-from PIL import Image
-
+from tests.helpers.report_runs import history_rows, make_run
 
 FIGURES = ["loss.png", "lr.png", "std.png", "covariance.png", "rankme.png", "throughput.png"]
+
 
 def test_report_writes_every_figure_and_a_page_that_shows_them(tmp_path, capsys):
     run = make_run(tmp_path / "run", history_rows(collapse_from=20))
@@ -33,13 +28,25 @@ def test_report_writes_every_figure_and_a_page_that_shows_them(tmp_path, capsys)
         assert f'href="{name}"' in page and f"]({name})" in markdown
     assert page.count("data:image/png;base64,") == len(FIGURES)  # self-contained: the page alone shows them
     # the evaluation table, grouped by branch: one row per prefix, metrics without one in their own row
-    for text in ("<td>img</td>", "<td>txt</td>", "(all branches)", "linear_top1", "41.25", "38.50", "0.4146", "i2t_r1", "61"):
+    for text in (
+        "<td>img</td>",
+        "<td>txt</td>",
+        "(all branches)",
+        "linear_top1",
+        "41.25",
+        "38.50",
+        "0.4146",
+        "i2t_r1",
+        "61",
+    ):
         assert text in page, text
     assert "| img | 41.25 |" in markdown
     # settings, and the collapse alarms of the history
     assert "resnet18" in page and "text_cnn" in page and "γ = 0.8" in page and "batch size" in page
     assert page.count("img (a): std 0.05 &lt; 0.1") == 5  # steps 20..24
-    assert "| 20 | 3 | img (a): std 0.05 < 0.1; txt (b): std 0.05 < 0.1 |" in markdown  # epochs from 1, as in the figures
+    assert (
+        "| 20 | 3 | img (a): std 0.05 < 0.1; txt (b): std 0.05 < 0.1 |" in markdown
+    )  # epochs from 1, as in the figures
     assert "step 24, epoch 3 of 3" in markdown
 
 
@@ -125,18 +132,24 @@ def test_end_of_run_figures_come_from_the_evaluation_arrays_and_examples(tmp_pat
 
     run = make_run(tmp_path / "run", history_rows())
     g = torch.Generator().manual_seed(0)
-    collapsed = torch.randn(50, 1, generator=g) @ torch.randn(1, 128, generator=g) + 1e-3 * torch.randn(50, 128, generator=g)
+    collapsed = torch.randn(50, 1, generator=g) @ torch.randn(1, 128, generator=g) + 1e-3 * torch.randn(
+        50, 128, generator=g
+    )
     arrays = {}
     for name, emb in (("img", torch.randn(50, 128, generator=g)), ("txt", collapsed)):
-        arrays |= {f"{name}/embedding_singular_values": torch.linalg.svdvals(emb.double()),
-                   f"{name}/representation_singular_values": torch.linalg.svdvals(torch.randn(50, 64, generator=g).double()),
-                   f"{name}/embedding_std": emb.double().std(0)}
+        arrays |= {
+            f"{name}/embedding_singular_values": torch.linalg.svdvals(emb.double()),
+            f"{name}/representation_singular_values": torch.linalg.svdvals(torch.randn(50, 64, generator=g).double()),
+            f"{name}/embedding_std": emb.double().std(0),
+        }
     RunDir(run).write_eval_arrays(arrays)
     pictures = [Image.new("RGB", (40, 40), (30 * i, 90, 0)) for i in range(6)]
     index = torch.arange(6).repeat_interleave(2)
     texts = [f"caption {j}" for j in range(12)]
     emb_i, emb_t = torch.randn(6, 8, generator=g), torch.randn(12, 8, generator=g)
-    write_examples(retrieval_examples(emb_i, emb_t, index, ("image", pictures), ("text", texts)), RunDir(run).eval_examples)
+    write_examples(
+        retrieval_examples(emb_i, emb_t, index, ("image", pictures), ("text", texts)), RunDir(run).eval_examples
+    )
 
     report = write_report(run)
     names = [f.name for f in report.figures]
@@ -165,8 +178,11 @@ def test_another_objectives_terms_and_per_side_coefficients_are_drawn(tmp_path):
         for term in ("invariance", "variance", "covariance"):
             del row[term]
         row |= {"on_diagonal": 3.0 - 0.1 * row["step"], "off_diagonal": 40.0 / row["step"], "variance": 0.5}
-    config = {"model": {"branch_a": {"name": "img", "encoder": "resnet18"}, "branch_b": {"name": "txt", "encoder": "gru"}},
-              "loss": {"name": "barlow_twins", "lambda_offdiag": 0.005}, "train": {"batch_size": 64}}
+    config = {
+        "model": {"branch_a": {"name": "img", "encoder": "resnet18"}, "branch_b": {"name": "txt", "encoder": "gru"}},
+        "loss": {"name": "barlow_twins", "lambda_offdiag": 0.005},
+        "train": {"batch_size": 64},
+    }
     report = write_report(make_run(tmp_path / "bt", rows, config=config))
     assert "loss.png" in [f.name for f in report.figures]
     from multivic.report.figures import _NOT_TERMS
@@ -176,7 +192,10 @@ def test_another_objectives_terms_and_per_side_coefficients_are_drawn(tmp_path):
     assert sorted(drawn) == ["off_diagonal", "on_diagonal", "variance"]  # with its variance regulariser
     assert "barlow_twins: lambda_offdiag = 0.005" in report.markdown.read_text()
 
-    config = {"loss": {"name": "vicreg", "std_coeff": [25.0, 10.0], "cov_coeff": [1.0, 2.0]}, "train": {"batch_size": 64}}
+    config = {
+        "loss": {"name": "vicreg", "std_coeff": [25.0, 10.0], "cov_coeff": [1.0, 2.0]},
+        "train": {"batch_size": 64},
+    }
     report = write_report(make_run(tmp_path / "per_side", history_rows(), config=config))
     assert "loss.png" in [f.name for f in report.figures]
     assert "μ (std_coeff) = [25, 10]" in report.markdown.read_text()

@@ -25,9 +25,15 @@ def test_report_md_escapes_config_values_and_history_cells(tmp_path):
     rows = history_rows(collapse_from=20)
     for row in rows[19:]:
         row["collapse_alarm"] = f"<script>alert(1)</script> {LINK}"
-    config = {"model": {"branch_a": {"name": HTML, "encoder": LINK, "expander": "64"},
-                        "branch_b": {"name": "b", "encoder": f"</td>{ESC}", "expander": "64"}},
-              "loss": {"name": "vicreg"}, "train": {"epochs": 3, "batch_size": 8}, "data": {"format": "image_folder", "root": "&amp;"}}
+    config = {
+        "model": {
+            "branch_a": {"name": HTML, "encoder": LINK, "expander": "64"},
+            "branch_b": {"name": "b", "encoder": f"</td>{ESC}", "expander": "64"},
+        },
+        "loss": {"name": "vicreg"},
+        "train": {"epochs": 3, "batch_size": 8},
+        "data": {"format": "image_folder", "root": "&amp;"},
+    }
     run = make_run(tmp_path / "run", rows, metrics={f"{HTML}/knn_top1": 1.0}, config=config)
     report = write_report(run)
     markdown = report.markdown.read_text()
@@ -62,7 +68,7 @@ def test_an_error_line_prints_no_control_sequences(tmp_path, capsys):
     assert "\x1b" not in err and err.startswith("error: ") and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage", b"step,epoch\n1,0\n\"unterminated", b"step,loss\nabc,1\n"])
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage", b'step,epoch\n1,0\n"unterminated', b"step,loss\nabc,1\n"])
 def test_a_damaged_history_is_a_one_line_error(tmp_path, capsys, content):
     run = make_run(tmp_path / "run", history_rows())
     (run / "history.csv").write_bytes(content)
@@ -81,12 +87,26 @@ def _with_examples(tmp_path, directions, thumbnail=None):
 
 def _directions(thumbnail="image_0.png"):
     item = {"index": 0, "thumbnail": thumbnail}
-    return [{"query_kind": "image", "item_kind": "text",
-             "queries": [{"query": item, "top": [{"index": 1, "text": "a cat", "correct": True}]}]}]
+    return [
+        {
+            "query_kind": "image",
+            "item_kind": "text",
+            "queries": [{"query": item, "top": [{"index": 1, "text": "a cat", "correct": True}]}],
+        }
+    ]
 
 
-@pytest.mark.parametrize("directions", [5, [5], [{"query_kind": "image"}], [{"query_kind": "i", "item_kind": "t", "queries": [7]}],
-                                        _directions("../../etc/passwd.png"), _directions(".hidden.png")])
+@pytest.mark.parametrize(
+    "directions",
+    [
+        5,
+        [5],
+        [{"query_kind": "image"}],
+        [{"query_kind": "i", "item_kind": "t", "queries": [7]}],
+        _directions("../../etc/passwd.png"),
+        _directions(".hidden.png"),
+    ],
+)
 def test_tampered_examples_are_a_one_line_error(tmp_path, capsys, directions):
     run, _ = _with_examples(tmp_path, directions)
     with pytest.raises(RunDirError, match="examples.json"):

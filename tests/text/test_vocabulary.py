@@ -7,7 +7,18 @@ from multivic.text.vocabulary import WordVocabulary, word_tokens
 
 
 def test_tokens():
-    assert word_tokens("A red Circle, left of the cat's box.") == ["a", "red", "circle", ",", "left", "of", "the", "cat's", "box", "."]
+    assert word_tokens("A red Circle, left of the cat's box.") == [
+        "a",
+        "red",
+        "circle",
+        ",",
+        "left",
+        "of",
+        "the",
+        "cat's",
+        "box",
+        ".",
+    ]
 
 
 def test_build_encode_batch_and_round_trip(tmp_path):
@@ -28,7 +39,9 @@ def test_build_encode_batch_and_round_trip(tmp_path):
 @pytest.mark.parametrize("pooling,bidirectional", [("last", False), ("last", True), ("mean", False)])
 def test_gru_ignores_padding(pooling, bidirectional):
     torch.manual_seed(0)
-    enc = create_encoder("gru", vocab_size=20, embed_dim=8, hidden_dim=6, pooling=pooling, bidirectional=bidirectional).eval()
+    enc = create_encoder(
+        "gru", vocab_size=20, embed_dim=8, hidden_dim=6, pooling=pooling, bidirectional=bidirectional
+    ).eval()
     short = {"input_ids": torch.tensor([[4, 5, 6]]), "attention_mask": torch.tensor([[1, 1, 1]])}
     padded = {"input_ids": torch.tensor([[4, 5, 6, 0, 0]]), "attention_mask": torch.tensor([[1, 1, 1, 0, 0]])}
     assert enc.out_dim == 6 * (2 if bidirectional else 1)

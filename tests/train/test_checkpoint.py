@@ -51,7 +51,10 @@ def test_a_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(t
     monkeypatch.setattr(checkpoint_module, "write_weights", killed)
     with pytest.raises(KeyboardInterrupt):
         train(vicreg_model(), data, run, epochs=2)
-    assert names(run) == ["epoch_0001", "epoch_0002.tmp"] and (run / "checkpoints" / "LATEST").read_text() == "epoch_0001\n"
+    assert (
+        names(run) == ["epoch_0001", "epoch_0002.tmp"]
+        and (run / "checkpoints" / "LATEST").read_text() == "epoch_0001\n"
+    )
     monkeypatch.undo()
     resumed = train(vicreg_model(), data, run, epochs=2)
     assert resumed.resumed_from == "epoch_0001" and names(run) == ["epoch_0002"]  # the .tmp is cleaned up
@@ -176,7 +179,9 @@ def test_a_failed_background_write_stops_the_run_and_latest_names_the_last_compl
         write_weights(tensors, aliases, path)
 
     monkeypatch.setattr(checkpoint_module, "write_weights", disk_full)
-    with pytest.raises(RunDirError, match=rf"writing checkpoint .*{failing}\.tmp failed .*No space left on device.*resume") as err:
+    with pytest.raises(
+        RunDirError, match=rf"writing checkpoint .*{failing}\.tmp failed .*No space left on device.*resume"
+    ) as err:
         train(vicreg_model(), PairsOfVectors(64), run, epochs=3)
     assert "\n" not in str(err.value) and threads == ["multivic-checkpoint"]
     previous = f"epoch_{int(failing[-1]) - 1:04d}"

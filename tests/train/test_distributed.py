@@ -12,8 +12,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_ranks_see_different_views_of_the_same_step_and_the_same_initial_weights(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "tests/helpers/views_worker.py"), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(ROOT / "tests/helpers/views_worker.py"),
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
@@ -27,8 +34,16 @@ def test_ranks_see_different_views_of_the_same_step_and_the_same_initial_weights
 
 def _launch(out, *args, processes=2):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-           str(ROOT / "tests/helpers/fit_worker.py"), str(out), *map(str, args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        str(ROOT / "tests/helpers/fit_worker.py"),
+        str(out),
+        *map(str, args),
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return torch.load(out / "final.pt", weights_only=True)
@@ -46,7 +61,9 @@ def test_two_processes_equal_one_process_on_the_same_global_batch(tmp_path):
     main(tmp_path / "one", 1, 32, 0)
     one = torch.load(tmp_path / "one" / "final.pt", weights_only=True)
     for k in one:
-        torch.testing.assert_close(two[k], one[k], rtol=1e-9, atol=1e-10, msg=k)  # AdamW divides by sqrt(v): order noise grows to ~1e-11
+        torch.testing.assert_close(
+            two[k], one[k], rtol=1e-9, atol=1e-10, msg=k
+        )  # AdamW divides by sqrt(v): order noise grows to ~1e-11
     rows = [list(csv.DictReader((tmp_path / d / "history.csv").open())) for d in ("two", "one")]
     assert [r["step"] for r in rows[0]] == [r["step"] for r in rows[1]] == ["1", "2"]
     for a, b in zip(*rows):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from multivic.errors import MultivicError
 from multivic.data.loader import EpochBatches
+from multivic.errors import MultivicError
 from multivic.train.optimizers import JointOptimizer
 from tests.helpers.toy import PairsOfVectors, history, train, vicreg_model
 
@@ -31,7 +31,9 @@ def step_of_poisoned_sample(epoch: int, num_samples=64, batch=16) -> int:
 
 def test_stop_names_the_step_and_the_branch_and_keeps_the_last_checkpoint(tmp_path):
     step = step_of_poisoned_sample(0)
-    with pytest.raises(MultivicError, match=rf"training diverged at step {step} \(epoch 0\): z_a \(branch 'vec'\) holds"):
+    with pytest.raises(
+        MultivicError, match=rf"training diverged at step {step} \(epoch 0\): z_a \(branch 'vec'\) holds"
+    ):
         train(vicreg_model(), NaNAt(64), tmp_path / "run", epochs=2)
     assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
 
@@ -61,7 +63,9 @@ def test_a_skipped_step_applies_nothing(tmp_path, monkeypatch):
             return a * float("nan"), b
 
     initial = {k: v.clone() for k, v in vicreg_model().state_dict().items()}
-    result = train(vicreg_model(), AllNaN(64), tmp_path / "run", epochs=1, on_nonfinite="skip", max_nonfinite_in_row=100)
+    result = train(
+        vicreg_model(), AllNaN(64), tmp_path / "run", epochs=1, on_nonfinite="skip", max_nonfinite_in_row=100
+    )
     assert result.skipped_steps == 4
     for k, v in result.model.state_dict().items():
         if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):  # BN statistics saw the NaN batch

@@ -31,7 +31,14 @@ class TypeErrorAt(PairsOfVectors):
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_unreadable_samples_are_replaced_counted_and_named(tmp_path, caplog, num_workers):
     with caplog.at_level(logging.WARNING, logger="multivic"):
-        result = train(vicreg_model(), SomeUnreadable(64), tmp_path / "run", epochs=2, num_workers=num_workers, max_bad_fraction=0.05)
+        result = train(
+            vicreg_model(),
+            SomeUnreadable(64),
+            tmp_path / "run",
+            epochs=2,
+            num_workers=num_workers,
+            max_bad_fraction=0.05,
+        )
     assert (result.step, result.bad_samples) == (8, 4)  # every sample is drawn once per epoch
     assert int(history(tmp_path / "run")[-1]["bad_samples"]) == 4
     assert caplog.text.count("skipped an unreadable training sample") == 4
@@ -51,13 +58,17 @@ def test_a_replaced_sample_is_the_next_readable_one_under_the_same_seed():
 
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_strict_mode_stops_on_the_first_unreadable_sample_with_its_path(tmp_path, num_workers):
-    with pytest.raises(DataError, match=r"unreadable training sample: cannot read image /data/img_\d+\.png.*data\.strict=true") as err:
+    with pytest.raises(
+        DataError, match=r"unreadable training sample: cannot read image /data/img_\d+\.png.*data\.strict=true"
+    ) as err:
         train(vicreg_model(), SomeUnreadable(64), tmp_path / "run", epochs=1, num_workers=num_workers, strict=True)
     assert "\n" not in str(err.value)
 
 
 def test_more_than_max_bad_fraction_of_the_split_stops_the_run(tmp_path):
-    with pytest.raises(DataError, match=r"2 of the 64 training samples are unreadable this epoch, more than data.max_bad_fraction=0.02"):
+    with pytest.raises(
+        DataError, match=r"2 of the 64 training samples are unreadable this epoch, more than data.max_bad_fraction=0.02"
+    ):
         train(vicreg_model(), SomeUnreadable(64), tmp_path / "run", epochs=1, max_bad_fraction=0.02)
 
 

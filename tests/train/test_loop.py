@@ -19,7 +19,9 @@ def test_fit_logs_every_step_and_counts(tmp_path):
 
 
 def test_divergence_is_a_one_line_error_naming_the_step(tmp_path):
-    with pytest.raises(MultivicError, match=r"training diverged at step 1 \(epoch 0\): z_a \(branch 'vec'\) holds .* non-finite"):
+    with pytest.raises(
+        MultivicError, match=r"training diverged at step 1 \(epoch 0\): z_a \(branch 'vec'\) holds .* non-finite"
+    ):
         train(vicreg_model(poison=True), PairsOfVectors(), tmp_path / "run")
 
 
@@ -82,7 +84,13 @@ def test_the_progress_bar_shows_epoch_loss_terms_lr_and_rate():
 
     row = {"loss": 22.5, "invariance": 0.01, "variance": 0.7, "covariance": 0.12, "lr": 0.001, "samples_per_s": 263.4}
     assert StepLogger._postfix(2, row, ["covariance", "invariance", "variance"]) == {
-        "epoch": "3", "loss": "22.500", "cov": "0.12", "inv": "0.01", "var": "0.7", "lr": "1.00e-03", "samples/s": "263",
+        "epoch": "3",
+        "loss": "22.500",
+        "cov": "0.12",
+        "inv": "0.01",
+        "var": "0.7",
+        "lr": "1.00e-03",
+        "samples/s": "263",
     }
     # another objective's terms by their own names
     row = {"loss": 3.5, "on_diagonal": 1.25, "off_diagonal": 0.5, "lr": 0.001, "samples_per_s": 10.0}

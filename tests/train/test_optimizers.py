@@ -78,6 +78,8 @@ def test_joint_state_dict_round_trips_each_part():
     _, _, other = _two_params()
     other.parts[0] = torch.optim.AdamW([other.parts[0].param_groups[0]["params"][0]], lr=0.1)
     other.load_state_dict(joint.state_dict())
-    assert torch.equal(other.parts[0].state_dict()["state"][0]["exp_avg"], joint.parts[0].state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(
+        other.parts[0].state_dict()["state"][0]["exp_avg"], joint.parts[0].state_dict()["state"][0]["exp_avg"]
+    )
     with pytest.raises(ValueError, match="holds 2 optimisers, this run has 1"):
         JointOptimizer([torch.optim.SGD([a], lr=0.1)]).load_state_dict(joint.state_dict())

@@ -65,4 +65,6 @@ def test_a_second_signal_exits_at_once(tmp_path):
         print("not reached")
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == -signal.SIGTERM and "first signal noted" in proc.stdout and "not reached" not in proc.stdout
+    assert (
+        proc.returncode == -signal.SIGTERM and "first signal noted" in proc.stdout and "not reached" not in proc.stdout
+    )

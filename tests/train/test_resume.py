@@ -14,12 +14,19 @@ from tests.helpers.toy import PairsOfVectors, history, train, vicreg_model
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_resumed_from_an_epoch_checkpoint_is_bitwise_the_uninterrupted_run(tmp_path, num_workers):
     data = PairsOfVectors(64)
-    whole = train(vicreg_model(dropout=0.2), data, tmp_path / "whole", epochs=3, num_workers=num_workers, keep_checkpoints=3)
+    whole = train(
+        vicreg_model(dropout=0.2), data, tmp_path / "whole", epochs=3, num_workers=num_workers, keep_checkpoints=3
+    )
     shutil.copytree(tmp_path / "whole", tmp_path / "parts")
     keep_only(tmp_path / "parts", "epoch_0001")
-    resumed = train(vicreg_model(dropout=0.2), data, tmp_path / "parts", epochs=3, num_workers=num_workers, keep_checkpoints=3)
+    resumed = train(
+        vicreg_model(dropout=0.2), data, tmp_path / "parts", epochs=3, num_workers=num_workers, keep_checkpoints=3
+    )
 
-    assert resumed.resumed_from == "epoch_0001" and (resumed.epoch, resumed.step) == (whole.epoch, whole.step) == (3, 12)
+    assert resumed.resumed_from == "epoch_0001" and (resumed.epoch, resumed.step) == (whole.epoch, whole.step) == (
+        3,
+        12,
+    )
     assert_bitwise_equal(resumed.model.state_dict(), whole.model.state_dict(), "model")
     assert_bitwise_equal(checkpoint_state(tmp_path / "parts"), checkpoint_state(tmp_path / "whole"))
     assert without_rate(history(tmp_path / "parts")) == without_rate(history(tmp_path / "whole"))

@@ -83,14 +83,22 @@ def test_a_fifo_as_latest_is_refused_without_hanging(run, caplog):
 # --- item 7: trainer.json checked against the run --------------------------------------------------
 
 
-@pytest.mark.parametrize("edit,pattern", [
-    (lambda m: m["state"].update(epoch=10**6), r"says 1000000 epochs are done, more than train.epochs=2"),
-    (lambda m: [s.update(base_lrs=[1e6]) for s in m["schedules"]], r"base learning rate 1e\+06 .* the recipe gives"),
-    (lambda m: (m["state"].update(steps_in_epoch=9, step=13), [s.update(last_epoch=13) for s in m["schedules"]]),
-     r"says 9 steps of the epoch are done, an epoch has 4"),
-    (lambda m: m.update(world_size=8), r"written by 8 processes, this run has 1"),
-    (lambda m: [s.update(last_epoch=40) for s in m["schedules"]], r"schedule 0 at step 40, its counters at step 4"),
-])
+@pytest.mark.parametrize(
+    "edit,pattern",
+    [
+        (lambda m: m["state"].update(epoch=10**6), r"says 1000000 epochs are done, more than train.epochs=2"),
+        (
+            lambda m: [s.update(base_lrs=[1e6]) for s in m["schedules"]],
+            r"base learning rate 1e\+06 .* the recipe gives",
+        ),
+        (
+            lambda m: (m["state"].update(steps_in_epoch=9, step=13), [s.update(last_epoch=13) for s in m["schedules"]]),
+            r"says 9 steps of the epoch are done, an epoch has 4",
+        ),
+        (lambda m: m.update(world_size=8), r"written by 8 processes, this run has 1"),
+        (lambda m: [s.update(last_epoch=40) for s in m["schedules"]], r"schedule 0 at step 40, its counters at step 4"),
+    ],
+)
 def test_tampered_counters_and_schedules_are_refused(run, edit, pattern):
     _edit_trainer(run, edit)
     with pytest.raises(RunDirError, match=pattern) as err:
@@ -111,14 +119,17 @@ def test_a_huge_learning_rate_in_the_optimizer_state_is_refused(run):
         _resume(run)
 
 
-@pytest.mark.parametrize("edit", [
-    lambda m: m["state"].update(epoch="one"),
-    lambda m: m["state"].update(step=-5),
-    lambda m: m["state"].update(surprise=1),
-    lambda m: m.update(schedules={"not": "a list"}),
-    lambda m: m.update(state=[1, 2]),
-    lambda m: [s.update(base_lrs=[float("nan")]) for s in m["schedules"]],
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m["state"].update(epoch="one"),
+        lambda m: m["state"].update(step=-5),
+        lambda m: m["state"].update(surprise=1),
+        lambda m: m.update(schedules={"not": "a list"}),
+        lambda m: m.update(state=[1, 2]),
+        lambda m: [s.update(base_lrs=[float("nan")]) for s in m["schedules"]],
+    ],
+)
 def test_a_malformed_trainer_json_is_a_one_line_error_naming_it(run, edit):
     path = _edit_trainer(run, edit)
     with pytest.raises(RunDirError) as err:
@@ -159,8 +170,15 @@ def test_a_history_that_is_not_text_is_a_one_line_error(run):
         _resume(run)
 
 
-@pytest.mark.parametrize("name", ["history.csv", "checkpoints/epoch_0001/trainer.json",
-                                  "checkpoints/epoch_0001/model.safetensors", "checkpoints/epoch_0001/optimizer.pt"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "history.csv",
+        "checkpoints/epoch_0001/trainer.json",
+        "checkpoints/epoch_0001/model.safetensors",
+        "checkpoints/epoch_0001/optimizer.pt",
+    ],
+)
 def test_a_fifo_in_the_run_directory_is_refused_without_hanging(run, name):
     path = run / name
     path.unlink()

@@ -29,7 +29,10 @@ def test_uninstalled_tracker_stops_before_the_run_directory_exists(tiny_recipe, 
     if not missing:
         pytest.skip("every tracker package is installed here")
     run = tmp_path / "run"
-    assert main(["train", str(tiny_recipe), "--output-dir", str(run), "--no-progress", f"train.trackers=[{missing[0]}]"]) == 2
+    assert (
+        main(["train", str(tiny_recipe), "--output-dir", str(run), "--no-progress", f"train.trackers=[{missing[0]}]"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"train.trackers names '{missing[0]}'" in err and "install" in err
     assert not run.exists()
@@ -41,8 +44,21 @@ def test_tensorboard_receives_every_history_row_and_the_final_metrics(tiny_recip
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
-    assert main(["train", str(tiny_recipe), "--output-dir", str(run), "--no-progress", "train.trackers=[tensorboard]",
-                 "train.epochs=2", "eval.linear_epochs=1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(tiny_recipe),
+                "--output-dir",
+                str(run),
+                "--no-progress",
+                "train.trackers=[tensorboard]",
+                "train.epochs=2",
+                "eval.linear_epochs=1",
+            ]
+        )
+        == 0
+    )
     with (run / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
     events = [p for p in (run / "trackers").rglob("events.out.tfevents.*")]

@@ -13,6 +13,14 @@ from multivic.data.builtin.sounds import SOUND_CLASSES, write_sounds_dataset
 from multivic.data.builtin.sounds22k import SOUNDS22K_CLASSES, write_sounds22k_dataset
 
 __all__ = [
-    "GLYPH_CLASSES", "SHAPE_CLASSES", "SOUNDS22K_CLASSES", "SOUND_CLASSES", "builtin_root", "write_glyphs_dataset",
-    "write_scenes_dataset", "write_shapes_dataset", "write_sounds22k_dataset", "write_sounds_dataset",
+    "GLYPH_CLASSES",
+    "SHAPE_CLASSES",
+    "SOUNDS22K_CLASSES",
+    "SOUND_CLASSES",
+    "builtin_root",
+    "write_glyphs_dataset",
+    "write_scenes_dataset",
+    "write_shapes_dataset",
+    "write_sounds22k_dataset",
+    "write_sounds_dataset",
 ]

@@ -16,8 +16,14 @@ from multivic.data.builtin.coco_layout import write_coco_split
 from multivic.data.builtin.shapes import draw_shape
 
 SHAPES = ("circle", "square", "triangle", "star", "cross")
-COLOURS = {"red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 80, 230), "yellow": (235, 215, 40),
-           "purple": (150, 60, 200), "white": (240, 240, 240)}
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 190, 60),
+    "blue": (50, 80, 230),
+    "yellow": (235, 215, 40),
+    "purple": (150, 60, 200),
+    "white": (240, 240, 240),
+}
 RELATIONS = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
 
@@ -54,7 +60,10 @@ def draw_captioned_image(rng: random.Random, size: int = 64) -> tuple[Image.Imag
         if objects:
             other = objects[0]
             apart = ((o["pos"][0] - other["pos"][0]) ** 2 + (o["pos"][1] - other["pos"][1]) ** 2) ** 0.5
-            if apart < o["r"] + other["r"] + big * 0.05 or (o["shape"], o["colour"]) == (other["shape"], other["colour"]):
+            if apart < o["r"] + other["r"] + big * 0.05 or (o["shape"], o["colour"]) == (
+                other["shape"],
+                other["colour"],
+            ):
                 continue
         objects.append(o)
     for o in objects:
@@ -63,7 +72,9 @@ def draw_captioned_image(rng: random.Random, size: int = 64) -> tuple[Image.Imag
     return img.resize((size, size), Image.Resampling.LANCZOS), _captions(o1, o2, _relation(o1["pos"], o2["pos"]))
 
 
-def write_captions_dataset(root: str | Path, train_images: int = 1500, val_images: int = 500, size: int = 64, seed: int = 0) -> Path:
+def write_captions_dataset(
+    root: str | Path, train_images: int = 1500, val_images: int = 500, size: int = 64, seed: int = 0
+) -> Path:
     """Write ``root/{train,val}2017/*.jpg`` and ``root/annotations/captions_{train,val}2017.json``."""
     root = Path(root)
     ann_id = 0

@@ -32,5 +32,7 @@ def write_coco_split(
         for caption in captions:
             annotations.append({"id": ann_id, "image_id": ident, "caption": caption})
             ann_id += 1
-    (root / "annotations" / f"captions_{split}2017.json").write_text(json.dumps({"images": images, "annotations": annotations}))
+    (root / "annotations" / f"captions_{split}2017.json").write_text(
+        json.dumps({"images": images, "annotations": annotations})
+    )
     return ann_id

@@ -49,8 +49,11 @@ def _unit_outline(glyph: str) -> list[tuple[str, list[tuple[float, float]], floa
     if glyph == "tee":
         return [("stroke", [(-0.9, -0.8), (0.9, -0.8)], 0.36), ("stroke", [(0, -0.8), (0, 1)], 0.36)]
     if glyph == "bowtie":
-        return [("fill", [(-1, -0.8), (0, 0), (-1, 0.8)], 0.0), ("fill", [(1, -0.8), (0, 0), (1, 0.8)], 0.0),
-                ("fill", [(-0.2, -0.2), (0.2, -0.2), (0.2, 0.2), (-0.2, 0.2)], 0.0)]
+        return [
+            ("fill", [(-1, -0.8), (0, 0), (-1, 0.8)], 0.0),
+            ("fill", [(1, -0.8), (0, 0), (1, 0.8)], 0.0),
+            ("fill", [(-0.2, -0.2), (0.2, -0.2), (0.2, 0.2), (-0.2, 0.2)], 0.0),
+        ]
     raise ValueError(f"unknown glyph {glyph!r}; known: {', '.join(GLYPH_CLASSES)}")
 
 

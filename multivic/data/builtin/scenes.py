@@ -20,11 +20,20 @@ from PIL import Image, ImageDraw
 
 from multivic.data.builtin.coco_layout import write_coco_split
 
-SKIES = {"day": ((110, 170, 235), (190, 220, 250)), "dusk": ((235, 130, 80), (120, 70, 130)),
-         "night": ((15, 20, 55), (45, 50, 95))}
+SKIES = {
+    "day": ((110, 170, 235), (190, 220, 250)),
+    "dusk": ((235, 130, 80), (120, 70, 130)),
+    "night": ((15, 20, 55), (45, 50, 95)),
+}
 GROUNDS = {"grass": (60, 140, 50), "sand": (215, 190, 120), "water": (40, 90, 170)}
-PAINTS = {"orange": (240, 140, 30), "pink": (240, 130, 190), "cyan": (60, 220, 230), "brown": (120, 75, 35),
-          "black": (20, 20, 20), "silver": (185, 185, 195)}
+PAINTS = {
+    "orange": (240, 140, 30),
+    "pink": (240, 130, 190),
+    "cyan": (60, 220, 230),
+    "brown": (120, 75, 35),
+    "black": (20, 20, 20),
+    "silver": (185, 185, 195),
+}
 LAND_THINGS = ("tree", "house", "flower")
 SKY_THINGS = ("sun", "cloud", "kite")
 WATER_THINGS = ("boat", "fish")
@@ -43,7 +52,9 @@ def _draw_thing(draw: ImageDraw.ImageDraw, thing: str, cx: float, base: float, s
         draw.ellipse([cx - 0.5 * s, base - 1.3 * s, cx + 0.5 * s, base - 0.4 * s], fill=paint)
     elif thing == "house":
         draw.rectangle([cx - 0.45 * s, base - 0.7 * s, cx + 0.45 * s, base], fill=paint)
-        draw.polygon([(cx - 0.6 * s, base - 0.7 * s), (cx + 0.6 * s, base - 0.7 * s), (cx, base - 1.25 * s)], fill=(150, 30, 30))
+        draw.polygon(
+            [(cx - 0.6 * s, base - 0.7 * s), (cx + 0.6 * s, base - 0.7 * s), (cx, base - 1.25 * s)], fill=(150, 30, 30)
+        )
         draw.rectangle([cx - 0.1 * s, base - 0.35 * s, cx + 0.1 * s, base], fill=(50, 35, 20))
     elif thing == "flower":
         draw.line([cx, base, cx, base - 0.8 * s], fill=(30, 110, 30), width=max(1, int(0.1 * s)))
@@ -54,18 +65,35 @@ def _draw_thing(draw: ImageDraw.ImageDraw, thing: str, cx: float, base: float, s
     elif thing == "sun":
         for k in range(8):
             a = k * math.pi / 4
-            draw.line([cx, sky_y, cx + 0.6 * s * math.cos(a), sky_y + 0.6 * s * math.sin(a)], fill=paint, width=max(1, int(0.08 * s)))
+            draw.line(
+                [cx, sky_y, cx + 0.6 * s * math.cos(a), sky_y + 0.6 * s * math.sin(a)],
+                fill=paint,
+                width=max(1, int(0.08 * s)),
+            )
         draw.ellipse([cx - 0.35 * s, sky_y - 0.35 * s, cx + 0.35 * s, sky_y + 0.35 * s], fill=paint)
     elif thing == "cloud":
         for dx, r in ((-0.35, 0.25), (0.0, 0.33), (0.35, 0.25)):
             draw.ellipse([cx + dx * s - r * s, sky_y - r * s, cx + dx * s + r * s, sky_y + r * s], fill=paint)
     elif thing == "kite":
-        draw.polygon([(cx, sky_y - 0.45 * s), (cx + 0.3 * s, sky_y), (cx, sky_y + 0.45 * s), (cx - 0.3 * s, sky_y)], fill=paint)
+        draw.polygon(
+            [(cx, sky_y - 0.45 * s), (cx + 0.3 * s, sky_y), (cx, sky_y + 0.45 * s), (cx - 0.3 * s, sky_y)], fill=paint
+        )
         draw.line([cx, sky_y + 0.45 * s, cx - 0.2 * s, sky_y + 1.0 * s], fill=(240, 240, 240), width=1)
     elif thing == "boat":
-        draw.polygon([(cx - 0.55 * s, base - 0.3 * s), (cx + 0.55 * s, base - 0.3 * s), (cx + 0.35 * s, base), (cx - 0.35 * s, base)], fill=paint)
+        draw.polygon(
+            [
+                (cx - 0.55 * s, base - 0.3 * s),
+                (cx + 0.55 * s, base - 0.3 * s),
+                (cx + 0.35 * s, base),
+                (cx - 0.35 * s, base),
+            ],
+            fill=paint,
+        )
         draw.line([cx, base - 0.3 * s, cx, base - 1.1 * s], fill=(60, 40, 20), width=max(1, int(0.06 * s)))
-        draw.polygon([(cx + 0.03 * s, base - 1.05 * s), (cx + 0.03 * s, base - 0.4 * s), (cx + 0.45 * s, base - 0.4 * s)], fill=(245, 245, 245))
+        draw.polygon(
+            [(cx + 0.03 * s, base - 1.05 * s), (cx + 0.03 * s, base - 0.4 * s), (cx + 0.45 * s, base - 0.4 * s)],
+            fill=(245, 245, 245),
+        )
     elif thing == "fish":
         y = base - 0.3 * s
         draw.ellipse([cx - 0.45 * s, y - 0.22 * s, cx + 0.25 * s, y + 0.22 * s], fill=paint)
@@ -125,7 +153,9 @@ def draw_scene(rng: random.Random, size: int = 48) -> tuple[Image.Image, list[st
     return img.resize((size, size), Image.Resampling.LANCZOS), _captions(sky, ground, things)
 
 
-def write_scenes_dataset(root: str | Path, train_images: int = 1500, val_images: int = 500, size: int = 48, seed: int = 0) -> Path:
+def write_scenes_dataset(
+    root: str | Path, train_images: int = 1500, val_images: int = 500, size: int = 48, seed: int = 0
+) -> Path:
     """Write ``root/{train,val}2017/*.jpg`` and ``root/annotations/captions_{train,val}2017.json``
     (five captions per image); the same seed gives the same files."""
     root = Path(root)
@@ -134,5 +164,7 @@ def write_scenes_dataset(root: str | Path, train_images: int = 1500, val_images:
         rng = random.Random(f"scenes-{seed}-{split}")
         offset = 100000 if split == "train" else 900000
         items = (draw_scene(rng, size) for _ in range(count))
-        ann_id = write_coco_split(root, split, items, lambda i, offset=offset: offset + i, quality=90, first_annotation_id=ann_id)
+        ann_id = write_coco_split(
+            root, split, items, lambda i, offset=offset: offset + i, quality=90, first_annotation_id=ann_id
+        )
     return root

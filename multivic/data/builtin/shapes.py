@@ -67,7 +67,20 @@ def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: f
         draw.polygon(_polygon(cx, cy, [r, r * 0.42] * 5, rot), fill=fill)
     elif shape == "cross":
         t = 0.33
-        arm = [(-1, -t), (-t, -t), (-t, -1), (t, -1), (t, -t), (1, -t), (1, t), (t, t), (t, 1), (-t, 1), (-t, t), (-1, t)]
+        arm = [
+            (-1, -t),
+            (-t, -t),
+            (-t, -1),
+            (t, -1),
+            (t, -t),
+            (1, -t),
+            (1, t),
+            (t, t),
+            (t, 1),
+            (-t, 1),
+            (-t, t),
+            (-1, t),
+        ]
         c, s = math.cos(rot), math.sin(rot)
         draw.polygon([(cx + r * (x * c - y * s), cy + r * (x * s + y * c)) for x, y in arm], fill=fill)
     else:

@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-SOUND_CLASSES: tuple[str, ...] = ("low_tone", "high_tone", "chirp_up", "chirp_down", "noise_band", "pulse_train", "harmonic")
+SOUND_CLASSES: tuple[str, ...] = (
+    "low_tone",
+    "high_tone",
+    "chirp_up",
+    "chirp_down",
+    "noise_band",
+    "pulse_train",
+    "harmonic",
+)
 
 
 def _event(kind: str, n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
@@ -71,8 +79,20 @@ def write_sounds_dataset(
         rng = np.random.default_rng([seed, target])
         for i in range(clips_per_class):
             name = f"{i % 5 + 1}-{target:02d}{i:04d}-A-{target}.wav"
-            soundfile.write(root / "audio" / name, synthesise(kind, rng, sample_rate, seconds), sample_rate, subtype="PCM_16")
-            rows.append({"filename": name, "fold": i % 5 + 1, "target": target, "category": kind, "esc10": False, "src_file": i, "take": "A"})
+            soundfile.write(
+                root / "audio" / name, synthesise(kind, rng, sample_rate, seconds), sample_rate, subtype="PCM_16"
+            )
+            rows.append(
+                {
+                    "filename": name,
+                    "fold": i % 5 + 1,
+                    "target": target,
+                    "category": kind,
+                    "esc10": False,
+                    "src_file": i,
+                    "take": "A",
+                }
+            )
     with (root / "meta" / "esc50.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

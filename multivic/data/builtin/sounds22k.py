@@ -18,7 +18,15 @@ import numpy as np
 import soundfile
 
 SOUNDS22K_CLASSES: tuple[str, ...] = (
-    "vibrato", "tremolo", "siren", "birdsong", "dripping", "buzz", "knocking", "noise_sweep", "pulsing_noise",
+    "vibrato",
+    "tremolo",
+    "siren",
+    "birdsong",
+    "dripping",
+    "buzz",
+    "knocking",
+    "noise_sweep",
+    "pulsing_noise",
     "double_whistle",
 )
 
@@ -176,8 +184,17 @@ def write_sounds22k_dataset(
             name = f"{fold}-{22000 + target * 1000 + i}-A-{target}.wav"
             clip = synthesise_clip(kind, rng, sample_rate, float(rng.uniform(*seconds)))
             soundfile.write(root / "audio" / name, clip, sample_rate, subtype="PCM_16")
-            rows.append({"filename": name, "fold": fold, "target": target, "category": kind, "esc10": False,
-                         "src_file": 22000 + target * 1000 + i, "take": "A"})
+            rows.append(
+                {
+                    "filename": name,
+                    "fold": fold,
+                    "target": target,
+                    "category": kind,
+                    "esc10": False,
+                    "src_file": 22000 + target * 1000 + i,
+                    "take": "A",
+                }
+            )
     with (root / "meta" / "esc50.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

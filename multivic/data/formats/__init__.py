@@ -187,6 +187,15 @@ def builtin_formats() -> dict[str, str]:
 
 
 __all__ = [
-    "DataFormat", "DataSetup", "FileBacked", "LabelledSamples", "LabelledViews", "PairedViews", "RetrievalSet",
-    "Sample", "StoredSamples", "builtin_formats", "stored_item",
+    "DataFormat",
+    "DataSetup",
+    "FileBacked",
+    "LabelledSamples",
+    "LabelledViews",
+    "PairedViews",
+    "RetrievalSet",
+    "Sample",
+    "StoredSamples",
+    "builtin_formats",
+    "stored_item",
 ]

@@ -12,8 +12,8 @@ from typing import Mapping
 
 from torch.utils.data import Dataset
 
-from multivic.data.readers.audio_folder import LabelledAudio, csv_audio_files
 from multivic.data.formats import DataFormat, LabelledSamples
+from multivic.data.readers.audio_folder import LabelledAudio, csv_audio_files
 from multivic.modalities import Modality
 from multivic.modalities.waveform import waveform_of
 from multivic.registry import register_format

@@ -12,8 +12,8 @@ from torch.utils.data import Dataset
 
 from multivic.data.builtin.captions import write_captions_dataset
 from multivic.data.builtin.scenes import write_scenes_dataset
-from multivic.data.readers.coco import VSEPP_CAPTIONS_PER_IMAGE, CaptionedImages, read_coco
 from multivic.data.formats import DataFormat, RetrievalSet, Sample
+from multivic.data.readers.coco import VSEPP_CAPTIONS_PER_IMAGE, CaptionedImages, read_coco
 from multivic.modalities import Modality, Transformed, identity
 from multivic.registry import register_format
 

@@ -7,9 +7,9 @@ from typing import Mapping
 
 from torch.utils.data import Dataset
 
-from multivic.data.readers.audio_folder import LabelledAudio, esc50_files
 from multivic.data.builtin import write_sounds22k_dataset, write_sounds_dataset
 from multivic.data.formats import DataFormat, LabelledSamples
+from multivic.data.readers.audio_folder import LabelledAudio, esc50_files
 from multivic.modalities import Modality
 from multivic.modalities.waveform import waveform_of
 from multivic.registry import register_format
@@ -32,4 +32,3 @@ class ESC50Format(DataFormat):
         files, classes = esc50_files(self.root, split, self.test_fold, self.folds)
         rate = waveform_of(modalities).sample_rate
         return LabelledSamples(LabelledAudio(files, classes, rate, None, self.min_seconds), "waveform")
-

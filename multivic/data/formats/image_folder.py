@@ -8,8 +8,8 @@ from typing import Mapping
 from torch.utils.data import Dataset
 
 from multivic.data.builtin import write_glyphs_dataset, write_shapes_dataset
-from multivic.data.readers.image_folder import ImageFolderDataset
 from multivic.data.formats import DataFormat, LabelledSamples
+from multivic.data.readers.image_folder import ImageFolderDataset
 from multivic.modalities import Modality
 from multivic.registry import register_format
 

@@ -7,8 +7,8 @@ from typing import Mapping
 
 from torch.utils.data import Dataset
 
-from multivic.data.readers.image_folder import TorchvisionImageDataset
 from multivic.data.formats import DataFormat, LabelledSamples
+from multivic.data.readers.image_folder import TorchvisionImageDataset
 from multivic.modalities import Modality
 from multivic.registry import register_format
 

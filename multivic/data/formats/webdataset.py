@@ -118,8 +118,10 @@ def member_codecs(modalities: Mapping[str, Modality]) -> dict[str, Modality]:
         for ext in modality.member_extensions():
             other = codecs.setdefault(ext.lower(), modality)
             if other is not modality:
-                raise DataError(f"modalities {other.name!r} and {modality.name!r} both read shard members .{ext}: "
-                                "give one of them other member_extensions()")
+                raise DataError(
+                    f"modalities {other.name!r} and {modality.name!r} both read shard members .{ext}: "
+                    "give one of them other member_extensions()"
+                )
     return codecs
 
 
@@ -156,8 +158,14 @@ class ShardSplit(StreamingSplit, Dataset):
     sample dicts ``{modality name: value, ..., "label": y}`` with the modalities the sample has
     (an image's captions: one drawn at random, see :meth:`Modality.pick`)."""
 
-    def __init__(self, shards: Sequence[Shard], modalities: Mapping[str, Modality], classes: list[str] | None,
-                 shuffle_buffer: int = 1000, epoch_samples: int | None = None) -> None:
+    def __init__(
+        self,
+        shards: Sequence[Shard],
+        modalities: Mapping[str, Modality],
+        classes: list[str] | None,
+        shuffle_buffer: int = 1000,
+        epoch_samples: int | None = None,
+    ) -> None:
         self.shards = list(shards)
         self.modalities = dict(modalities)
         self.codecs = member_codecs(self.modalities)
@@ -223,7 +231,9 @@ class ShardSplit(StreamingSplit, Dataset):
         raw = self.raw(index, self.modalities[modality].member_extensions())
         found = members_by_modality(raw, self.codecs)
         if modality not in found:
-            raise DataError(f"{describe(raw)} has no {modality} member (.{', .'.join(self.modalities[modality].member_extensions()[:3])})")
+            raise DataError(
+                f"{describe(raw)} has no {modality} member (.{', .'.join(self.modalities[modality].member_extensions()[:3])})"
+            )
         ext, data = found[modality]
         return decode_member(raw, self.modalities[modality], ext, data)
 
@@ -332,7 +342,9 @@ def read_index(path: Path) -> dict[str, Any]:
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
         raise DataError(f"{what}: 'classes' must be a list of class names")
     if index.get("protocol") not in (None, "classification", "retrieval"):
-        raise DataError(f"{what}: 'protocol' must be classification or retrieval, not {str(index.get('protocol'))[:40]!r}")
+        raise DataError(
+            f"{what}: 'protocol' must be classification or retrieval, not {str(index.get('protocol'))[:40]!r}"
+        )
     for split, shards in index["splits"].items():
         if not isinstance(shards, list):
             raise DataError(f"{what}: split {str(split)[:40]!r} is not a list of shards")
@@ -342,8 +354,10 @@ def read_index(path: Path) -> dict[str, Any]:
                 raise DataError(f"{entry} has no 'url' (a shard file name)")
             name = shard["url"]
             if untrusted_urls(name) or "/" in name or "\\" in name:
-                raise DataError(f"{entry} names {name[:80]!r}: index entries are shard files inside {path.parent}; "
-                                "to stream from elsewhere (pipe:, https:) name the shards yourself with data.shards=...")
+                raise DataError(
+                    f"{entry} names {name[:80]!r}: index entries are shard files inside {path.parent}; "
+                    "to stream from elsewhere (pipe:, https:) name the shards yourself with data.shards=..."
+                )
             file = inside_root(path.parent, name, entry)
             samples = shard.get("samples")
             if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
@@ -352,8 +366,10 @@ def read_index(path: Path) -> dict[str, Any]:
             if size is None:
                 raise DataError(f"{entry}: shard {file} does not exist or is not a regular file")
             if samples * TAR_BLOCK > size:
-                raise DataError(f"{entry}: {samples} samples cannot fit in {name} ({size} bytes): the index is damaged; "
-                                "write the shards again with multivic shard")
+                raise DataError(
+                    f"{entry}: {samples} samples cannot fit in {name} ({size} bytes): the index is damaged; "
+                    "write the shards again with multivic shard"
+                )
     return index
 
 
@@ -406,19 +422,28 @@ class WebDatasetFormat(DataFormat):
         elif root is not None and self.shards is None:
             tars = sorted(inside_root(root, p.name, f"shard {p}") for p in root.glob("*.tar"))
             if not tars:
-                raise DataError(f"data.root {root} holds no .tar shards and no {INDEX_FILE}: "
-                                "write shards with `multivic shard`, or set data.shards=PATTERN")
+                raise DataError(
+                    f"data.root {root} holds no .tar shards and no {INDEX_FILE}: "
+                    "write shards with `multivic shard`, or set data.shards=PATTERN"
+                )
             val = [p for p in tars if p.name.startswith("val")]
             train = [p for p in tars if p.name.startswith("train")] or [p for p in tars if p not in val]
-            logger.warning("%s has no %s: counting the samples of %d shards (multivic shard writes the index)",
-                           root, INDEX_FILE, len(tars))
+            logger.warning(
+                "%s has no %s: counting the samples of %d shards (multivic shard writes the index)",
+                root,
+                INDEX_FILE,
+                len(tars),
+            )
             splits = {"train": count_samples([str(p) for p in train]), "val": count_samples([str(p) for p in val])}
         for split, spec in (("train", self.shards), ("val", self.val_shards)):
             urls = expand_shards(spec)
             if urls:
                 known = [sizes.get(Path(urlparse(u).path).name) for u in urls]
-                splits[split] = ([Shard(u, n) for u, n in zip(urls, known)] if all(k is not None for k in known)
-                                 else count_samples(urls))  # type: ignore[arg-type]
+                splits[split] = (
+                    [Shard(u, n) for u, n in zip(urls, known)]
+                    if all(k is not None for k in known)
+                    else count_samples(urls)
+                )  # type: ignore[arg-type]
         if not splits.get("train"):
             raise DataError("no training shards: set data.root to a folder of shards or data.shards=PATTERN")
         written = ((index or {}).get("source") or {}).get("options", {}).get("test_fold")
@@ -444,8 +469,10 @@ class WebDatasetFormat(DataFormat):
         info = self.index_info()
         shards = info["splits"].get(split)
         if not shards:
-            raise DataError(f"the shards have no {split!r} split: write them with `multivic shard`, "
-                            f"or set data.{'val_shards' if split == 'val' else 'shards'}=PATTERN")
+            raise DataError(
+                f"the shards have no {split!r} split: write them with `multivic shard`, "
+                f"or set data.{'val_shards' if split == 'val' else 'shards'}=PATTERN"
+            )
         return ShardSplit(shards, modalities, info["classes"], self.shuffle_buffer, self.epoch_samples)
 
     def corpus(self, modality: str, modalities: Mapping[str, Modality]) -> Iterator[Any]:
@@ -466,7 +493,9 @@ class WebDatasetFormat(DataFormat):
             raise DataError("the val shards hold no samples")
         present = list(members_by_modality(val.raw(0), val.codecs))
         if len(present) != 2:
-            raise DataError(f"retrieval needs samples of two modalities; {describe(val.raw(0))} has {present or 'none'}")
+            raise DataError(
+                f"retrieval needs samples of two modalities; {describe(val.raw(0))} has {present or 'none'}"
+            )
         first, second = sorted(present, key=lambda m: (val.modalities[m].groups_items, present.index(m)))
         codec = val.modalities[second]
         items: list[Any] = []
@@ -492,6 +521,12 @@ class SplitMembers(Dataset):
 
 
 __all__ = [
-    "ShardSplit", "SplitMembers", "WebDatasetFormat", "expand_shards", "member_codecs", "members_by_modality",
-    "read_index", "read_raw_samples",
+    "ShardSplit",
+    "SplitMembers",
+    "WebDatasetFormat",
+    "expand_shards",
+    "member_codecs",
+    "members_by_modality",
+    "read_index",
+    "read_raw_samples",
 ]

@@ -23,9 +23,9 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 from torch.utils.data import Dataset
 
-from multivic.modalities.waveform import audio_frames, load_mono
 from multivic.data.readers.files import inside_root, read_index_bytes
 from multivic.errors import DataError
+from multivic.modalities.waveform import audio_frames, load_mono
 
 logger = logging.getLogger("multivic")
 
@@ -47,7 +47,9 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
         raise DataError(f"cannot read meta CSV {path}: {str(exc).splitlines()[0]}") from None
     missing = [c for c in required if c not in table.columns]
     if missing:
-        raise DataError(f"meta CSV {path} lacks column(s) {', '.join(missing)} (it has: {', '.join(map(str, table.columns))})")
+        raise DataError(
+            f"meta CSV {path} lacks column(s) {', '.join(missing)} (it has: {', '.join(map(str, table.columns))})"
+        )
     return table
 
 
@@ -154,8 +156,10 @@ def esc50_files(
     index = {t: i for i, t in enumerate(sorted(classes_by_target))}
     chosen = _split(table, split, test_fold, meta)
     audio = root / "audio"
-    return [(inside_root(audio, str(f), f"{meta} row {n + 2} (filename)"), index[int(t)])
-            for n, f, t in zip(chosen.index, chosen["filename"], chosen["target"])], classes
+    return [
+        (inside_root(audio, str(f), f"{meta} row {n + 2} (filename)"), index[int(t)])
+        for n, f, t in zip(chosen.index, chosen["filename"], chosen["target"])
+    ], classes
 
 
 def _folds_by_source(sources: pd.Series) -> list[int]:
@@ -217,5 +221,7 @@ def csv_audio_files(
     classes = sorted(table["label"].astype(str).unique())
     index = {c: i for i, c in enumerate(classes)}
     chosen = _split(table, split, test_fold, meta)
-    return [(inside_root(root, str(f), f"{meta} row {n + 2} (file)"), index[str(c)])
-            for n, f, c in zip(chosen.index, chosen["file"], chosen["label"])], classes
+    return [
+        (inside_root(root, str(f), f"{meta} row {n + 2} (file)"), index[str(c)])
+        for n, f, c in zip(chosen.index, chosen["file"], chosen["label"])
+    ], classes

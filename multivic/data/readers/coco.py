@@ -85,7 +85,10 @@ def _finish(
         short = sum(len(caps) < captions_per_image for _, caps in kept)
         if short:
             logger.warning(
-                "%s: %d images have fewer than %d captions; kept with the ones they have", source, short, captions_per_image
+                "%s: %d images have fewer than %d captions; kept with the ones they have",
+                source,
+                short,
+                captions_per_image,
             )
         kept = [(p, caps[:captions_per_image]) for p, caps in kept]
     for path, _ in kept:
@@ -99,7 +102,9 @@ def _finish(
 def _check_captions_per_image(captions_per_image: int | None) -> None:
     k = captions_per_image
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        raise DataError(f"captions_per_image must be a positive integer or None (all captions); got {captions_per_image!r}")
+        raise DataError(
+            f"captions_per_image must be a positive integer or None (all captions); got {captions_per_image!r}"
+        )
 
 
 def official_year(root: Path, split: str, year: int | None = None) -> int:
@@ -113,7 +118,9 @@ def official_year(root: Path, split: str, year: int | None = None) -> int:
                 f"{annotations}/captions_{split}{year}.json not found ({holds}): add it or set data.year to a release that is there"
             )
         return year
-    have = {s: [y for y in OFFICIAL_YEARS if (annotations / f"captions_{s}{y}.json").is_file()] for s in ("train", "val")}
+    have = {
+        s: [y for y in OFFICIAL_YEARS if (annotations / f"captions_{s}{y}.json").is_file()] for s in ("train", "val")
+    }
     complete = [y for y in OFFICIAL_YEARS if y in have["train"] and y in have["val"]]
     if complete:
         return complete[0]
@@ -165,7 +172,9 @@ def read_coco_official(
         if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), (int, str)):
             raise DataError(f"{path}: annotations[{n}] is not an object with an 'image_id': not a COCO caption file")
         if ann.get("image_id") not in images:
-            raise DataError(f"{path}: annotation {ann.get('id')} names image_id {ann.get('image_id')}, which 'images' does not list")
+            raise DataError(
+                f"{path}: annotation {ann.get('id')} names image_id {ann.get('image_id')}, which 'images' does not list"
+            )
         text = str(ann.get("caption") or "").strip()
         if not text:
             empty += 1
@@ -205,7 +214,9 @@ def read_coco_karpathy(
     return _finish(path, items, empty, captions_per_image)
 
 
-def read_coco(root: Path, split: str, year: int | None = None, captions_per_image: int | None = None) -> CaptionedImages:
+def read_coco(
+    root: Path, split: str, year: int | None = None, captions_per_image: int | None = None
+) -> CaptionedImages:
     """The Karpathy layout when ``dataset_coco.json`` is there, else the official one ("test" reads val).
 
     Args:

@@ -25,14 +25,18 @@ def inside_root(root: Path, name: str | Path, what: str) -> Path:
     if not isinstance(name, (str, Path)) or not str(name).strip():
         raise DataError(f"{what} names no file ({name!r}): give a path relative to the data set's root")
     if Path(name).is_absolute():
-        raise DataError(f"{what} names the absolute path {name}: data-set files are named relative to data.root "
-                        f"({root}); move the file there and name it relative to it")
+        raise DataError(
+            f"{what} names the absolute path {name}: data-set files are named relative to data.root "
+            f"({root}); move the file there and name it relative to it"
+        )
     path = Path(root) / name
     real_root = Path(root).resolve()
     resolved = path.resolve()
     if resolved != real_root and real_root not in resolved.parents:
-        raise DataError(f"{what} resolves to {resolved}, outside the data set's root {real_root}: "
-                        "data-set files must live under data.root (copy the file there instead of linking or naming ../)")
+        raise DataError(
+            f"{what} resolves to {resolved}, outside the data set's root {real_root}: "
+            "data-set files must live under data.root (copy the file there instead of linking or naming ../)"
+        )
     return path
 
 

@@ -17,6 +17,7 @@ from multivic.errors import DataError
 from multivic.modalities import files_with_suffixes
 from multivic.modalities.image import IMAGE_EXTENSIONS, load_rgb
 
+
 class ImageFolderDataset(Dataset):
     """Labelled images from ``split_dir/<class>/*``; items are ``(transform(image), label)``.
 

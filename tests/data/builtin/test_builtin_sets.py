@@ -30,11 +30,11 @@ from multivic.data.builtin import (
 from multivic.data.builtin.captions import COLOURS, SHAPES
 from multivic.data.builtin.location import ensure_written
 from multivic.data.builtin.scenes import GROUNDS, SKIES
-from multivic.data.readers.coco import read_coco
 from multivic.data.formats import builtin_formats
 from multivic.data.formats.coco import CocoFormat
 from multivic.data.formats.esc50 import ESC50Format
 from multivic.data.formats.image_folder import ImageFolderFormat
+from multivic.data.readers.coco import read_coco
 from multivic.modalities.waveform import WaveformModality
 
 REPO = Path(__file__).resolve().parents[3]
@@ -53,7 +53,11 @@ def written(tmp_path_factory) -> dict[str, Path]:
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_each_is_registered_with_its_format():
@@ -117,12 +121,19 @@ def test_glyph_classes_are_told_apart_by_outline_statistics(written):
     fmt = ImageFolderFormat(written["glyphs"])
     train, val = fmt.split("train", {}), fmt.split("val", {})
     files = lambda s: [p for p, _ in s.reader.samples]  # noqa: E731
-    acc = _nearest_centroid_accuracy([_glyph_feature(p) for p in files(train)], train.targets,
-                                     [_glyph_feature(p) for p in files(val)], val.targets)
+    acc = _nearest_centroid_accuracy(
+        [_glyph_feature(p) for p in files(train)], train.targets, [_glyph_feature(p) for p in files(val)], val.targets
+    )
     assert acc > 0.45, acc  # chance is 1/8; 0.69-0.75 measured over seeds 0-2
     # Colour alone says nothing: per-class mean colours are all close to one another.
-    means = np.stack([np.mean([np.asarray(Image.open(p), dtype=np.float32).mean((0, 1)) for p, y in train.reader.samples
-                               if y == c], 0) for c in range(8)])
+    means = np.stack(
+        [
+            np.mean(
+                [np.asarray(Image.open(p), dtype=np.float32).mean((0, 1)) for p, y in train.reader.samples if y == c], 0
+            )
+            for c in range(8)
+        ]
+    )
     assert np.ptp(means, 0).max() < 60
 
 
@@ -160,7 +171,9 @@ def test_the_loader_resamples_to_the_recipe_rate_and_the_views_pad_short_clips(w
         # Same sound: the 8 kHz clip's energy matches the native clip's (all classes lie below 3.5 kHz).
         assert float(wave.pow(2).mean()) == pytest.approx(float(np.mean(native**2)), rel=0.1)
         padded = waveform.eval_view()(wave)
-        assert padded.shape == (8000,) and torch.equal(padded[: wave.shape[0]], wave) and not padded[wave.shape[0]:].any()
+        assert (
+            padded.shape == (8000,) and torch.equal(padded[: wave.shape[0]], wave) and not padded[wave.shape[0] :].any()
+        )
         assert waveform.train_view()(wave).shape == (8000,)
 
 
@@ -181,8 +194,12 @@ def test_sound_classes_are_told_apart_at_8_khz_by_band_energies(written):
     waveform = WaveformModality(sample_rate=8000, crop_seconds=1.0)
     fmt = ESC50Format(written["sounds22k"], test_fold=5)
     train, val = fmt.split("train", {"waveform": waveform}), fmt.split("val", {"waveform": waveform})
-    acc = _nearest_centroid_accuracy([_sound_feature(train[i]["waveform"]) for i in range(len(train))], train.targets,
-                                     [_sound_feature(val[i]["waveform"]) for i in range(len(val))], val.targets)
+    acc = _nearest_centroid_accuracy(
+        [_sound_feature(train[i]["waveform"]) for i in range(len(train))],
+        train.targets,
+        [_sound_feature(val[i]["waveform"]) for i in range(len(val))],
+        val.targets,
+    )
     assert acc > 0.5, acc  # chance is 1/10; 0.75-0.85 measured over seeds 0-2
 
 
@@ -198,8 +215,13 @@ def test_scenes_follow_the_official_coco_layout_with_five_captions_per_48_px_ima
         assert len(coco) == count and all(len(c) == 5 and len(set(c)) == 5 for c in coco.captions)
         assert all(p.parent.name == f"{split}2017" and p.suffix == ".jpg" for p in coco.image_paths)
         assert Image.open(coco.image_paths[0]).size == (48, 48)
-    retrieval = CocoFormat(root).retrieval_set({"image": build_data(load_config(
-        REPO / "recipes/quickstart/coco_retrieval.yaml", [f"data.root={root}", "data.builtin=null"])).modalities["image"]})
+    retrieval = CocoFormat(root).retrieval_set(
+        {
+            "image": build_data(
+                load_config(REPO / "recipes/quickstart/coco_retrieval.yaml", [f"data.root={root}", "data.builtin=null"])
+            ).modalities["image"]
+        }
+    )
     assert len(retrieval.first[1]) == 20 and len(retrieval.second[1]) == 100
 
 

@@ -36,11 +36,23 @@ def _tampered(shard_folder, tmp_path, edit):
 
 def test_an_index_url_that_is_a_command_never_runs_and_nothing_is_written(shard_folder, tmp_path, tiny_recipe, capsys):
     marker = tmp_path / "pwned"
-    folder = _tampered(shard_folder, tmp_path, lambda ix: ix["splits"]["train"][0].update(
-        url=f"pipe:touch {marker}; cat train-000000.tar"))
+    folder = _tampered(
+        shard_folder,
+        tmp_path,
+        lambda ix: ix["splits"]["train"][0].update(url=f"pipe:touch {marker}; cat train-000000.tar"),
+    )
     run = tmp_path / "run"
-    code = main(["train", str(tiny_recipe), "--output-dir", str(run), "--no-progress",
-                 "data.format=webdataset", f"data.root={folder}"])
+    code = main(
+        [
+            "train",
+            str(tiny_recipe),
+            "--output-dir",
+            str(run),
+            "--no-progress",
+            "data.format=webdataset",
+            f"data.root={folder}",
+        ]
+    )
     err = capsys.readouterr().err
     assert code != 0 and not marker.exists() and not run.exists()
     assert "splits.train[0] names 'pipe:touch" in err and "data.shards=" in err and "Traceback" not in err
@@ -54,11 +66,22 @@ def test_index_entries_are_file_names_inside_the_folder(shard_folder, tmp_path, 
 
 
 @pytest.mark.parametrize("samples", [10**12, -1, "12", None, True])
-def test_a_tampered_count_is_refused_before_the_run_directory_exists(shard_folder, tmp_path, tiny_recipe, capsys, samples):
+def test_a_tampered_count_is_refused_before_the_run_directory_exists(
+    shard_folder, tmp_path, tiny_recipe, capsys, samples
+):
     folder = _tampered(shard_folder, tmp_path, lambda ix: ix["splits"]["train"][0].update(samples=samples))
     run = tmp_path / "run"
-    code = main(["train", str(tiny_recipe), "--output-dir", str(run), "--no-progress",
-                 "data.format=webdataset", f"data.root={folder}"])
+    code = main(
+        [
+            "train",
+            str(tiny_recipe),
+            "--output-dir",
+            str(run),
+            "--no-progress",
+            "data.format=webdataset",
+            f"data.root={folder}",
+        ]
+    )
     err = capsys.readouterr().err
     assert code != 0 and not run.exists(), err
     assert "splits.train[0]" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -15,14 +15,14 @@ import torch
 from multivic.commands.shard import parse_shard_size, write_shards
 from multivic.data.builtin import write_shapes_dataset, write_sounds_dataset
 from multivic.data.builtin.captions import write_captions_dataset
+from multivic.data.formats.webdataset import WebDatasetFormat
+from multivic.data.loader import build_stream_loader
 from multivic.data.streaming import StreamPlan, buffer_order, make_bins
 from multivic.errors import DataError
-from multivic.data.formats.webdataset import WebDatasetFormat
 from multivic.modalities import create_modality
 from multivic.registry import FORMATS
-from multivic.data.loader import build_stream_loader
-from tests.helpers.shards import VectorShards, sample_id, truncate, write_id_shards, write_index
 from tests.helpers.resume import assert_bitwise_equal, keep_only, without_rate
+from tests.helpers.shards import VectorShards, sample_id, truncate, write_id_shards, write_index
 from tests.helpers.toy import history, train, vicreg_model
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -62,8 +62,10 @@ def test_shards_of_each_builtin_set_hold_the_same_samples_labels_and_captions(sm
         for i in range(len(train_src)):
             raw = train_dst.raw(i)
             assert train_dst.stored(i)["text"] == list(train_src.coco.captions[i])
-            assert np.array_equal(np.asarray(shards.split("train", mods)[i]["image"]),
-                                  np.asarray(mods["image"].read_file(train_src.coco.image_paths[i])))
+            assert np.array_equal(
+                np.asarray(shards.split("train", mods)[i]["image"]),
+                np.asarray(mods["image"].read_file(train_src.coco.image_paths[i])),
+            )
         want, got = src.retrieval_set(mods), shards.retrieval_set(mods)
         assert got.second == want.second and got.second_to_first == want.second_to_first
         for a, b in zip(got.first[1], want.first[1]):
@@ -125,8 +127,16 @@ def test_an_infinite_stream_draws_shards_with_replacement_for_epochs_of_epoch_sa
 def test_two_processes_with_two_workers_each_see_every_sample_exactly_once_per_epoch(tmp_path):
     write_id_shards(tmp_path / "shards", [8] * 8)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "tests/helpers/shards.py"), str(tmp_path), str(tmp_path / "shards")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(ROOT / "tests/helpers/shards.py"),
+        str(tmp_path),
+        str(tmp_path / "shards"),
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -169,7 +179,9 @@ def test_a_corrupt_member_and_a_truncated_shard_are_faults_of_full_batches_not_w
 def test_a_stream_trains_counts_bad_samples_and_resumes_mid_epoch_bitwise(tmp_path):
     shards = write_id_shards(tmp_path / "shards", [8] * 8, bad={5})
     data = VectorShards(shards)  # 64 samples, 2 workers, batch 8: 8 steps per epoch, every sample used
-    kw = dict(epochs=3, batch_size=8, num_workers=2, checkpoint_every_steps=3, keep_checkpoints=10, max_bad_fraction=0.2)
+    kw = dict(
+        epochs=3, batch_size=8, num_workers=2, checkpoint_every_steps=3, keep_checkpoints=10, max_bad_fraction=0.2
+    )
     whole = train(vicreg_model(dropout=0.2), data, tmp_path / "whole", **kw)
     assert whole.step == 24 and whole.bad_samples == 3  # the corrupt member, once per epoch
     assert int(history(tmp_path / "whole")[-1]["bad_samples"]) == 3
@@ -187,7 +199,9 @@ def test_resuming_skips_the_shards_already_read_and_continues_with_the_same_batc
     split = WebDatasetFormat(tmp_path, shuffle_buffer=1).split("train", {})
     opened = []
     read = type(split).read_shard
-    monkeypatch.setattr(type(split), "read_shard", lambda self, shard, errors: (opened.append(shard.url), read(self, shard, errors))[1])
+    monkeypatch.setattr(
+        type(split), "read_shard", lambda self, shard, errors: (opened.append(shard.url), read(self, shard, errors))[1]
+    )
     loader, epochs = build_stream_loader(split, sample_id, 4, 1, 0, 0, False, 0, 1, torch.device("cpu"))
     loader.set_epoch(1)
     whole = [b.tolist() for b, _ in loader]

@@ -11,11 +11,10 @@ import torch
 
 from multivic import create_encoder
 from multivic.config import load_config
-from multivic.data.readers.audio_folder import LabelledAudio, csv_audio_files, esc50_files
-from multivic.modalities.waveform import crop_or_pad, load_mono
-from multivic.modalities.waveform import audio_eval_view, audio_train_view
 from multivic.data.builtin import SOUND_CLASSES, write_sounds_dataset
+from multivic.data.readers.audio_folder import LabelledAudio, csv_audio_files, esc50_files
 from multivic.errors import ConfigError, DataError
+from multivic.modalities.waveform import audio_eval_view, audio_train_view, crop_or_pad, load_mono
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +70,8 @@ def test_generic_csv_layout(sounds, tmp_path):
     shutil.copytree(sounds / "audio", tmp_path / "clips")
     files = sorted((tmp_path / "clips").glob("*.wav"))
     (tmp_path / "labels.csv").write_text(
-        "file,label\n" + "".join(f"clips/{f.name},{f.name.split('-')[-1][:-4]}\n" for f in files))
+        "file,label\n" + "".join(f"clips/{f.name},{f.name.split('-')[-1][:-4]}\n" for f in files)
+    )
     train, classes = csv_audio_files(tmp_path, "labels.csv", "train", 5)
     val, _ = csv_audio_files(tmp_path, "labels.csv", "val", 5)
     assert len(train) + len(val) == len(files) and len(val) == len(files) // 5
@@ -118,7 +118,9 @@ def test_generic_csv_keeps_each_source_in_one_fold(tmp_path, caplog, column):
     # 12 recordings of 1-4 clips each, listed so that rows in turn would spread most of them over several folds.
     sizes = [3, 1, 4, 2, 1, 3, 2, 4, 1, 2, 3, 1]
     rows = [(f"r{s}_{k}.wav", f"rec{s}", "ab"[s % 2]) for s, n in enumerate(sizes) for k in range(n)]
-    (tmp_path / "labels.csv").write_text(f"file,label,{column}\n" + "".join(f"{f},{lab},{src}\n" for f, src, lab in rows))
+    (tmp_path / "labels.csv").write_text(
+        f"file,label,{column}\n" + "".join(f"{f},{lab},{src}\n" for f, src, lab in rows)
+    )
     source_of = {f: src for f, src, _ in rows}
     fold_of_source: dict[str, int] = {}
     with caplog.at_level(logging.WARNING, logger="multivic"):
@@ -160,7 +162,9 @@ def test_config_errors_for_audio(tmp_path):
     from multivic.build import build_data, build_model
 
     cfg = load_config("recipes/quickstart/wave_spec.yaml", ["data.crop_seconds=0.01"])
-    with pytest.raises(ConfigError, match=r"gives 80 samples, fewer than the 512 that model.branch_b \('spectrogram'\) needs"):
+    with pytest.raises(
+        ConfigError, match=r"gives 80 samples, fewer than the 512 that model.branch_b \('spectrogram'\) needs"
+    ):
         build_model(cfg, build_data(cfg))
 
 

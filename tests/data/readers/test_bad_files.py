@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multivic.data.readers.audio_folder import csv_audio_files
-from multivic.errors import DataError
 from multivic.data.formats.audio_csv import AudioCsvFormat
 from multivic.data.formats.esc50 import ESC50Format
+from multivic.data.readers.audio_folder import csv_audio_files
+from multivic.errors import DataError
 from multivic.modalities.image import load_rgb
 
 # -- images ---------------------------------------------------------------------------------
@@ -28,7 +28,9 @@ def test_a_16_bit_grayscale_image_is_scaled_to_8_bits_not_clipped(tmp_path, mode
     assert rgb.mode == "RGB"
     pixels = np.asarray(rgb)
     expected = np.rint(values / 257).astype(np.uint8)  # 0, 1, 4, 100 / 128, 200, 254, 255
-    assert (pixels[..., 0] == expected).all() and (pixels[..., 1] == expected).all() and (pixels[..., 2] == expected).all()
+    assert (
+        (pixels[..., 0] == expected).all() and (pixels[..., 1] == expected).all() and (pixels[..., 2] == expected).all()
+    )
 
 
 def test_a_16_bit_tiff_is_scaled_too(tmp_path):

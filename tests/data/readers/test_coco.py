@@ -70,8 +70,15 @@ def test_karpathy_layout(tmp_path):
     for n, split in enumerate(["train", "restval", "val", "test", "test"]):
         folder = "train2014" if split == "train" else "val2014"
         _image(tmp_path / folder / f"img{n}.jpg")
-        entries.append({"filepath": folder, "filename": f"img{n}.jpg", "split": split, "cocoid": n,
-                        "sentences": [{"raw": f"caption {n} a", "tokens": []}, {"raw": "", "tokens": ["tok", str(n)]}]})
+        entries.append(
+            {
+                "filepath": folder,
+                "filename": f"img{n}.jpg",
+                "split": split,
+                "cocoid": n,
+                "sentences": [{"raw": f"caption {n} a", "tokens": []}, {"raw": "", "tokens": ["tok", str(n)]}],
+            }
+        )
     (tmp_path / "dataset_coco.json").write_text(json.dumps({"images": entries}))
     train = read_coco_karpathy(tmp_path, "train")
     assert [p.name for p in train.image_paths] == ["img0.jpg", "img1.jpg"]  # train + restval
@@ -90,7 +97,9 @@ def _write_official(root, split, year, captions):
         images.append({"id": i, "file_name": f"{i:012d}.jpg"})
         annotations += [{"id": 100 * i + n, "image_id": i, "caption": c} for n, c in enumerate(caps)]
     (root / "annotations").mkdir(exist_ok=True)
-    (root / "annotations" / f"captions_{folder}.json").write_text(json.dumps({"images": images, "annotations": annotations}))
+    (root / "annotations" / f"captions_{folder}.json").write_text(
+        json.dumps({"images": images, "annotations": annotations})
+    )
 
 
 def test_mixed_releases_are_an_error(tmp_path):
@@ -105,7 +114,9 @@ def test_mixed_releases_are_an_error(tmp_path):
         read_coco(tmp_path, "test")
     # Naming the release reads it, and the split it lacks is an error naming the missing file.
     assert len(read_coco(tmp_path, "train", year=2014)) == 1
-    with pytest.raises(DataError, match=r"captions_val2014.json not found \(it holds captions_train2014.json, captions_val2017.json\)"):
+    with pytest.raises(
+        DataError, match=r"captions_val2014.json not found \(it holds captions_train2014.json, captions_val2017.json\)"
+    ):
         read_coco(tmp_path, "test", year=2014)
 
 
@@ -128,7 +139,9 @@ def test_one_split_only_reads_its_newest_release(tmp_path):
     _write_official(tmp_path, "val", 2014, [["a"]])
     _write_official(tmp_path, "val", 2017, [["b"]])
     assert read_coco(tmp_path, "test").captions == [["b"]]
-    with pytest.raises(DataError, match=r"captions_train2017.json not found \(the folder holds captions_val2017.json only\)"):
+    with pytest.raises(
+        DataError, match=r"captions_train2017.json not found \(the folder holds captions_val2017.json only\)"
+    ):
         read_coco(tmp_path, "train")
     with pytest.raises(DataError, match=r"is .* a COCO folder"):
         read_coco(tmp_path / "empty", "train")
@@ -139,7 +152,9 @@ def test_year_and_the_karpathy_layout(tmp_path):
     entry = {"filepath": "val2014", "filename": "img.jpg", "split": "test", "sentences": [{"raw": "x"}]}
     (tmp_path / "dataset_coco.json").write_text(json.dumps({"images": [entry]}))
     assert len(read_coco(tmp_path, "test", year=2014)) == 1  # the Karpathy split is over the 2014 images
-    with pytest.raises(DataError, match=r"Karpathy split dataset_coco.json, which is over the 2014 images only: year 2017"):
+    with pytest.raises(
+        DataError, match=r"Karpathy split dataset_coco.json, which is over the 2014 images only: year 2017"
+    ):
         read_coco(tmp_path, "test", year=2017)
 
 

@@ -5,10 +5,10 @@ import torch
 
 from multivic.data.builtin import SHAPE_CLASSES, write_shapes_dataset
 from multivic.data.builtin.location import COMPLETE_MARKER, ensure_written
-from multivic.data.readers.image_folder import ImageFolderDataset
-from multivic.modalities.image import image_eval_view, image_train_view
 from multivic.data.formats import LabelledSamples, PairedViews
+from multivic.data.readers.image_folder import ImageFolderDataset
 from multivic.errors import DataError
+from multivic.modalities.image import image_eval_view, image_train_view
 
 
 @pytest.fixture(scope="module")
