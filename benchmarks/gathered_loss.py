@@ -81,7 +81,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
     print(
-        f"n = {args.n} rows in all, d = {args.d}; per process: Gram-sized multiply-adds (forward + backward, both branches), "
+        f"n = {args.n} rows in all, d = {args.d}; per process: Gram-sized multiply-adds (forward + backward, both "
+        "branches), "
         "all-gather bytes received, median step time (wall and CPU)"
     )
     print(

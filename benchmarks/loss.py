@@ -144,9 +144,13 @@ def main() -> None:
         return
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, float32, forward+backward, median of {args.repeats}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, float32, forward+backward, median of "
+        f"{args.repeats}"
     )
-    header = f"{'device':<6} {'n x d':>11} {'multivic ms':>12} {'d×d ms':>10} {'floor ms':>10} {'speed-up':>9} {'vs floor':>9} {'multivic MiB':>13} {'d×d MiB':>9}"
+    header = (
+        f"{'device':<6} {'n x d':>11} {'multivic ms':>12} {'d×d ms':>10} {'floor ms':>10} {'speed-up':>9} "
+        f"{'vs floor':>9} {'multivic MiB':>13} {'d×d MiB':>9}"
+    )
     print(header)
     for device in devices:
         for shape in args.shapes:

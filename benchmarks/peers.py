@@ -247,7 +247,8 @@ def main() -> None:
                 rows.append({"row": row, "seed": 0, "toolkit": toolkit, "step_ms": t})
                 print(f"| step | - | {toolkit} | {t:.0f} ms a step | - | - |", flush=True)
             print(
-                f"step: lightly / multivic step time = {ms['lightly 1.6'] / ms['multivic']:.2f}x (above 1: multivic faster)"
+                f"step: lightly / multivic step time = {ms['lightly 1.6'] / ms['multivic']:.2f}x (above 1: multivic "
+                "faster)"
             )
             continue
         if row == "quickstart":

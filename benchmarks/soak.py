@@ -477,7 +477,8 @@ def soak(args: argparse.Namespace, work: Path, rng: random.Random) -> int:
     print("=" * 78)
     print(
         f"soak summary (epochs {args.epochs}, checkpoint every {args.checkpoint_every_steps} steps, kill every "
-        f"{args.kill_every}{'' if auto else ' s'} ± {args.jitter:.0%}, seed {args.seed}, NaN at step {args.poison_step})"
+        f"{args.kill_every}{'' if auto else ' s'} ± {args.jitter:.0%}, seed {args.seed}, NaN at step "
+        f"{args.poison_step})"
     )
     print(f"  wall time:        clean {clean_wall:.1f} s, soak {soak_wall:.1f} s, total {time.monotonic() - t0:.1f} s")
     print(
@@ -491,9 +492,12 @@ def soak(args: argparse.Namespace, work: Path, rng: random.Random) -> int:
     print(f"  left behind:      {left_behind or 'no process of a killed group outlived it'}")
     print(f"  clean history:    {final_counters(clean_rows)}")
     print(f"  soak history:     {final_counters(soak_rows)}")
-    print(
-        f"  history rows:     {'all ' + str(len(clean_rows)) + ' equal (but samples/s)' if not history_diffs else 'DIFFER: ' + '; '.join(history_diffs[:5])}"
+    rows_verdict = (
+        f"all {len(clean_rows)} equal (but samples/s)"
+        if not history_diffs
+        else "DIFFER: " + "; ".join(history_diffs[:5])
     )
+    print(f"  history rows:     {rows_verdict}")
     print(
         f"  exported weights: {n_tensors} tensors compared, "
         + ("all bitwise equal" if not weight_diffs else f"{len(weight_diffs)} DIFFER: " + "; ".join(weight_diffs[:5]))

@@ -372,7 +372,8 @@ def main() -> None:
             print(
                 f"| {label} | {r['params'] / 1e6:.1f} M | {r['batch']} | {r['bare_ms']:.0f} | {r['multivic_ms']:.0f} | "
                 f"{r['multivic_ms'] / r['bare_ms']:.3f} | {r['bare_cpu_ms']:.0f} | {r['multivic_cpu_ms']:.0f} | "
-                f"{r['multivic_cpu_ms'] / r['bare_cpu_ms']:.3f} | {r['bare_mean_ms']:.0f} / {r['multivic_mean_ms']:.0f} ms "
+                f"{r['multivic_cpu_ms'] / r['bare_cpu_ms']:.3f} | {r['bare_mean_ms']:.0f} / "
+                f"{r['multivic_mean_ms']:.0f} ms "
                 f"({r['steps']} steps, log every {r['log_every']}) |",
                 flush=True,
             )

@@ -187,7 +187,8 @@ def build_model(cfg: RecipeConfig, data: DataSetup) -> JointEmbedding:
     if cfg.model.channels_last:
         if not any(p.dim() == 4 for _, _, branch in sides for p in branch.parameters()):
             raise ConfigError(
-                "model.channels_last=true needs an encoder with 2-D convolutions (4-D weights, e.g. resnet18 or a ViT's "
+                "model.channels_last=true needs an encoder with 2-D convolutions (4-D weights, e.g. resnet18 or a "
+                "ViT's "
                 "patch embedding); neither branch has one: set model.channels_last=false"
             )
         for _, _, branch in sides:
@@ -203,7 +204,8 @@ def _train_view(key: str, modality: Modality, view: dict[str, Any]) -> Callable:
     unknown = sorted(set(view) - accepted) if accepted is not None else []
     if unknown:
         raise ConfigError(
-            f"unknown {key}.view key(s) {', '.join(unknown)}; {modality.name} views take: {', '.join(sorted(accepted or ()))}"
+            f"unknown {key}.view key(s) {', '.join(unknown)}; {modality.name} views take: "
+            f"{', '.join(sorted(accepted or ()))}"
         )
     try:
         return modality.train_view(**view)

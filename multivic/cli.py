@@ -3,7 +3,8 @@
     multivic train RECIPE [--output-dir DIR] [key=value ...]   train, export, evaluate (resumes DIR)
     multivic eval RUN_DIR [--trust-imports] [--trust-commands] [key=value ...]
                                                                re-evaluate a run's exported branches
-    multivic eval --recipe RECIPE --encoder NAME --weights FILE [--encoder-kwargs K=V] [--branch a|b] [--out FILE] [key=value ...]
+    multivic eval --recipe RECIPE --encoder NAME --weights FILE [--encoder-kwargs K=V] [--branch a|b]
+                  [--out FILE] [key=value ...]
                                                                an encoder's weights from any toolkit, on a recipe's data
     multivic encoders [--modality M]                           list the encoder registry
     multivic plugins                                           list objectives, modalities, data formats
@@ -259,7 +260,8 @@ def _eval_backbone(args: argparse.Namespace) -> dict[str, float]:
         overrides.insert(0, args.run_dir)
     if args.encoder is None:
         raise MultivicError(
-            "--recipe evaluates an encoder's weights: add --encoder NAME --weights FILE (multivic encoders lists the names)"
+            "--recipe evaluates an encoder's weights: add --encoder NAME --weights FILE (multivic encoders lists the "
+            "names)"
         )
     kwargs = _encoder_kwargs(args.encoder_kwargs)
     cfg = load_config(args.recipe, overrides)

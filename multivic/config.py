@@ -284,7 +284,8 @@ def _typed_section(
     missing = sorted(OmegaConf.missing_keys(merged))
     if missing:
         raise ConfigError(
-            f"config key '{section}.{missing[0]}' is required by {whose}: set it in the recipe or as {section}.{missing[0]}=..."
+            f"config key '{section}.{missing[0]}' is required by {whose}: set it in the recipe or as "
+            f"{section}.{missing[0]}=..."
         )
     return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
 
@@ -378,7 +379,8 @@ def resolve_data(data: dict[str, Any], legacy: bool = False) -> dict[str, Any]:
             raise ConfigError(f"data.builtin={resolved['builtin']!r} is not one of: {', '.join(sorted(builtins))}")
         if builtins[resolved["builtin"]] != name:
             raise ConfigError(
-                f"data.builtin={resolved['builtin']} is written as {builtins[resolved['builtin']]}: set data.format to match"
+                f"data.builtin={resolved['builtin']} is written as {builtins[resolved['builtin']]}: set data.format "
+                "to match"
             )
     try:  # the plug-ins' own checks of their values (e.g. data.sample_rate > 0)
         fmt(Path("."), **options_for(fmt, resolved))
@@ -440,7 +442,8 @@ def validate(cfg: RecipeConfig) -> None:
         raise ConfigError(f"train.epochs must be >= 0 (0 evaluates the untrained model); got {t.epochs}")
     if t.batch_size < 2:
         raise ConfigError(
-            f"train.batch_size must be >= 2: the objectives' batch statistics (variance, covariance, negatives) need several rows; got {t.batch_size}"
+            "train.batch_size must be >= 2: the objectives' batch statistics (variance, covariance, negatives) need "
+            f"several rows; got {t.batch_size}"
         )
     if t.grad_accum_steps < 1:
         raise ConfigError(f"train.grad_accum_steps must be >= 1; got {t.grad_accum_steps}")

@@ -60,7 +60,8 @@ def export_branch(
     bad = _not_finite(state)
     if bad:
         raise MultivicError(
-            f"the trained weights of branch {branch.name!r} hold NaN or infinite values ({bad}): not exported; training "
+            f"the trained weights of branch {branch.name!r} hold NaN or infinite values ({bad}): not exported; "
+            "training "
             "diverged: lower optim.base_lr or set train.clip_grad_norm, then train from an earlier checkpoint or afresh"
         )
     with atomic_replace(export_dir / f"{branch.name}.safetensors") as tmp:
@@ -207,7 +208,10 @@ def _meta_problem(meta: dict[str, Any]) -> str | None:
     except MultivicError:
         return f"'expander' is not a spec such as '8192-8192-8192' ({str(expander)[:40]!r})"
     if len(widths) > MAX_EXPANDER_LAYERS or any(w > MAX_EXPANDER_WIDTH for w in widths):
-        return f"the expander asks for {len(widths)} layers up to {max(widths)} wide, over the bounds {MAX_EXPANDER_LAYERS} × {MAX_EXPANDER_WIDTH}"
+        return (
+            f"the expander asks for {len(widths)} layers up to {max(widths)} wide, "
+            f"over the bounds {MAX_EXPANDER_LAYERS} × {MAX_EXPANDER_WIDTH}"
+        )
     problem = _numbers_problem(meta.get("encoder_kwargs") or {}, "encoder_kwargs", {})
     if problem:
         return problem

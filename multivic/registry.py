@@ -85,7 +85,8 @@ def check_kwargs(what: str, factory: Callable[..., Any], kwargs: Iterable[str], 
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
         raise RegistryError(
-            f"{what} does not take {', '.join(map(repr, unknown))}; it takes: {', '.join(sorted(accepted)) or 'no arguments'}"
+            f"{what} does not take {', '.join(map(repr, unknown))}; it takes: "
+            f"{', '.join(sorted(accepted)) or 'no arguments'}"
         )
 
 
@@ -241,7 +242,8 @@ class Registry(Generic[F]):
         close = difflib.get_close_matches(name, list(self._entries), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         broken = (
-            f" ({len(self._plugin_errors)} plugin entry points failed to load: see `multivic encoders` or `multivic plugins`)"
+            f" ({len(self._plugin_errors)} plugin entry points failed to load: see `multivic encoders` or `multivic "
+            "plugins`)"
             if self._plugin_errors
             else ""
         )

@@ -400,7 +400,10 @@ class RunDir:
         if key in _HELD:
             raise RunDirError(f"{self.root} is already being written by this process: one writer at a time")
         path = self.root / LOCK_FILE
-        fix = "wait for it to finish (or stop it), then run this command again; one run directory has one writer at a time"
+        fix = (
+            "wait for it to finish (or stop it), then run this command again; "
+            "one run directory has one writer at a time"
+        )
         try:
             created = _make_dirs(self.root)
         except OSError as exc:

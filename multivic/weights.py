@@ -78,7 +78,8 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         except pickle.UnpicklingError as exc:
             if "weights only" not in str(exc).lower():
                 raise WeightsError(
-                    f"{path} cannot be read by torch.load ({_first_line(exc)}): the file is damaged or not a weights file"
+                    f"{path} cannot be read by torch.load ({_first_line(exc)}): the file is damaged or not a weights "
+                    "file"
                 ) from None
             found = re.search(r"GLOBAL (\S+)", str(exc))
             what = f" ({found.group(1)})" if found else ""
@@ -157,7 +158,8 @@ def map_state_dict(
             continue
         if target in source:
             raise WeightsError(
-                f"weights {source[target]!r} and {key!r} both map onto the encoder's {target!r}: keep one of them in the file"
+                f"weights {source[target]!r} and {key!r} both map onto the encoder's {target!r}: keep one of them in "
+                "the file"
             )
         mapped[target], source[target] = value, key
     return mapped, source, unmatched, heads

@@ -41,7 +41,8 @@ def _pipeline_of_run(path: Path, branch_name: str, modality: str, trust_imports:
     run_root = path.parent if path.name == "export" else path
     if not (run_root / "config.yaml").is_file():
         raise MultivicError(
-            f"the export of {branch_name!r} records no input pipeline (made by multivic 0.1): embed from its run directory"
+            f"the export of {branch_name!r} records no input pipeline (made by multivic 0.1): embed from its run "
+            "directory"
         )
     run_dir = RunDir(run_root)
     # Only the modalities are built from the config: its data.* shard locations are never opened here.

@@ -137,7 +137,8 @@ def evaluate(
     names = exported_branch_names(run_dir.root)
     if not names:
         raise RunDirError(
-            f"{run_dir.root} has no exported branches yet: train it first (multivic train ... --output-dir {run_dir.root})"
+            f"{run_dir.root} has no exported branches yet: train it first (multivic train ... --output-dir "
+            f"{run_dir.root})"
         )
     data = data or build_data(cfg)
     branches = {n: load_branch(run_dir.root, n, device, trust_imports) for n in names}

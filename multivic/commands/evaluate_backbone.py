@@ -81,7 +81,8 @@ def evaluate_backbone(
     if branch.modality not in fmt.modalities:
         given = " and ".join(map(repr, fmt.modalities))
         raise ConfigError(
-            f"encoder {encoder!r} reads modality {branch.modality!r} but data.format={cfg.data.format!r} gives {given}: pick an encoder of that modality"
+            f"encoder {encoder!r} reads modality {branch.modality!r} but data.format={cfg.data.format!r} gives "
+            f"{given}: pick an encoder of that modality"
         )
     if isinstance(weights, Mapping):  # before the data: a wrong file fails fast
         load_state_into(branch.encoder, dict(weights), "the state dict", strict)

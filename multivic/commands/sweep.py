@@ -114,7 +114,8 @@ def split_values(text: str) -> list[str]:
             start = i + 1
     if quote or depth:
         raise ConfigError(
-            f"unbalanced {quote or '[{('[_CLOSE.index(depth[-1])]!r} in {text!r}: close each quote and bracket of a value"
+            f"unbalanced {quote or '[{('[_CLOSE.index(depth[-1])]!r} in {text!r}: "
+            "close each quote and bracket of a value"
         )
     values.append(text[start:])
     return [v.strip() for v in values]
@@ -288,7 +289,8 @@ def build_sweep(target: str, tokens: list[str]) -> Sweep:
         recipe, grid, fixed = read_sweep_file(path)
         if not Path(recipe).is_file():
             raise ConfigError(
-                f"sweep file {target} names recipe {recipe}, which is not found: fix its recipe: (relative to the sweep file)"
+                f"sweep file {target} names recipe {recipe}, which is not found: fix its recipe: (relative to the "
+                "sweep file)"
             )
     more_grid, more_fixed = parse_assignments(tokens, grid_keys=grid, fixed_keys=[o.partition("=")[0] for o in fixed])
     grid.update(more_grid)

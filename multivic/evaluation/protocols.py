@@ -3,8 +3,8 @@
 Each takes the run's data (:class:`~multivic.data.formats.DataSetup`), the trained branches by name
 (each with its input pipeline, ``branch.preprocess``), a device and :class:`EvalSettings`, and
 returns an :class:`~multivic.evaluation.result.EvalResult`: flat metrics, and the arrays and
-examples the report draws (each branch's spectra and per-dimension std on the evaluation split). A format says which applies (``DataFormat.protocol``); new protocols are
-added to :data:`PROTOCOLS`.
+examples the report draws (each branch's spectra and per-dimension std on the evaluation split).
+A format says which applies (``DataFormat.protocol``); new protocols are added to :data:`PROTOCOLS`.
 """
 
 from __future__ import annotations

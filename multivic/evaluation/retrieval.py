@@ -30,7 +30,8 @@ from torch import Tensor
 def _check(images: Tensor, texts: Tensor, index: Tensor) -> None:
     if images.dim() != 2 or texts.dim() != 2 or images.shape[1] != texts.shape[1]:
         raise ValueError(
-            f"expected image [N, D] and text [M, D] embeddings of one width; got {tuple(images.shape)} and {tuple(texts.shape)}"
+            f"expected image [N, D] and text [M, D] embeddings of one width; got {tuple(images.shape)} and "
+            f"{tuple(texts.shape)}"
         )
     if index.shape != (texts.shape[0],):
         raise ValueError(

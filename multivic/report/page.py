@@ -98,7 +98,8 @@ def training_summary(run: RunRecord) -> list[tuple[str, str]]:
         rows.append(
             (
                 "loss",
-                f"{_number(h['loss'].dropna().iloc[0])} at the first logged step, {_number(h['loss'].dropna().iloc[-1])} at the last",
+                f"{_number(h['loss'].dropna().iloc[0])} at the first logged step, "
+                f"{_number(h['loss'].dropna().iloc[-1])} at the last",
             )
         )
     for side in SIDES:
@@ -168,7 +169,8 @@ def _number(value: Any) -> str:
 # --- HTML ------------------------------------------------------------------------------------------
 
 _STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1150px; margin: 2em auto; padding: 0 1em; color: #222; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1150px; margin: 2em auto;
+       padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; margin: .6em 0; } td, th { border: 1px solid #ccc; padding: .25em .6em; }
 th { background: #f3f3f3; text-align: left; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
@@ -216,7 +218,8 @@ def render_html(run: RunRecord, figures: list[FigureFile], out_dir: Path, note: 
         data = base64.b64encode((out_dir / fig.name).read_bytes()).decode("ascii")
         parts.append(
             f'<figure id="{e(fig.name)}"><img src="data:image/png;base64,{data}" alt="{e(fig.title)} ({e(fig.name)})">'
-            f'<figcaption><b>{e(fig.title)}</b> (<a href="{e(fig.name)}">{e(fig.name)}</a>): {e(fig.caption)}</figcaption></figure>'
+            f'<figcaption><b>{e(fig.title)}</b> (<a href="{e(fig.name)}">{e(fig.name)}</a>): '
+            f"{e(fig.caption)}</figcaption></figure>"
         )
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -222,7 +222,8 @@ def find_resume_point(run_dir: RunDir) -> Checkpoint | None:
         if _is_old_format(run_dir.checkpoints / name):
             raise RunDirError(
                 f"{run_dir.checkpoints / name} was written by multivic 0.2 or older, whose checkpoints load with "
-                "pickle; multivic no longer loads them: train into a new --output-dir (the exports of that run still load)"
+                "pickle; multivic no longer loads them: train into a new --output-dir (the exports of that run still "
+                "load)"
             )
         why = f"names {name!r}, which is missing or incomplete"
     complete = complete_checkpoints(run_dir)
@@ -362,7 +363,6 @@ def save_checkpoint(
     """
     if writer is not None:
         writer.wait()  # one write at a time; raises here if the previous one failed
-    final = run_dir.checkpoints / name
     tmp = run_dir.checkpoints / f"{name}.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -136,7 +136,8 @@ def fit(
         if sampler.steps_per_epoch == 0 and s.epochs > 0:
             raise ConfigError(
                 f"the shards give no whole step of train.batch_size={s.batch_size} per epoch over {world} processes × "
-                f"{max(1, s.num_workers)} data-loading workers: lower the batch size or data.num_workers, or write more shards"
+                f"{max(1, s.num_workers)} data-loading workers: lower the batch size or data.num_workers, or write "
+                "more shards"
             )
     if s.sync_batchnorm and world > 1 and accelerator.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

@@ -32,7 +32,8 @@ def check_trackers(names: Sequence[str]) -> tuple[str, ...]:
     for name in names:
         if name not in LOGGER_TYPE_TO_CLASS:
             raise ConfigError(
-                f"train.trackers names {name!r}, which is not a tracker Accelerate knows; known: {', '.join(KNOWN_TRACKERS)}"
+                f"train.trackers names {name!r}, which is not a tracker Accelerate knows; known: "
+                f"{', '.join(KNOWN_TRACKERS)}"
             )
         if name not in available:
             raise ConfigError(

@@ -87,8 +87,12 @@ def test_transformer_text_branch_with_a_wordpiece_tokenizer(captioned, tmp_path)
 model:
   shared: false
   branch_a: {{name: image, encoder: resnet18, expander: 64-64, view: {{hflip_p: 0.0}}}}
-  branch_b: {{name: text, encoder: bert, encoder_kwargs: {{hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}}, expander: 64-64}}
-data: {{format: coco, root: {captioned}, image_size: 16, num_workers: 0, tokenizer: wordpiece, tokenizer_vocab_size: 120}}
+  branch_b:
+    {{name: text, encoder: bert, expander: 64-64,
+      encoder_kwargs: {{hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}}}}
+data:
+  {{format: coco, root: {captioned}, image_size: 16, num_workers: 0, tokenizer: wordpiece,
+    tokenizer_vocab_size: 120}}
 optim: {{name: adamw, base_lr: 0.004, warmup_epochs: 0}}
 train: {{epochs: 1, batch_size: 16, log_every: 1}}
 """)

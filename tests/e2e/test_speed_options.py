@@ -104,7 +104,8 @@ def test_grad_checkpointing_gives_the_same_loss_and_gradients_for_a_vit(tiny_rec
 def test_speed_options_refuse_what_they_cannot_do(tiny_recipe):
     with pytest.raises(
         ConfigError,
-        match=r"model.branch_a.grad_checkpointing=true but encoder 'resnet18' has no gradient checkpointing; encoders that have it: vit_tiny, vit_small, vit_base",
+        match=r"model.branch_a.grad_checkpointing=true but encoder 'resnet18' has no gradient checkpointing; "
+        r"encoders that have it: vit_tiny, vit_small, vit_base",
     ):
         _model(tiny_recipe, ["model.branch_a.grad_checkpointing=true", "model.branch_b.grad_checkpointing=true"])
     with pytest.raises(ConfigError, match=r"model.shared=true .* model.branch_b.grad_checkpointing"):

@@ -86,7 +86,8 @@ def test_an_export_does_not_import_its_modules_unless_trusted(plugin, tmp_path):
     message = str(err.value)
     assert "\n" not in message
     assert message == (
-        f"{folder / 'tiny.json'} needs modules {[str(plugin.path)]} to build encoder {plugin.encoder!r}; importing runs "
+        f"{folder / 'tiny.json'} needs modules {[str(plugin.path)]} to build encoder {plugin.encoder!r}; importing "
+        "runs "
         "their code: pass --trust-imports if you trust this export (or import them yourself)"
     )
     assert not plugin.ran()
@@ -191,7 +192,8 @@ def test_eval_imports_a_run_directorys_modules_only_with_trust_imports(plugin, t
     assert main(["eval", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        f"error: {run / 'config.yaml'} needs modules {[str(plugin.path)]} to build encoder {plugin.encoder!r}; importing "
+        f"error: {run / 'config.yaml'} needs modules {[str(plugin.path)]} to build encoder {plugin.encoder!r}; "
+        "importing "
         "runs their code: pass --trust-imports if you trust this run directory (or import them yourself)"
     ]
     assert not plugin.ran()

@@ -39,11 +39,11 @@ def test_topk_accuracy_by_hand():
 def _knn_brute_force(bank, labels, queries, classes, k, t):
     preds = []
     for q in queries:
-        sims = [(F.cosine_similarity(q, b, dim=0).item(), int(l)) for b, l in zip(bank, labels)]
+        sims = [(F.cosine_similarity(q, b, dim=0).item(), int(label)) for b, label in zip(bank, labels)]
         sims.sort(key=lambda s: -s[0])
         votes = [0.0] * classes
-        for s, l in sims[:k]:
-            votes[l] += torch.exp(torch.tensor(s / t)).item()
+        for s, label in sims[:k]:
+            votes[label] += torch.exp(torch.tensor(s / t)).item()
         preds.append(max(range(classes), key=lambda c: votes[c]))
     return torch.tensor(preds)
 

@@ -109,7 +109,8 @@ def test_way_3_entry_points_of_a_fake_distribution(tmp_path, monkeypatch):
         assert create_encoder("plugin_lin")(torch.randn(2, 3, 4, 4)).shape == (2, 3)
         with pytest.raises(
             RegistryError,
-            match=r"entry point 'plugin_broken' .* of distribution 'fake_plugin' failed to load: RuntimeError: plugin import exploded",
+            match=r"entry point 'plugin_broken' .* of distribution 'fake_plugin' failed to load: "
+            r"RuntimeError: plugin import exploded",
         ):
             create_encoder("plugin_broken")
         with pytest.raises(RegistryError, match=r"plugin_nomod.*modality"):

@@ -232,7 +232,8 @@ class ShardSplit(StreamingSplit, Dataset):
         found = members_by_modality(raw, self.codecs)
         if modality not in found:
             raise DataError(
-                f"{describe(raw)} has no {modality} member (.{', .'.join(self.modalities[modality].member_extensions()[:3])})"
+                f"{describe(raw)} has no {modality} member "
+                f"(.{', .'.join(self.modalities[modality].member_extensions()[:3])})"
             )
         ext, data = found[modality]
         return decode_member(raw, self.modalities[modality], ext, data)
@@ -450,7 +451,8 @@ class WebDatasetFormat(DataFormat):
         if self.test_fold is not None and written is not None and int(written) != self.test_fold:
             raise DataError(
                 f"data.test_fold={self.test_fold}, but the val shards in {root} hold fold {written}: write shards with "
-                f"test_fold={self.test_fold} (multivic shard SRC OUT test_fold={self.test_fold}) or set data.test_fold={written}"
+                f"test_fold={self.test_fold} (multivic shard SRC OUT test_fold={self.test_fold}) or set "
+                f"data.test_fold={written}"
             )
         protocol = (index or {}).get("protocol") or self._detect_protocol(splits)
         self._info = {"splits": splits, "classes": (index or {}).get("classes"), "protocol": protocol}

@@ -115,7 +115,8 @@ def official_year(root: Path, split: str, year: int | None = None) -> int:
             found = sorted(p.name for p in annotations.glob("captions_*.json"))
             holds = f"it holds {', '.join(found)}" if found else "it holds no caption file"
             raise DataError(
-                f"{annotations}/captions_{split}{year}.json not found ({holds}): add it or set data.year to a release that is there"
+                f"{annotations}/captions_{split}{year}.json not found ({holds}): add it or set data.year to a release "
+                "that is there"
             )
         return year
     have = {
@@ -128,7 +129,8 @@ def official_year(root: Path, split: str, year: int | None = None) -> int:
         # Train and val only from different releases: one release's val images are the other's training images.
         train_year, val_year = have["train"][0], have["val"][0]
         raise DataError(
-            f"{annotations} holds captions_train{train_year}.json and captions_val{val_year}.json, from different COCO releases: "
+            f"{annotations} holds captions_train{train_year}.json and captions_val{val_year}.json, from different "
+            "COCO releases: "
             f"{val_year}'s val images are in {train_year}'s train; add the missing file or set data.year"
         )
     if have[split]:

@@ -60,7 +60,6 @@ def test_shards_of_each_builtin_set_hold_the_same_samples_labels_and_captions(sm
         train_src, train_dst = src.split("train", mods), shards.split("train", mods)
         assert len(train_dst) == len(train_src) == 24
         for i in range(len(train_src)):
-            raw = train_dst.raw(i)
             assert train_dst.stored(i)["text"] == list(train_src.coco.captions[i])
             assert np.array_equal(
                 np.asarray(shards.split("train", mods)[i]["image"]),
@@ -195,7 +194,7 @@ def test_a_stream_trains_counts_bad_samples_and_resumes_mid_epoch_bitwise(tmp_pa
 
 
 def test_resuming_skips_the_shards_already_read_and_continues_with_the_same_batches(tmp_path, monkeypatch):
-    shards = write_id_shards(tmp_path, [8] * 6)
+    write_id_shards(tmp_path, [8] * 6)
     split = WebDatasetFormat(tmp_path, shuffle_buffer=1).split("train", {})
     opened = []
     read = type(split).read_shard

@@ -113,7 +113,8 @@ def test_a_fold_that_is_not_an_integer_is_named(tmp_path, bad, shown):
     with pytest.raises(DataError) as err:
         AudioCsvFormat(tmp_path / "data").split("train", {})
     assert str(err.value) == (
-        f"meta CSV {meta}, row 3 (clips/c2.wav): fold {shown} is not one of the folds 1, 2, 3, 4, 5: correct the fold column"
+        f"meta CSV {meta}, row 3 (clips/c2.wav): fold {shown} is not one of the folds 1, 2, 3, 4, 5: correct the fold "
+        "column"
     )
     _esc50(tmp_path / "esc", [1, 2, bad, 4, 5])
     with pytest.raises(DataError, match=rf"row 3 \(clip2.wav\): fold {shown} is not one of the folds 1, 2, 3, 4, 5"):
