@@ -25,9 +25,10 @@ from safetensors.torch import load_file, save_file
 from multivic.branch import Branch, build_branch
 from multivic.errors import MultivicError, RunDirError
 from multivic.expander import parse_expander_spec
+from multivic.files import check_regular_file, first_line, read_json_file
 from multivic.modalities import create_modality
 from multivic.registry import ENCODERS, MODALITIES, code_needed, import_modules
-from multivic.run_dir import atomic_replace, atomic_write_text, check_regular_file, read_json_file
+from multivic.run_dir import atomic_replace, atomic_write_text
 
 # What an export's json may ask for: it is data from elsewhere, and a tampered value must not
 # exhaust memory (a 10^6-pixel image size, a 10^9-wide expander) before anything is checked.
@@ -147,7 +148,7 @@ def load_branch(
     try:
         state = load_file(str(weights_path))
     except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: the file is the problem
-        raise RunDirError(f"{weights_path} is damaged ({_first_line(exc)}): {fix}") from None
+        raise RunDirError(f"{weights_path} is damaged ({first_line(exc)}): {fix}") from None
     bad = _not_finite(state)
     if bad:
         raise RunDirError(
@@ -157,13 +158,13 @@ def load_branch(
     try:
         branch.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise RunDirError(f"{weights_path} does not fit {meta_path.name} ({_first_line(exc)}): {fix}") from None
+        raise RunDirError(f"{weights_path} does not fit {meta_path.name} ({first_line(exc)}): {fix}") from None
     if pre is not None:
         try:
             branch.preprocess = create_modality(pre["modality"], pre.get("options") or {})
         except Exception as exc:  # noqa: BLE001 - a modality's own checks of its options
             raise RunDirError(
-                f"{meta_path} has preprocessing options {pre['modality']} does not accept ({_first_line(exc)}): {fix}"
+                f"{meta_path} has preprocessing options {pre['modality']} does not accept ({first_line(exc)}): {fix}"
             ) from None
         if branch.preprocess.needs_fitting:
             state_dir = folder / f"{name}.state"
@@ -172,13 +173,8 @@ def load_branch(
             except MultivicError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a damaged fitted state (a tokenizer's files)
-                raise RunDirError(f"{state_dir} is damaged ({_first_line(exc)}): {fix}") from None
+                raise RunDirError(f"{state_dir} is damaged ({first_line(exc)}): {fix}") from None
     return branch.to(device).eval()
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return (lines[0] if lines else exc.__class__.__name__)[:200]
 
 
 def _not_finite(state: dict[str, torch.Tensor]) -> str:
@@ -262,7 +258,7 @@ def _weight_shapes(path: Path, fix: str) -> dict[str, tuple[int, ...]]:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: the file is the problem
-        raise RunDirError(f"{path} is damaged ({_first_line(exc)}): {fix}") from None
+        raise RunDirError(f"{path} is damaged ({first_line(exc)}): {fix}") from None
 
 
 def _build_checked(meta: dict[str, Any], meta_path: Path, shapes: dict[str, tuple[int, ...]], fix: str) -> Branch:
@@ -276,7 +272,7 @@ def _build_checked(meta: dict[str, Any], meta_path: Path, shapes: dict[str, tupl
             return build_branch(*args)
         except Exception as exc:  # noqa: BLE001 - an encoder factory's own refusal of its arguments
             raise RunDirError(
-                f"{meta_path} describes a branch that cannot be built ({_first_line(exc)}): {fix}"
+                f"{meta_path} describes a branch that cannot be built ({first_line(exc)}): {fix}"
             ) from None
 
     try:

@@ -34,17 +34,22 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
 from multivic.errors import MultivicError, RunDirError
+from multivic.files import (
+    file_kind,
+    first_line,
+    is_present,
+    read_file_bytes,
+    read_json_file,
+    read_text_file,
+    read_yaml_file,
+)
 
 logger = logging.getLogger("multivic")
 
 # Bounds on what a run directory's files may hold: a tampered file is refused, never read whole.
-MAX_SMALL_FILE = 16 << 20  # config.yaml, metrics.json, trainer.json, export json, examples.json
 MAX_HISTORY_FILE = 1 << 30  # history.csv: a row per logged step
 MAX_POINTER_FILE = 256  # checkpoints/LATEST: one folder name
-MAX_CONFIG_NODES = 100_000  # values in a config (YAML aliases can make a small file a huge tree)
 LOCK_FILE = ".lock"
 
 
@@ -83,184 +88,6 @@ def atomic_write_text(path: Path, text: str) -> None:
 # --------------------------------------------------------------------------------------------
 # Reading files written by someone else: one path for every run-directory (and index) file.
 #
-# A run directory, an export and a data set's index are data, as often written by someone else
-# as by the user. Every read goes through :func:`read_file_bytes` (and the text, JSON and YAML
-# readers on top of it): the file must be a regular file (a FIFO, a device or a socket is
-# refused without being read, so nothing hangs), no larger than a bound, and any damage is one
-# error naming the file and the fix, never a traceback.
-
-_KINDS = (
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISLNK, "a symbolic link"),
-)
-
-
-def _kind(mode: int) -> str:
-    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
-
-
-def is_present(path: Path, fix: str, error: type[MultivicError] = RunDirError) -> bool:
-    """Whether ``path`` exists; False when it does not, True when it is a regular file (through
-    symbolic links), and ``error`` when it is something else (a folder, a FIFO, a device), which a
-    reader must never open."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        if os.path.lexists(path):  # a symbolic link to nothing
-            raise error(f"{path} is a symbolic link to a missing file: {fix}") from None
-        return False
-    except OSError as exc:
-        raise error(f"{path} cannot be read ({exc.strerror or exc}): {fix}") from None
-    if not stat.S_ISREG(mode):
-        raise error(f"{path} is {_kind(mode)}, not a regular file: {fix}")
-    return True
-
-
-def check_regular_file(path: Path, fix: str, error: type[MultivicError] = RunDirError) -> None:
-    """``error`` unless ``path`` is an existing regular file (checked before a library opens it:
-    safetensors, torch.load and Pillow would block on a FIFO)."""
-    if not is_present(path, fix, error):
-        raise error(f"{path} is missing: {fix}")
-
-
-def read_file_bytes(
-    path: Path,
-    fix: str,
-    limit: int = MAX_SMALL_FILE,
-    error: type[MultivicError] = RunDirError,
-    follow_symlinks: bool = True,
-    inside: Path | None = None,
-) -> bytes:
-    """The bytes of the regular file ``path``, at most ``limit`` of them.
-
-    Refused with one ``error`` naming the file, ending with ``fix``: a missing file, anything
-    but a regular file (opened without blocking, then checked, so a FIFO is never read), a file
-    over ``limit`` bytes, a symbolic link when ``follow_symlinks`` is False, a path that
-    resolves outside the folder ``inside`` when it is given.
-    """
-    path = Path(path)
-    if inside is not None:
-        real, root = os.path.realpath(path), os.path.realpath(inside)
-        if os.path.commonpath([real, root]) != root:
-            raise error(f"{path} leads outside {inside}: {fix}")
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
-    if not follow_symlinks:
-        if os.path.islink(path):
-            raise error(f"{path} is a symbolic link, not a file multivic wrote: {fix}")
-        flags |= getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise error(f"{path} is missing: {fix}") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise error(f"{path} is a symbolic link, not a file multivic wrote: {fix}") from None
-        raise error(f"{path} cannot be opened ({exc.strerror or exc}): {fix}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise error(f"{path} is {_kind(info.st_mode)}, not a regular file: {fix}")
-        if info.st_size > limit:
-            raise error(f"{path} is too large ({info.st_size} bytes; at most {limit} expected): {fix}")
-        os.set_blocking(fd, True)
-        chunks, size = [], 0
-        while True:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:  # grew while read
-                raise error(f"{path} is too large (over {limit} bytes): {fix}")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise error(f"{path} cannot be read ({exc.strerror or exc}): {fix}") from None
-    finally:
-        os.close(fd)
-
-
-def read_text_file(
-    path: Path,
-    fix: str,
-    limit: int = MAX_SMALL_FILE,
-    error: type[MultivicError] = RunDirError,
-    follow_symlinks: bool = True,
-    inside: Path | None = None,
-) -> str:
-    """:func:`read_file_bytes` decoded as UTF-8; ``error`` "<file> is damaged (not UTF-8 text)"."""
-    data = read_file_bytes(path, fix, limit, error, follow_symlinks, inside)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise error(f"{path} is damaged (not UTF-8 text): {fix}") from None
-
-
-def read_json_file(
-    path: Path,
-    fix: str,
-    limit: int = MAX_SMALL_FILE,
-    error: type[MultivicError] = RunDirError,
-    expect: type | None = dict,
-    inside: Path | None = None,
-) -> Any:
-    """:func:`read_text_file` parsed as JSON, of type ``expect`` (None: any); every failure is
-    ``error`` "<file> is damaged (<what>): <fix>"."""
-    text = read_text_file(path, fix, limit, error, inside=inside)
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, an integer too long to convert
-        raise error(f"{path} is damaged (not valid JSON: {_first_line(exc)}): {fix}") from None
-    if expect is not None and not isinstance(value, expect):
-        raise error(f"{path} is damaged (a JSON {type(value).__name__}, not a {_json_name(expect)}): {fix}")
-    return value
-
-
-def read_yaml_file(
-    path: Path,
-    fix: str,
-    limit: int = MAX_SMALL_FILE,
-    error: type[MultivicError] = RunDirError,
-    inside: Path | None = None,
-) -> Any:
-    """:func:`read_text_file` parsed with ``yaml.safe_load`` (plain data: nothing is imported),
-    at most :data:`MAX_CONFIG_NODES` values once aliases are followed."""
-    text = read_text_file(path, fix, limit, error, inside=inside)
-    try:
-        value = yaml.safe_load(text)
-    except (yaml.YAMLError, ValueError, RecursionError) as exc:
-        raise error(f"{path} is damaged (not readable YAML: {exc.__class__.__name__}): {fix}") from None
-    if _count_nodes(value, MAX_CONFIG_NODES) > MAX_CONFIG_NODES:
-        raise error(f"{path} is damaged (over {MAX_CONFIG_NODES} values once its aliases are expanded): {fix}")
-    return value
-
-
-def _count_nodes(value: Any, budget: int) -> int:
-    """Values in ``value`` (aliases counted each time they are used), stopping past ``budget``."""
-    count, stack = 0, [value]
-    while stack and count <= budget:
-        node = stack.pop()
-        count += 1
-        if isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, (list, tuple)):
-            stack.extend(node)
-    return count
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return (lines[0] if lines else exc.__class__.__name__)[:200]
-
-
-def _json_name(kind: type) -> str:
-    return {dict: "JSON object", list: "JSON list"}.get(kind, kind.__name__)
-
-
 def finite_json(value: Any, where: str = "") -> tuple[Any, list[str]]:
     """``value`` with every NaN or infinite float replaced by None, and the keys (dotted) where
     that happened: what standard JSON can hold (json.dumps(allow_nan=False) accepts it)."""
@@ -461,7 +288,7 @@ class RunDir:
                 info = os.fstat(fd)
                 if not stat.S_ISREG(info.st_mode):
                     raise RunDirError(
-                        f"{path} is {_kind(info.st_mode)}, not multivic's lock file: "
+                        f"{path} is {file_kind(info.st_mode)}, not multivic's lock file: "
                         f"delete it if no multivic process uses {self.root}"
                     )
                 try:
@@ -578,7 +405,7 @@ class HistoryWriter:
                     if step <= resume_step:
                         rows.append(r)
             except csv.Error as exc:
-                raise RunDirError(f"{path} is damaged ({_first_line(exc)}): {fix}") from None
+                raise RunDirError(f"{path} is damaged ({first_line(exc)}): {fix}") from None
             if damaged:
                 logger.warning(
                     "%s: left out %d damaged rows (a step that is not a number, or extra cells)", path, damaged

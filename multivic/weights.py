@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from multivic.errors import MultivicError
+from multivic.files import first_line, is_present
 
 logger = logging.getLogger("multivic")
 
@@ -56,7 +57,6 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 
     Never runs code from the file: a pickled object other than tensors and plain containers
     is refused with a :class:`WeightsError`."""
-    from multivic.run_dir import is_present
 
     path = Path(path).expanduser()
     if not is_present(path, "give a .safetensors, .pt, .pth or .ckpt file", WeightsError):  # never opens a FIFO
@@ -68,7 +68,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             raw: Any = load_file(str(path))
         except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: the file is the problem
             raise WeightsError(
-                f"{path} cannot be read as safetensors ({_first_line(exc)}): the file is damaged or not a weights file"
+                f"{path} cannot be read as safetensors ({first_line(exc)}): the file is damaged or not a weights file"
             ) from None
     else:
         import pickle
@@ -78,7 +78,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         except pickle.UnpicklingError as exc:
             if "weights only" not in str(exc).lower():
                 raise WeightsError(
-                    f"{path} cannot be read by torch.load ({_first_line(exc)}): the file is damaged or not a weights "
+                    f"{path} cannot be read by torch.load ({first_line(exc)}): the file is damaged or not a weights "
                     "file"
                 ) from None
             found = re.search(r"GLOBAL (\S+)", str(exc))
@@ -89,14 +89,9 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             ) from None
         except Exception as exc:  # noqa: BLE001 - truncated zip, not a torch file, ...
             raise WeightsError(
-                f"{path} cannot be read by torch.load ({_first_line(exc)}): the file is damaged or not a weights file"
+                f"{path} cannot be read by torch.load ({first_line(exc)}): the file is damaged or not a weights file"
             ) from None
     return unwrap_state_dict(raw, str(path))
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else exc.__class__.__name__
 
 
 def unwrap_state_dict(raw: Any, origin: str = "weights") -> dict[str, Tensor]:

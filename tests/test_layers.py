@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "multivic"
 # layer's predecessors; units of one layer may not import each other.
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("registry", "options", "trust", "distributed", "text", "collapse"),
+    ("registry", "options", "trust", "files", "distributed", "text", "collapse"),
     ("expander", "objectives", "modalities", "encoders"),
     ("data", "branch"),
     ("optim", "run_dir"),

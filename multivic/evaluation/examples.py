@@ -117,7 +117,7 @@ def read_examples(folder: Path) -> list[dict[str, Any]] | None:
     """The directions of ``folder``/examples.json, or None when there is none; a one-line
     RunDirError when it is damaged: not the shape :func:`write_examples` writes, too many
     queries or items, a thumbnail name that leaves ``folder`` or is not a .png file."""
-    from multivic.run_dir import is_present, read_json_file
+    from multivic.files import is_present, read_json_file
 
     path = folder / EXAMPLES_FILE
     fix = "delete the folder and re-evaluate the run with `multivic eval`"
@@ -177,7 +177,7 @@ def open_thumbnail(folder: Path, name: str) -> Image.Image:
     """The RGB image of thumbnail ``name`` in ``folder`` (read by :func:`read_examples`), checked
     as data: a regular file of at most 1 MiB, a PNG of at most 1024 px a side; else a one-line
     RunDirError."""
-    from multivic.run_dir import read_file_bytes
+    from multivic.files import read_file_bytes
 
     path = folder / name
     fix = "delete the folder and re-evaluate the run with `multivic eval`"

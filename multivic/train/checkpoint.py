@@ -51,15 +51,8 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from multivic.errors import RunDirError
-from multivic.run_dir import (
-    MAX_POINTER_FILE,
-    RunDir,
-    atomic_write_text,
-    check_regular_file,
-    is_present,
-    read_json_file,
-    read_text_file,
-)
+from multivic.files import check_regular_file, is_present, read_json_file, read_text_file
+from multivic.run_dir import MAX_POINTER_FILE, RunDir, atomic_write_text
 from multivic.train.background_writer import BackgroundWriter
 
 logger = logging.getLogger("multivic")

@@ -40,9 +40,9 @@ from urllib.parse import urlparse
 from torch.utils.data import Dataset
 
 from multivic.data.formats import DataFormat, RetrievalSet
-from multivic.data.readers.files import inside_root, read_index_bytes
 from multivic.data.streaming import Shard, StreamingSplit
 from multivic.errors import DataError, MultivicError
+from multivic.files import MAX_INDEX_BYTES, inside_folder, read_file_bytes
 from multivic.modalities import Modality, create_modality
 from multivic.options import resumable
 from multivic.registry import MODALITIES, register_format
@@ -334,7 +334,8 @@ def read_index(path: Path) -> dict[str, Any]:
     choice, made with ``data.shards`` on the command line or in the recipe."""
     what = f"shard index {path}"
     try:
-        index = json.loads(read_index_bytes(path, "shard index").decode("utf-8"))
+        data = read_file_bytes(path, "write the shards with multivic shard", MAX_INDEX_BYTES, DataError)
+        index = json.loads(data.decode("utf-8"))
     except ValueError as exc:
         raise DataError(f"{what} is not valid JSON ({exc}): write it again with multivic shard") from None
     if not isinstance(index, dict) or not isinstance(index.get("splits"), dict):
@@ -359,7 +360,7 @@ def read_index(path: Path) -> dict[str, Any]:
                     f"{entry} names {name[:80]!r}: index entries are shard files inside {path.parent}; "
                     "to stream from elsewhere (pipe:, https:) name the shards yourself with data.shards=..."
                 )
-            file = inside_root(path.parent, name, entry)
+            file = inside_folder(path.parent, name, entry)
             samples = shard.get("samples")
             if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
                 raise DataError(f"{entry}: 'samples' must be a count of samples, not {str(samples)[:40]!r}")
@@ -421,7 +422,7 @@ class WebDatasetFormat(DataFormat):
                 splits[split] = [Shard(str(root / s["url"]), s["samples"]) for s in shards]
                 sizes.update({Path(urlparse(s.url).path).name: s.samples for s in splits[split]})
         elif root is not None and self.shards is None:
-            tars = sorted(inside_root(root, p.name, f"shard {p}") for p in root.glob("*.tar"))
+            tars = sorted(inside_folder(root, p.name, f"shard {p}") for p in root.glob("*.tar"))
             if not tars:
                 raise DataError(
                     f"data.root {root} holds no .tar shards and no {INDEX_FILE}: "

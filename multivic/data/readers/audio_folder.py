@@ -23,8 +23,8 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 from torch.utils.data import Dataset
 
-from multivic.data.readers.files import inside_root, read_index_bytes
 from multivic.errors import DataError
+from multivic.files import MAX_INDEX_BYTES, inside_folder, read_file_bytes
 from multivic.modalities.waveform import audio_frames, load_mono
 
 logger = logging.getLogger("multivic")
@@ -40,7 +40,8 @@ _warned_ungrouped: set[Path] = set()
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    data = read_index_bytes(path, "meta CSV")
+    fix = "point data.meta_csv at the data set's table of files and labels"
+    data = read_file_bytes(path, fix, MAX_INDEX_BYTES, DataError)
     try:
         table = pd.read_csv(io.BytesIO(data))
     except Exception as exc:
@@ -157,7 +158,7 @@ def esc50_files(
     chosen = _split(table, split, test_fold, meta)
     audio = root / "audio"
     return [
-        (inside_root(audio, str(f), f"{meta} row {n + 2} (filename)"), index[int(t)])
+        (inside_folder(audio, str(f), f"{meta} row {n + 2} (filename)"), index[int(t)])
         for n, f, t in zip(chosen.index, chosen["filename"], chosen["target"])
     ], classes
 
@@ -222,6 +223,6 @@ def csv_audio_files(
     index = {c: i for i, c in enumerate(classes)}
     chosen = _split(table, split, test_fold, meta)
     return [
-        (inside_root(root, str(f), f"{meta} row {n + 2} (file)"), index[str(c)])
+        (inside_folder(root, str(f), f"{meta} row {n + 2} (file)"), index[str(c)])
         for n, f, c in zip(chosen.index, chosen["file"], chosen["label"])
     ], classes

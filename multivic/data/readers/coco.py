@@ -29,8 +29,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from multivic.data.readers.files import inside_root, read_index_bytes
 from multivic.errors import DataError
+from multivic.files import MAX_INDEX_BYTES, inside_folder, read_file_bytes
 
 logger = logging.getLogger("multivic")
 
@@ -63,7 +63,7 @@ class CaptionedImages:
 
 
 def _load_json(path: Path) -> dict:
-    raw = read_index_bytes(path, "caption file")
+    raw = read_file_bytes(path, "point data.root at a COCO captions folder", MAX_INDEX_BYTES, DataError)
     try:
         data = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -167,7 +167,7 @@ def read_coco_official(
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), (int, str)) or "file_name" not in entry:
             raise DataError(f"{path}: images[{n}] lacks an 'id' (a number) or a 'file_name': not a COCO caption file")
         where = f"{path}: images[{n}] (file_name)"
-        images[entry["id"]] = (inside_root(root, Path(f"{split}{y}") / str(entry["file_name"]), where), [])
+        images[entry["id"]] = (inside_folder(root, Path(f"{split}{y}") / str(entry["file_name"]), where), [])
         order.append(entry["id"])
     empty = 0
     for n, ann in enumerate(data["annotations"]):
@@ -212,7 +212,7 @@ def read_coco_karpathy(
             else:
                 empty += 1
         name = Path(str(entry.get("filepath", ""))) / str(entry["filename"])
-        items.append((inside_root(root, name, f"{path}: images[{n}] (filepath/filename)"), caps))
+        items.append((inside_folder(root, name, f"{path}: images[{n}] (filepath/filename)"), caps))
     return _finish(path, items, empty, captions_per_image)
 
 

@@ -12,8 +12,8 @@ from typing import Any, Callable
 from PIL import Image
 from torch.utils.data import Dataset
 
-from multivic.data.readers.files import inside_root
 from multivic.errors import DataError
+from multivic.files import inside_folder
 from multivic.modalities import files_with_suffixes
 from multivic.modalities.image import IMAGE_EXTENSIONS, load_rgb
 
@@ -45,7 +45,7 @@ class ImageFolderDataset(Dataset):
                 )
             # A symlink out of the data set (someone else's folder linking /etc/passwd) is refused.
             data_root = self.root.parent
-            self.samples += [(inside_root(data_root, f.relative_to(data_root), f"image {f}"), label) for f in files]
+            self.samples += [(inside_folder(data_root, f.relative_to(data_root), f"image {f}"), label) for f in files]
         self.targets = [label for _, label in self.samples]
         self.transform = transform
 

@@ -91,7 +91,7 @@ def test_csv_rows_naming_files_outside_the_root_are_refused_naming_the_row(tmp_p
     (root / "link.wav").symlink_to(outside)
     name = str(outside) if row == "absolute" else row
     (root / "labels.csv").write_text(f"file,label,fold\n{name},a,1\n")
-    with pytest.raises(DataError, match=r"labels.csv row 2 \(file\).*(absolute path|outside the data set's root)"):
+    with pytest.raises(DataError, match=r"labels.csv row 2 \(file\).*(absolute path|, outside )"):
         csv_audio_files(root, "labels.csv", "val", 1)
 
 

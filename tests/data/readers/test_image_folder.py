@@ -120,7 +120,7 @@ def test_a_symlink_out_of_the_data_set_is_refused(tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("root:x:0:0")
     (root / "train" / SHAPE_CLASSES[0] / "x.png").symlink_to(secret)
-    with pytest.raises(DataError, match=r"image .*x.png resolves to .*secret.txt, outside the data set's root"):
+    with pytest.raises(DataError, match=r"image .*x.png resolves to .*secret.txt, outside "):
         ImageFolderDataset(root / "train")
     # A link that stays inside the data set is fine.
     (root / "train" / SHAPE_CLASSES[0] / "x.png").unlink()
