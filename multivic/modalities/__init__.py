@@ -178,6 +178,13 @@ class Modality:
         return {}
 
 
+def check_at_most(name: str, value: float, high: float, why: str) -> None:
+    """ValueError unless ``value`` <= ``high``: an option's upper bound, so that a recipe's typo
+    or a tampered export (an image size of 10^6) is refused before it costs memory."""
+    if not value <= high:
+        raise ValueError(f"{name} must be at most {high:g} ({why}); got {value}")
+
+
 def create_modality(name: str, options: dict[str, Any] | None = None) -> Modality:
     """The modality ``name`` with ``options`` (its dataclass fields); unknown options are refused."""
     modality = MODALITIES.create(name, **(options or {}))

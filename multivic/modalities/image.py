@@ -19,7 +19,7 @@ from PIL import Image, ImageFilter, UnidentifiedImageError
 from torchvision.transforms import v2
 
 from multivic.errors import DataError
-from multivic.modalities import Modality
+from multivic.modalities import Modality, check_at_most
 from multivic.registry import accepted_kwargs, register_modality
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -27,6 +27,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+MAX_IMAGE_SIZE = 8192  # a [3, 8192, 8192] float view is 800 MB: larger is a typo or a tampered export
 # Shard members read as images; what `multivic shard` re-encodes is written as the first (lossless).
 IMAGE_MEMBERS = ("png", "jpg", "jpeg", "webp", "bmp", "ppm", "tif", "tiff")
 
@@ -152,6 +153,7 @@ class ImageModality(Modality):
     def __post_init__(self) -> None:
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8; got {self.image_size}")
+        check_at_most("image_size", self.image_size, MAX_IMAGE_SIZE, "pixels per side of a view")
 
     def read_file(self, path: Path) -> Image.Image:
         return load_rgb(path)

@@ -15,9 +15,13 @@ from typing import Any, Callable, Iterable
 import torch
 
 from multivic.errors import DataError
-from multivic.modalities import Modality, Transformed, identity
+from multivic.modalities import Modality, Transformed, check_at_most, identity
 from multivic.registry import register_modality
 from multivic.text.tokenizers import Tokenizer, build_tokenizer, load_tokenizer
+
+# Upper bounds of the options: beyond them a value is a typo or a tampered export, not a recipe.
+MAX_CAPTION_TOKENS = 8192
+MAX_VOCAB_SIZE = 1_000_000
 
 
 class TextCollate:
@@ -80,6 +84,16 @@ class TextModality(Modality):
     max_caption_tokens: int = 32
     tokenizer_vocab_size: int = 8000
     fitted: Tokenizer | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_caption_tokens < 1:
+            raise ValueError(f"max_caption_tokens must be >= 1; got {self.max_caption_tokens}")
+        if self.tokenizer_vocab_size < 1:
+            raise ValueError(f"tokenizer_vocab_size must be >= 1; got {self.tokenizer_vocab_size}")
+        if self.min_word_count < 0:
+            raise ValueError(f"min_word_count must be >= 0; got {self.min_word_count}")
+        check_at_most("max_caption_tokens", self.max_caption_tokens, MAX_CAPTION_TOKENS, "tokens per caption")
+        check_at_most("tokenizer_vocab_size", self.tokenizer_vocab_size, MAX_VOCAB_SIZE, "tokens in the vocabulary")
 
     needs_fitting = True
     groups_items = True  # an image's several captions travel in one shard member

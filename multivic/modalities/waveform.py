@@ -21,10 +21,13 @@ import torch
 import torchaudio.functional as AF
 
 from multivic.errors import ConfigError, DataError
-from multivic.modalities import Modality
+from multivic.modalities import Modality, check_at_most
 from multivic.registry import accepted_kwargs, register_modality
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+# Upper bounds of the options: beyond them a value is a typo or a tampered export, not a recipe.
+MAX_SAMPLE_RATE = 384_000  # the highest rate audio interfaces record at
+MAX_CROP_SECONDS = 600.0
 # Shard members read as audio; what `multivic shard` re-encodes is written as the first.
 AUDIO_MEMBERS = ("wav", "flac", "ogg")
 
@@ -153,6 +156,8 @@ class WaveformModality(Modality):
             raise ValueError(f"sample_rate must be > 0 (samples per second); got {self.sample_rate}")
         if self.crop_seconds <= 0:
             raise ValueError(f"crop_seconds must be > 0; got {self.crop_seconds}")
+        check_at_most("sample_rate", self.sample_rate, MAX_SAMPLE_RATE, "samples per second")
+        check_at_most("crop_seconds", self.crop_seconds, MAX_CROP_SECONDS, "seconds per view")
 
     @property
     def crop_samples(self) -> int:

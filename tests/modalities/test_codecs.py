@@ -102,3 +102,20 @@ def test_the_default_codec_refuses_what_it_cannot_write_and_never_unpickles():
 def test_damaged_members_are_one_line_data_errors_naming_the_member(name, data, ext):
     with pytest.raises(DataError, match="000007"):
         create_modality(name).decode(data, ext, "000007.x in shard s.tar")
+
+
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("image", {"image_size": 10**6}, "image_size must be at most 8192"),
+        ("waveform", {"sample_rate": 10**9}, "sample_rate must be at most 384000"),
+        ("waveform", {"crop_seconds": 1e6}, "crop_seconds must be at most 600"),
+        ("text", {"max_caption_tokens": 10**7}, "max_caption_tokens must be at most 8192"),
+        ("text", {"tokenizer_vocab_size": 0}, "tokenizer_vocab_size must be >= 1"),
+    ],
+)
+def test_each_modality_bounds_its_own_options(name, options, message):
+    """A typo in a recipe or a tampered export (an image size of 10^6) is refused by the modality
+    itself, before it costs memory; export.py keeps no list of other modalities' options."""
+    with pytest.raises(ValueError, match=message):
+        create_modality(name, options)
