@@ -118,7 +118,7 @@ def metrics_json(metrics: dict[str, Any]) -> str:
 # One writer per run directory
 
 
-def _launch_rank() -> int:
+def launch_rank() -> int:
     """This process's global rank in a multi-process launch (the variables Accelerate reads), 0
     when it runs alone."""
     for name in ("RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMI_RANK"):
@@ -215,7 +215,7 @@ class RunDir:
         launch only the main process (global rank 0) locks: the others are its own.
         ``.lock`` is removed when the block ends.
         """
-        if _launch_rank() != 0:
+        if launch_rank() != 0:
             yield
             return
         try:

@@ -29,7 +29,7 @@ from multivic.commands.evaluate import evaluate
 from multivic.config import RecipeConfig, flatten, load_config, resumable_keys, to_container, to_yaml
 from multivic.errors import MultivicError, RunDirError
 from multivic.export import export_branch
-from multivic.run_dir import LOCK_FILE, RunDir, atomic_write_text
+from multivic.run_dir import LOCK_FILE, RunDir, atomic_write_text, launch_rank
 from multivic.train import fit
 from multivic.train.trackers import finish_trackers, log_row
 
@@ -130,8 +130,9 @@ def _train_locked(cfg: RecipeConfig, run_dir: RunDir, progress: bool) -> dict[st
     settings.check_data_size(len(train_set))  # type: ignore[arg-type]
 
     run_dir.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir.config, to_yaml(cfg))
-    save_modalities(data, run_dir.modality_state)
+    if launch_rank() == 0:  # the lock holder writes; the other processes of a launch only read
+        atomic_write_text(run_dir.config, to_yaml(cfg))
+        save_modalities(data, run_dir.modality_state)
     hparams = flatten(to_container(cfg))
     result = fit(model, train_set, run_dir, build_optimizer_specs(cfg, model), settings, collate, hparams)
     metrics: dict[str, float] = {}
