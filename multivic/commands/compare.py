@@ -110,7 +110,23 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join([line(header), rule, *(line(r) for r in body)])
 
 
+# A cell a spreadsheet would run as a formula (OWASP's CSV injection list).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """``value``, with a text cell that starts like a formula (``=HYPERLINK(...)`` from a run's
+    config.yaml) prefixed by ``'`` so that a spreadsheet shows it as text; numbers unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def write_csv(table: pd.DataFrame, path: Path) -> None:
-    """The table as CSV (full precision, first column ``run``), replaced atomically."""
+    """The table as CSV (full precision, first column ``run``), replaced atomically; text cells
+    from run directories never start like a spreadsheet formula."""
+    safe = table.map(spreadsheet_safe)
+    safe.index = [spreadsheet_safe(i) for i in table.index]
+    safe.columns = [spreadsheet_safe(c) for c in table.columns]
     with atomic_replace(path) as tmp:
-        table.to_csv(tmp)
+        safe.to_csv(tmp, index_label=table.index.name)

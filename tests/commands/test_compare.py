@@ -128,3 +128,20 @@ def test_reading_a_config_imports_nothing_it_names(tmp_path, monkeypatch):
     table = compare_runs([a, b])
     assert "evil_module_for_compare_test" not in sys.modules
     assert table.loc["b", "imports"] == '["evil_module_for_compare_test"]'
+
+
+def test_compare_csv_cells_never_start_like_a_spreadsheet_formula(tmp_path):
+    """A run directory from elsewhere whose config.yaml holds =HYPERLINK(...) must not become a
+    live formula in compare.csv; numbers (negative ones too) stay numbers."""
+    a = _run(tmp_path, "a", {"img/linear_top1": -1.5})
+    b = _run(tmp_path, "b", {"img/linear_top1": 2.0})
+    config = yaml.safe_load((b / "config.yaml").read_text())
+    config["model"]["branch_a"]["encoder"] = '=HYPERLINK("http://evil","x")'
+    (b / "config.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "compare.csv"
+    assert main(["compare", str(a), str(b), "--csv", str(out)]) == 0
+    table = pd.read_csv(out)
+    cells = [str(v) for v in table.to_numpy().ravel()]
+    assert '\'=HYPERLINK("http://evil","x")' in cells
+    assert not any(c.startswith("=") for c in cells)
+    assert -1.5 in table["img/linear_top1"].tolist()
