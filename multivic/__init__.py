@@ -21,8 +21,7 @@ from multivic.registry import (
     register_modality,
     register_objective,
 )
-
-__version__ = "0.1.0"
+from multivic.version import __version__ as __version__
 
 __all__ = [
     "Branch",

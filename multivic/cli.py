@@ -1,6 +1,7 @@
 """The ``multivic`` command.
 
     multivic train RECIPE [--output-dir DIR] [key=value ...]   train, export, evaluate (resumes DIR)
+    multivic config RECIPE [--explain KEY] [key=value ...]     every key of the resolved recipe
     multivic eval RUN_DIR [--trust-imports] [--trust-commands] [key=value ...]
                                                                re-evaluate a run's exported branches
     multivic eval --recipe RECIPE --encoder NAME --weights FILE [--encoder-kwargs K=V] [--branch a|b]
@@ -16,7 +17,8 @@
     multivic shard SRC OUT [--format NAME] [--shard-size N|256MB] [key=value ...]
                                                                a data set as tar shards + shards.json
 
-User mistakes print one line ``error: ...`` and exit 2, without a traceback unless ``--debug``;
+User mistakes print one line ``error: ...`` and exit 2, without a traceback unless ``--debug``
+(accepted before or after the subcommand);
 a run stopped by SIGTERM or SIGUSR1 checkpoints and exits 75 (see multivic.errors.Preempted).
 """
 
@@ -25,9 +27,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import typing
 from pathlib import Path
 
-from multivic.errors import MultivicError
+from multivic.errors import ConfigError, MultivicError
 from multivic.trust import terminal_safe
 
 
@@ -52,16 +55,48 @@ def _one_line(exc: BaseException) -> str:
     return lines[0] if lines else exc.__class__.__name__
 
 
+OVERRIDE_HINT = "settings are key=value overrides, e.g. train.epochs=5 (multivic config RECIPE lists every key)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors show this (sub)command's usage and the key=value form."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.print_usage(sys.stderr)
+        hint = f"; {OVERRIDE_HINT}" if "overrides" in {a.dest for a in self._actions} else ""
+        self.exit(2, f"{self.prog}: error: {message}{hint}\n")
+
+
+def _version() -> str:
+    import torch
+
+    from multivic.version import __version__
+
+    return f"multivic {__version__} (torch {torch.__version__}, Python {sys.version.split()[0]})"
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="multivic", description="VICReg joint-embedding training with any two encoders.")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="multivic", description="VICReg joint-embedding training with any two encoders.")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
+    p.add_argument("--version", action="store_true", help="print the versions of multivic and torch, and exit")
+    # --debug after the subcommand too (SUPPRESS: an absent one keeps the top level's value).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    add = sub.add_parser
+
+    def add_parser(name: str, **kwargs: typing.Any) -> argparse.ArgumentParser:
+        return add(name, parents=[common], **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     t = sub.add_parser("train", help="train a recipe; running it again on the same --output-dir resumes")
     t.add_argument("recipe", help="path of a YAML recipe, e.g. recipes/quickstart/image_image.yaml")
     t.add_argument("--output-dir", default=None, help="run directory (default: runs/<recipe name>)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("overrides", nargs="*", help="config overrides such as train.epochs=5 data.root=/data/imagenet")
+    t.add_argument(
+        "overrides", nargs="*", default=[], help="config overrides such as train.epochs=5 data.root=/data/imagenet"
+    )
 
     e = sub.add_parser(
         "eval",
@@ -114,10 +149,22 @@ def _parser() -> argparse.ArgumentParser:
         help="load the weights that match and keep the encoder's own for the rest, instead of refusing",
     )
     e.add_argument("--out", default=None, help="also write the metrics as JSON to this file")
-    e.add_argument("overrides", nargs="*", help="overrides, e.g. data.root=/data/val-copy eval.knn_k=10")
+    e.add_argument("overrides", nargs="*", default=[], help="overrides, e.g. data.root=/data/val-copy eval.knn_k=10")
+
+    k = sub.add_parser("config", help="print every key of a resolved recipe: its value and whether it is a default")
+    k.add_argument("recipe", help="path of a YAML recipe, e.g. recipes/quickstart/image_image.yaml")
+    k.add_argument(
+        "--explain",
+        default=None,
+        metavar="KEY",
+        help="only this key, or the keys under this prefix (train, data.image), with type, default and meaning",
+    )
+    k.add_argument(
+        "overrides", nargs="*", default=[], help="config overrides, as for multivic train, e.g. train.epochs=5"
+    )
 
     r = sub.add_parser("encoders", help="list the registered encoders")
-    r.add_argument("--modality", default=None)
+    r.add_argument("--modality", default=None, help="only the encoders of this modality (image, text, waveform, ...)")
 
     sub.add_parser("plugins", help="list the registered objectives, modalities and data formats")
 
@@ -140,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
         default="representation",
         help="encoder output (default, used downstream) or expander output",
     )
-    m.add_argument("--batch-size", type=int, default=64)
+    m.add_argument("--batch-size", type=int, default=64, help="inputs per forward pass (64)")
     m.add_argument("--num-workers", type=int, default=0, help="data-loading worker processes")
     m.add_argument(
         "--trust-imports",
@@ -156,7 +203,7 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser(
         "report", help="figures (PNG) and a self-contained HTML page of a run's training and evaluation"
     )
-    rp.add_argument("run_dir")
+    rp.add_argument("run_dir", help="a run directory (as written by multivic train)")
     rp.add_argument("--out", default=None, help="folder of the report (default: RUN_DIR/report)")
 
     sw = sub.add_parser(
@@ -181,6 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument(
         "overrides",
         nargs="*",
+        default=[],
         help="key=v1,v2 (an axis of the grid) or key=value (every run), e.g. loss.std_coeff=0,25 train.epochs=4",
     )
 
@@ -199,8 +247,30 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE_OR_FILE",
         help="a plug-in module (dotted name or .py file) whose format or modality the source needs; repeatable",
     )
-    sh.add_argument("overrides", nargs="*", help="the source format's data options, e.g. test_fold=5 sample_rate=16000")
+    sh.add_argument(
+        "overrides", nargs="*", default=[], help="the source format's data options, e.g. test_fold=5 sample_rate=16000"
+    )
     return p
+
+
+def _cmd_config(args: argparse.Namespace) -> None:
+    from multivic.commands.show_config import describe, format_explained, format_table, select
+    from multivic.config import load_config
+
+    keys = describe(load_config(args.recipe, args.overrides))
+    if args.explain is None:
+        print(format_table(keys))
+        return
+    chosen = select(keys, args.explain)
+    if not chosen:
+        import difflib
+
+        near = difflib.get_close_matches(args.explain, [k.key for k in keys], n=3)
+        raise ConfigError(
+            f"--explain {args.explain!r} names no key of this recipe"
+            + (f" (did you mean {', '.join(near)}?)" if near else ": multivic config RECIPE lists every key")
+        )
+    print(format_explained(chosen))
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -403,24 +473,9 @@ def _cmd_shard(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    # Overrides may come before or after options (argparse stops a positional list at the
-    # first option), so left-over key=value tokens are collected here.
-    args, extra = parser.parse_known_args(argv)
-    bad = [tok for tok in extra if "=" not in tok or tok.startswith("-")]
-    if bad:
-        parser.error(f"unrecognized arguments: {' '.join(bad)}")
-    if extra:
-        if not hasattr(args, "overrides"):
-            parser.error(f"{args.command} takes no key=value overrides: {' '.join(extra)}")
-        args.overrides = list(args.overrides) + extra
-    before = list(logging.getLogger().handlers)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:  # messages may quote files from elsewhere: no control characters
-        if handler not in before:
-            handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("multivic").setLevel(logging.INFO)
     commands = {
         "train": _cmd_train,
+        "config": _cmd_config,
         "eval": _cmd_eval,
         "encoders": _cmd_encoders,
         "plugins": _cmd_plugins,
@@ -430,6 +485,29 @@ def main(argv: list[str] | None = None) -> int:
         "sweep": _cmd_sweep,
         "shard": _cmd_shard,
     }
+    # Overrides may come before or after options (argparse stops a positional list at the
+    # first option), so left-over key=value tokens are collected here.
+    args, extra = parser.parse_known_args(argv)
+    if args.version:
+        print(_version())
+        return 0
+    if args.command is None:
+        parser.error("give a command: " + ", ".join(sorted(commands)))
+    command_parser = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+    bad = [tok for tok in extra if "=" not in tok or tok.startswith("-")]
+    if bad:
+        known = "" if bad[0].startswith("-") else " (a setting needs a value: key=value)"
+        command_parser.error(f"unrecognized argument {bad[0]!r}{known}")
+    if extra:
+        if not hasattr(args, "overrides"):
+            command_parser.error(f"{args.command} takes no key=value overrides: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
+    before = list(logging.getLogger().handlers)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # messages may quote files from elsewhere: no control characters
+        if handler not in before:
+            handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("multivic").setLevel(logging.INFO)
     try:
         commands[args.command](args)
     except MultivicError as exc:

@@ -190,12 +190,42 @@ class RecipeConfig:
     eval: EvalConfig = resumable(default_factory=EvalConfig)
 
 
+def schema_keys(cls: type = RecipeConfig, prefix: str = "") -> list[str]:
+    """The dotted keys the schema declares (``loss`` and ``data`` as sections: their keys come from
+    the plug-ins)."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls).get(f.name)
+        key = f"{prefix}{f.name}"
+        keys += schema_keys(hint, key + ".") if dataclasses.is_dataclass(hint) else [key]
+    return keys
+
+
+def near_miss(key: str, known: list[str]) -> str:
+    """`` (did you mean X?)`` for the known key closest to a misspelt ``key``, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def _one_line(exc: OmegaConfBaseException) -> str:
     key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
     first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
     if exc.__class__.__name__ == "ConfigKeyError" and key:
-        return f"unknown config key {key!r}: check the spelling against the recipe reference in the README"
+        known = schema_keys() + [f.name for f in dataclasses.fields(RecipeConfig)]
+        return f"unknown config key {key!r}{near_miss(str(key), known)}: multivic config RECIPE lists every key"
     return f"config key {key!r}: {first}" if key else first
+
+
+def _yaml_error(path: Path, exc: BaseException) -> str:
+    """A YAML syntax error as ``file:line:column: problem``, the position editors jump to."""
+    import yaml
+
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{path}:{mark.line + 1}:{mark.column + 1}: {exc.problem}: fix the YAML there"
+    return f"cannot read recipe {path}: {str(exc).splitlines()[0]}"
 
 
 def load_config(recipe: str | Path | None, overrides: list[str] | None = None, legacy: bool = False) -> RecipeConfig:
@@ -227,7 +257,7 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None, l
     except ConfigError:
         raise
     except Exception as exc:  # YAML syntax errors and the like
-        raise ConfigError(f"cannot read recipe {recipe}: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(_yaml_error(Path(str(recipe)), exc)) from None
     cfg: RecipeConfig = merged  # type: ignore[assignment]  # a DictConfig typed by the schema
     if recipe is not None:
         # .py imports are relative to the recipe; stored absolute so the run dir stays usable.
@@ -274,9 +304,9 @@ def _typed_section(
     )
     unknown = sorted(set(given) - {n for n, _, _ in fields})
     if unknown:
-        raise ConfigError(
-            f"unknown config key '{section}.{unknown[0]}': {whose} takes: {', '.join(sorted(n for n, _, _ in fields))}"
-        )
+        names = sorted(n for n, _, _ in fields)
+        hint = near_miss(unknown[0], names).replace("did you mean ", f"did you mean {section}.")
+        raise ConfigError(f"unknown config key '{section}.{unknown[0]}'{hint}: {whose} takes: {', '.join(names)}")
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), given)
     except OmegaConfBaseException as exc:
@@ -290,7 +320,7 @@ def _typed_section(
     return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
 
 
-def _dataclass_fields(cls: type, every_field: bool = False) -> list[tuple[str, Any, Any]]:
+def dataclass_fields(cls: type, every_field: bool = False) -> list[tuple[str, Any, Any]]:
     """(name, type, default) of a plug-in's options, or of every field of ``cls``."""
     hints = typing.get_type_hints(cls)
     out = []
@@ -305,7 +335,7 @@ def _dataclass_fields(cls: type, every_field: bool = False) -> list[tuple[str, A
     return out
 
 
-def _signature_fields(factory: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
+def signature_fields(factory: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
     init = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
     hints = typing.get_type_hints(init)
     return [
@@ -323,7 +353,7 @@ def resolve_loss(loss: dict[str, Any]) -> dict[str, Any]:
     except MultivicError as exc:
         raise ConfigError(f"loss.name: {exc}") from None
     given = {k: v for k, v in loss.items() if k != "name"}
-    resolved = _typed_section("loss", _signature_fields(entry.factory), given, f"objective {name!r}")
+    resolved = _typed_section("loss", signature_fields(entry.factory), given, f"objective {name!r}")
     try:  # the objective's own checks of its values; its messages start with the argument's name
         entry.factory(**resolved)
     except (TypeError, ValueError) as exc:
@@ -346,7 +376,7 @@ LEGACY_DATA_KEYS = (
 )
 
 
-def _data_plugins(name: str) -> tuple[type, list[type]]:
+def data_plugins(name: str) -> tuple[type, list[type]]:
     """The class of data format ``name`` and those of the modalities it provides."""
     try:
         fmt = FORMATS.get(name).factory
@@ -362,10 +392,10 @@ def resolve_data(data: dict[str, Any], legacy: bool = False) -> dict[str, Any]:
     from multivic.data.formats import builtin_formats
 
     name = str(data.get("format") or "image_folder")
-    fmt, modality_classes = _data_plugins(name)
-    fields = _dataclass_fields(DataCommon, every_field=True) + _dataclass_fields(fmt)
+    fmt, modality_classes = data_plugins(name)
+    fields = dataclass_fields(DataCommon, every_field=True) + dataclass_fields(fmt)
     for cls in modality_classes:
-        fields += _dataclass_fields(cls)
+        fields += dataclass_fields(cls)
     names = [n for n, _, _ in fields]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
@@ -413,7 +443,7 @@ def resumable_keys(cfg: RecipeConfig) -> set[str]:
     Those the schema, the data format and the format's modalities declare with
     :func:`multivic.options.resumable`, and every key under a section declared so.
     """
-    fmt, modality_classes = _data_plugins(cfg.data.format)
+    fmt, modality_classes = data_plugins(cfg.data.format)
     data_fields = dataclasses.fields(DataCommon) + tuple(f for c in (fmt, *modality_classes) for f in option_fields(c))
     declared = _resumable_paths(RecipeConfig) | {f"data.{f.name}" for f in data_fields if is_resumable(f)}
     sections = tuple(f"{key}." for key in declared)

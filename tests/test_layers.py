@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "multivic"
 # Lowest first. A unit (a top-level module or package of multivic) may import units of its own
 # layer's predecessors; units of one layer may not import each other.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors",),
+    ("errors", "version"),
     ("registry", "options", "trust", "files", "distributed", "text", "collapse"),
     ("expander", "objectives", "modalities", "encoders"),
     ("data", "branch"),

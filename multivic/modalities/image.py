@@ -148,6 +148,7 @@ class ImageModality(Modality):
 
     name = "image"
     file_suffixes = IMAGE_EXTENSIONS
+    # The side of the square views in pixels (training crops and the evaluation's centre crop).
     image_size: int = 224
 
     def __post_init__(self) -> None:

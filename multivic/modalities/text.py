@@ -79,9 +79,14 @@ class TextModality(Modality):
     (WordPiece)."""
 
     name = "text"
+    # "word" (a vocabulary of the training captions' words), "wordpiece" (a WordPiece tokenizer
+    # trained on them) or a local Hugging Face tokenizer folder.
     tokenizer: str = "word"
+    # The word tokenizer keeps words seen at least this many times in the training captions.
     min_word_count: int = 1
+    # Captions are cut to this many tokens.
     max_caption_tokens: int = 32
+    # The WordPiece tokenizer's vocabulary size.
     tokenizer_vocab_size: int = 8000
     fitted: Tokenizer | None = field(default=None, init=False, repr=False)
 

@@ -148,7 +148,9 @@ class WaveformModality(Modality):
 
     name = "waveform"
     file_suffixes = AUDIO_EXTENSIONS
+    # Audio is mixed to mono and resampled to this many samples per second.
     sample_rate: int = 16000
+    # The length of each view in seconds (shorter clips are zero-padded).
     crop_seconds: float = 2.0
 
     def __post_init__(self) -> None:

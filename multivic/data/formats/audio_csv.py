@@ -27,8 +27,11 @@ class AudioCsvFormat(DataFormat):
     name = "audio_csv"
     modalities = ("waveform",)
     folds = (1, 2, 3, 4, 5)
+    # The CSV under data.root listing the files (column file, relative to data.root) and labels.
     meta_csv: str = "labels.csv"
+    # The fold held out as the val split; the others are the training split.
     test_fold: int = 5
+    # Clips shorter than this are skipped (counted in one warning).
     min_seconds: float = 0.05
 
     def split(self, split: str, modalities: Mapping[str, Modality]) -> Dataset:

@@ -48,8 +48,9 @@ class CocoFormat(DataFormat):
     modalities = ("image", "text")
     protocol = "retrieval"
     builtins = {"captions": write_captions_dataset, "scenes": write_scenes_dataset}
+    # The official release to read (2014, 2017); null: the newest with both splits.
     year: Optional[int] = None
-    # null keeps every caption of each image.
+    # Evaluation ranks each image's first k captions (5, as VSE++); null keeps every caption.
     captions_per_image: Optional[int] = VSEPP_CAPTIONS_PER_IMAGE
 
     def __post_init__(self) -> None:

@@ -25,7 +25,9 @@ class ESC50Format(DataFormat):
     modalities = ("waveform",)
     folds = (1, 2, 3, 4, 5)
     builtins = {"sounds": write_sounds_dataset, "sounds22k": write_sounds22k_dataset}
+    # The fold held out as the val split; the others are the training split.
     test_fold: int = 5
+    # Clips shorter than this are skipped (counted in one warning).
     min_seconds: float = 0.05
 
     def split(self, split: str, modalities: Mapping[str, Modality]) -> Dataset:
