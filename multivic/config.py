@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -528,6 +530,44 @@ def validate(cfg: RecipeConfig) -> None:
     _choice("eval.retrieval_space", cfg.eval.retrieval_space, ("embedding", "representation"))
     if cfg.eval.knn_k < 1 or cfg.eval.knn_temperature <= 0:
         raise ConfigError("eval.knn_k must be >= 1 and eval.knn_temperature > 0")
+    _check_bounds(cfg)
+
+
+# A run's config.yaml is read back by `multivic eval` as data from elsewhere: these bounds keep a
+# tampered value (a seed no RNG takes, a million DataLoader workers, a batch of 0) a ConfigError.
+MAX_SEED = 2**32 - 2**16  # NumPy's seeds are below 2**32; each process adds its rank to the seed
+MAX_WORKERS = 256
+# Characters a branch name may not hold: it names files, export/<name>.safetensors and .json.
+_NOT_IN_NAMES = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def _check_bounds(cfg: RecipeConfig) -> None:
+    """The values a tampered or mistyped config could turn into a crash, a silent result or a
+    write outside the run directory."""
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError(f"seed must be in [0, {MAX_SEED}]; got {cfg.seed}")
+    if cfg.data.num_workers > MAX_WORKERS:
+        raise ConfigError(f"data.num_workers must be at most {MAX_WORKERS}; got {cfg.data.num_workers}")
+    e = cfg.eval
+    if e.batch_size < 1:
+        raise ConfigError(f"eval.batch_size must be >= 1; got {e.batch_size}")
+    if e.linear_epochs < 1:
+        raise ConfigError(
+            f"eval.linear_epochs must be >= 1 (a probe trained for no epoch scores chance); got {e.linear_epochs}"
+        )
+    if e.max_train_samples is not None and e.max_train_samples < 1:
+        raise ConfigError(f"eval.max_train_samples must be >= 1 or null (all); got {e.max_train_samples}")
+    for key, low in (("linear_lr", 0.0), ("knn_temperature", 0.0), ("linear_weight_decay", None)):
+        value = getattr(e, key)
+        if not math.isfinite(value) or value < 0 or (low is not None and value <= low):
+            raise ConfigError(f"eval.{key} must be a finite number {'>' if low is not None else '>='} 0; got {value}")
+    for side in ("branch_a", "branch_b"):
+        name = getattr(cfg.model, side).name
+        if not name or name in (".", "..") or _NOT_IN_NAMES.search(name):
+            raise ConfigError(
+                f"model.{side}.name={name!r} is not a plain name: it names the files export/<name>.*; "
+                "use letters, digits, '-', '_' or '.'"
+            )
 
 
 def to_yaml(cfg: RecipeConfig) -> str:
