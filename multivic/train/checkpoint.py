@@ -297,6 +297,9 @@ def load_weights(model: nn.Module, path: Path) -> None:
     with safe_open(str(path), framework="pt", device="cpu") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
         aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
+    if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
+        # a tampered header: a ValueError, which load_checkpoint reports as a damaged checkpoint
+        raise ValueError(f"its metadata 'aliases' is not a mapping of weight names ({str(aliases)[:40]})")
     state.update({name: state[target] for name, target in aliases.items()})
     model.load_state_dict(state, strict=True)
 
@@ -489,6 +492,7 @@ def load_checkpoint(
             f"{folder.parent / 'LATEST'}) to resume from an older checkpoint, or train into a new --output-dir"
         ) from None
     _check_optimizer(folder, live_groups, optimizer.param_groups, schedules, int(meta["state"]["step"]))
+    _check_optimizer_state(folder, optimizer)
     for schedule, saved in zip(schedules, meta["schedules"]):
         # lr_lambdas: None keeps the live functions (they are rebuilt from the recipe, not saved).
         schedule.load_state_dict({**saved, "lr_lambdas": [None] * len(getattr(schedule, "lr_lambdas", []))})
@@ -573,6 +577,24 @@ def _check_optimizer(
                 f"{path} has learning rate {lr!r} in parameter group {i}, outside [0, {top:g}]: "
                 f"it was altered: {_fix(folder)}"
             )
+
+
+def _check_optimizer_state(folder: Path, optimizer: torch.optim.Optimizer) -> None:
+    """optimizer.pt's per-parameter state (momentum, Adam's moments) has its parameter's shape and
+    finite values: load_state_dict checks neither, and a tampered buffer would fail in the first
+    step with a traceback, or turn the weights to NaN."""
+    path = folder / "optimizer.pt"
+    for i, (param, state) in enumerate(optimizer.state.items()):
+        for key, value in state.items():
+            if not isinstance(value, torch.Tensor) or value.dim() == 0:  # counters such as Adam's step
+                continue
+            if value.shape != param.shape:
+                raise RunDirError(
+                    f"{path} has {key} of shape {list(value.shape)} for a parameter of shape {list(param.shape)} "
+                    f"(parameter {i}): it was altered or made by another model: {_fix(folder)}"
+                )
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise RunDirError(f"{path} has NaN or infinite {key} (parameter {i}): it was altered: {_fix(folder)}")
 
 
 def _same(a: Any, b: Any) -> bool:
