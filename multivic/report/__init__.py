@@ -16,10 +16,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from multivic.errors import MultivicError
+from multivic.errors import MultivicError, RunDirError
+from multivic.files import leads_outside
 from multivic.report.evaluation_figures import retrieval_examples, spectrum, std_histogram
 from multivic.report.figures import FigureFile, draw_figures
 from multivic.report.page import render_html, render_markdown
@@ -48,7 +50,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
     get them.
     """
     run = read_run(run_dir)
-    out = Path(out_dir) if out_dir is not None else run.root / "report"
+    out = Path(out_dir) if out_dir is not None else _default_out(run.root)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -68,3 +70,16 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Repo
     atomic_write_text(html_path, render_html(run, figures, out, note))
     atomic_write_text(md_path, render_markdown(run, figures, note))
     return Report(out, figures, html_path, md_path)
+
+
+def _default_out(root: Path) -> Path:
+    """RUN_DIR/report, refused when it leads outside the run directory (a symbolic link in a run
+    directory from elsewhere must not make the report write into another folder): the user may
+    still name any folder with --out."""
+    out = root / "report"
+    if os.path.lexists(out) and leads_outside(out, root):
+        raise RunDirError(
+            f"{out} is a symbolic link to {os.path.realpath(out)}, outside the run directory: the report is "
+            "written only inside it; delete the link, or pass the folder you want with --out"
+        )
+    return out

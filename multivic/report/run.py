@@ -7,6 +7,7 @@ a run from elsewhere is safe to make.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,7 @@ class RunRecord:
 
     def setting(self, dotted: str, default: Any = None) -> Any:
         """``config[a][b]...`` for ``"a.b..."``; ``default`` where a level is missing or null."""
-        node: Any = self.config
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or node.get(part) is None:
-                return default
-            node = node[part]
-        return node
+        return setting_of(self.config, dotted, default)
 
     @property
     def gamma(self) -> float:
@@ -78,6 +74,16 @@ class RunRecord:
         return rows[["step", "epoch", "collapse_alarm"]]
 
 
+def setting_of(config: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    """``config[a][b]...`` for ``"a.b..."``; ``default`` where a level is missing or null."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or node.get(part) is None:
+            return default
+        node = node[part]
+    return node
+
+
 def read_run(path: str | Path) -> RunRecord:
     """The :class:`RunRecord` of the run directory ``path``; a one-line RunDirError when it is not
     one or has no logged step yet."""
@@ -87,9 +93,55 @@ def read_run(path: str | Path) -> RunRecord:
     if not text and not run.history.is_file():
         raise RunDirError(f"{path} has no history.csv yet: the run has not logged a step (train it first)")
     history = _read_history(run.history, text)
+    _check_settings(config, run.config)
     metrics = run.read_metrics()
-    arrays = {k: v.numpy() for k, v in run.read_eval_arrays().items()}
+    arrays = _checked_arrays(run.read_eval_arrays(), run.eval_arrays)
     return RunRecord(Path(path), config, history, metrics, arrays, read_examples(run.eval_examples))
+
+
+# The settings the figures compute with (a target line, an alarm floor): finite numbers or absent.
+NUMERIC_SETTINGS = ("loss.gamma", "train.alarm_min_std")
+MAX_ARRAYS = 64  # eval_arrays.safetensors: four 1-D arrays per evaluated branch
+MAX_ARRAY_LENGTH = 1 << 20  # one value per dimension of a representation or embedding
+
+
+def _check_settings(config: dict[str, Any], path: Path) -> None:
+    """A RunDirError naming ``path`` when a setting the figures compute with is not a finite
+    number (config.yaml is data from elsewhere: ``gamma: abc`` must not be a traceback)."""
+    for key in NUMERIC_SETTINGS:
+        value = setting_of(config, key)
+        if value is not None and not _finite_number(value):
+            raise RunDirError(
+                f"{path} is damaged or was altered ({key} is {str(value)[:40]!r}, not a finite number): "
+                "restore it from the recipe the run was trained with"
+            )
+
+
+def _finite_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int of hundreds of digits
+        return False
+
+
+def _checked_arrays(arrays: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
+    """eval_arrays.safetensors' tensors as float64 arrays, each a "<branch>/<name>" of one
+    dimension; a RunDirError naming ``path`` for anything else (a 0-d, 2-d or empty tensor, too
+    many of them): what evaluation writes, nothing a figure cannot draw."""
+    fix = "delete it and re-evaluate the run with `multivic eval`"
+    if len(arrays) > MAX_ARRAYS:
+        raise RunDirError(f"{path} is damaged or was altered ({len(arrays)} arrays): {fix}")
+    out = {}
+    for key, tensor in arrays.items():
+        if "/" not in key or tensor.dim() != 1 or not 0 < tensor.numel() <= MAX_ARRAY_LENGTH or tensor.is_complex():
+            raise RunDirError(
+                f"{path} is damaged or was altered ({str(key)[:60]!r} has shape {list(tensor.shape)}, not one "
+                f"dimension of 1 to {MAX_ARRAY_LENGTH} values): {fix}"
+            )
+        out[key] = tensor.double().numpy()
+    return out
 
 
 def _read_history(path: Path, text: str) -> pd.DataFrame:
