@@ -137,16 +137,39 @@ def members_by_modality(raw: Mapping[str, Any], codecs: Mapping[str, Modality]) 
 
 
 def decode_member(raw: Mapping[str, Any], modality: Modality, ext: str, data: bytes) -> Any:
-    return modality.decode(data, ext, f"{raw.get('__key__')}.{ext} in shard {raw.get('__url__')}")
-
-
-def label_of(raw: Mapping[str, Any]) -> int:
+    """One member decoded by its modality. A member is data from elsewhere: one that would
+    exhaust memory (a .npy header declaring a terabyte) or the stack (JSON nested 10^5 deep) is a
+    DataError naming it, like any other damaged member, never a traceback."""
+    where = f"{raw.get('__key__')}.{ext} in shard {raw.get('__url__')}"
     try:
-        return int(bytes(raw[LABEL_EXT]).decode("ascii").strip())
+        return modality.decode(data, ext, where)
+    except MemoryError:
+        raise DataError(f"cannot read {modality.name} {where}: it asks for more memory than there is") from None
+    except RecursionError:
+        raise DataError(f"cannot read {modality.name} {where}: it is nested too deeply") from None
+
+
+# Labels are class indices: beyond this many classes a .cls is damaged (the class names list is
+# built from the largest label when shards.json names none).
+MAX_CLASSES = 1 << 20
+
+
+def label_of(raw: Mapping[str, Any], num_classes: int | None = None) -> int:
+    """The sample's .cls as a class index in [0, num_classes) (known class names) or
+    [0, MAX_CLASSES); a DataError naming the sample otherwise (a probe would crash on it)."""
+    try:
+        label = int(bytes(raw[LABEL_EXT]).decode("ascii").strip())
     except KeyError:
         raise DataError(f"{describe(raw)} has no label (.cls)") from None
     except ValueError:
         raise DataError(f"{describe(raw)}: its .cls is not an integer") from None
+    bound = MAX_CLASSES if num_classes is None else num_classes
+    if not 0 <= label < bound:
+        raise DataError(
+            f"{describe(raw)}: its .cls {str(label)[:24]} is not a class index in [0, {bound}): "
+            "the shard is damaged, or shards.json lists too few classes"
+        )
+    return label
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,8 +210,11 @@ class ShardSplit(StreamingSplit, Dataset):
             value = decode_member(raw, modality, ext, data)
             sample[name] = value if every_item else modality.pick(value)
         if LABEL_EXT in raw:
-            sample["label"] = label_of(raw)
+            sample["label"] = label_of(raw, self._num_classes())
         return sample
+
+    def _num_classes(self) -> int | None:
+        return len(self._classes) if self._classes is not None else None
 
     def describe(self, raw: Any) -> str:
         return describe(raw)
@@ -240,7 +266,7 @@ class ShardSplit(StreamingSplit, Dataset):
 
     @property
     def targets(self) -> list[int]:
-        return [label_of(self.raw(i, (LABEL_EXT,))) for i in range(len(self))]
+        return [label_of(self.raw(i, (LABEL_EXT,)), self._num_classes()) for i in range(len(self))]
 
     @property
     def classes(self) -> list[str]:
@@ -343,10 +369,12 @@ def read_index(path: Path) -> dict[str, Any]:
     classes = index.get("classes")
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
         raise DataError(f"{what}: 'classes' must be a list of class names")
+    _check_source(index.get("source"), what)
     if index.get("protocol") not in (None, "classification", "retrieval"):
         raise DataError(
             f"{what}: 'protocol' must be classification or retrieval, not {str(index.get('protocol'))[:40]!r}"
         )
+    named: set[str] = set()
     for split, shards in index["splits"].items():
         if not isinstance(shards, list):
             raise DataError(f"{what}: split {str(split)[:40]!r} is not a list of shards")
@@ -360,6 +388,9 @@ def read_index(path: Path) -> dict[str, Any]:
                     f"{entry} names {name[:80]!r}: index entries are shard files inside {path.parent}; "
                     "to stream from elsewhere (pipe:, https:) name the shards yourself with data.shards=..."
                 )
+            if name in named:  # a shard listed twice is read twice: its samples count double
+                raise DataError(f"{entry} names {name[:80]!r} again: each shard is listed once; write the index again")
+            named.add(name)
             file = inside_folder(path.parent, name, entry)
             samples = shard.get("samples")
             if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
@@ -373,6 +404,17 @@ def read_index(path: Path) -> dict[str, Any]:
                     "write the shards again with multivic shard"
                 )
     return index
+
+
+def _check_source(source: Any, what: str) -> None:
+    """The index's record of its source (``{"format", "root", "options": {...}}``): a mapping whose
+    options are a mapping and whose ``test_fold``, when there, is a fold number."""
+    options = source.get("options") if isinstance(source, dict) else None
+    if source is not None and (not isinstance(source, dict) or not isinstance(options or {}, dict)):
+        raise DataError(f"{what}: 'source' must be an object with 'options': write the index again with multivic shard")
+    fold = (options or {}).get("test_fold")
+    if fold is not None and (isinstance(fold, bool) or not isinstance(fold, int)):
+        raise DataError(f"{what}: source.options.test_fold must be a fold number, not {str(fold)[:40]!r}")
 
 
 @register_format("webdataset")
