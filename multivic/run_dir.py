@@ -44,6 +44,7 @@ from multivic.files import (
     read_text_file,
     read_yaml_file,
 )
+from multivic.trust import terminal_safe
 
 logger = logging.getLogger("multivic")
 
@@ -131,10 +132,27 @@ def launch_rank() -> int:
 _HELD: set[str] = set()  # run directories this process holds (a POSIX lock is per process)
 
 
+def _say_if_the_last_holder_died(root: Path, previous: bytes) -> None:
+    """A lock file that still names a holder was left by a process that never reached its end:
+    the system killed it (out of memory, a scheduler's SIGKILL) or the machine stopped. Said
+    once, at the next start, since that process could say nothing."""
+    if not previous.strip():
+        return
+    try:
+        info = json.loads(previous.decode("utf-8"))
+        who = f"`{info['command']}` (pid {int(info['pid'])} on {info['host']}, since {info['since']})"
+    except (ValueError, KeyError, TypeError):
+        who = "the previous command"
+    logger.warning(
+        "%s: %s ended without a word: the system killed it (out of memory? a scheduler's SIGKILL?) or the machine "
+        "stopped; its last checkpoint is kept",
+        root,
+        terminal_safe(who),
+    )
+
+
 def _holder(path: Path) -> str:
     """Who holds the lock, as its file says: "pid 123 on host h, multivic train since ..."."""
-    from multivic.trust import terminal_safe
-
     try:
         info = json.loads(read_file_bytes(path, "", limit=4096))
         pid, host = int(info["pid"]), terminal_safe(str(info.get("host", "?")))[:64]
@@ -247,6 +265,7 @@ class RunDir:
                 "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             }
             if fd >= 0:
+                _say_if_the_last_holder_died(self.root, os.pread(fd, 4096, 0))
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
             yield

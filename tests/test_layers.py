@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("data", "branch"),
     ("optim", "run_dir"),
     ("weights",),
-    ("evaluation", "export", "train"),
+    ("evaluation", "export", "train", "preflight"),
     ("report",),
     ("config",),
     ("build",),

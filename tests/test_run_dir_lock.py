@@ -69,14 +69,24 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
         pass
 
 
-def test_the_lock_of_a_killed_holder_is_taken_over(tmp_path):
+def test_the_lock_of_a_killed_holder_is_taken_over_and_its_silent_end_is_said(tmp_path, caplog):
+    """A run killed by the system (the OOM killer's SIGKILL) could say nothing; the next start
+    says it ended without a word, naming it."""
     root = tmp_path / "run"
     holder = Holder(root)
     holder.kill()
     assert (root / LOCK_FILE).exists()  # left behind, naming a dead process
-    with RunDir(root).lock("multivic train"):
-        assert f'"pid": {os.getpid()}' in (root / LOCK_FILE).read_text()
+    with caplog.at_level("WARNING", logger="multivic"):
+        with RunDir(root).lock("multivic train"):
+            assert f'"pid": {os.getpid()}' in (root / LOCK_FILE).read_text()
     assert not (root / LOCK_FILE).exists()
+    said = [r.getMessage() for r in caplog.records]
+    assert any(f"pid {holder.proc.pid}" in m and "ended without a word" in m for m in said), said
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="multivic"):
+        with RunDir(root).lock("multivic train"):  # a clean end leaves nothing to say
+            pass
+    assert not caplog.records
 
 
 def test_a_failed_first_command_leaves_no_folder(tmp_path):

@@ -7,6 +7,7 @@
     compare.py            one table of several runs' differing settings and metrics
     sweep.py              a grid of train runs in sibling run directories, then compare
     shard.py              any data format (or a built-in set) as tar shards with an index
+    show_config.py        every key of a resolved recipe, its value, default and meaning (multivic config)
 
 ``multivic report`` is :func:`multivic.report.write_report` (figures and pages of a run).
 """

@@ -6,15 +6,19 @@ directory is touched, so a mistake never damages an existing run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
+import torch
 from accelerate.utils import set_seed
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from multivic.branch import JointEmbedding
 from multivic.build import (
     build_collate,
     build_data,
@@ -26,11 +30,12 @@ from multivic.build import (
     save_modalities,
 )
 from multivic.commands.evaluate import evaluate
-from multivic.config import RecipeConfig, flatten, load_config, resumable_keys, to_container, to_yaml
+from multivic.config import RecipeConfig, TrainConfig, flatten, load_config, resumable_keys, to_container, to_yaml
 from multivic.errors import MultivicError, RunDirError
 from multivic.export import export_branch
+from multivic.preflight import check_precision, check_run, launcher_precision
 from multivic.run_dir import LOCK_FILE, RunDir, atomic_write_text, launch_rank
-from multivic.train import fit
+from multivic.train import TrainSettings, fit
 from multivic.train.trackers import finish_trackers, log_row
 
 logger = logging.getLogger("multivic")
@@ -117,6 +122,44 @@ def train(cfg: RecipeConfig, output_dir: str | Path, progress: bool = True) -> d
         return _train_locked(cfg, run_dir, progress)
 
 
+def _run_device(settings: TrainSettings) -> torch.device:
+    """Where this process will train: its GPU when there is one (and train.cpu is off), else the CPU."""
+    if settings.cpu or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _preflight(
+    cfg: RecipeConfig, settings: TrainSettings, model: JointEmbedding, train_set: Any, collate: Any
+) -> TrainSettings:
+    """The checks before anything is written (multivic.preflight): the launcher's precision
+    against the recipe's, a precision the device can run, both branches on two real training
+    pairs, and the step's memory against what the device has free. Returns the settings with
+    the precision the run uses (also recorded in ``cfg``, so config.yaml says what ran)."""
+    precision = launcher_precision(settings.mixed_precision, TrainConfig().mixed_precision)
+    if precision != settings.mixed_precision:
+        cfg.train.mixed_precision = precision
+        settings = dataclasses.replace(settings, mixed_precision=precision)
+    device = _run_device(settings)
+    check_precision(settings.mixed_precision, device)
+    branches = [("model.branch_a", cfg.model.branch_a.encoder, model.branch_a, 0)]
+    if not model.shared:
+        branches.append(("model.branch_b", cfg.model.branch_b.encoder, model.branch_b, 1))
+    optims = [cfg.optim.name] + [b.optim.name for b in (cfg.model.branch_a, cfg.model.branch_b) if b.optim]
+    check_run(
+        model,
+        branches,
+        train_set,
+        collate,
+        device,
+        rows_per_process=max(1, settings.batch_size // int(os.environ.get("WORLD_SIZE", "1"))),
+        optimizer_states=2 if "adamw" in optims else 1,
+        memory_keys="train.batch_size (with train.grad_accum_steps to keep the batch), data.image_size, "
+        "or the expander widths (model.branch_*.expander)",
+    )
+    return settings
+
+
 def _train_locked(cfg: RecipeConfig, run_dir: RunDir, progress: bool) -> dict[str, float]:
     data = build_data(cfg)
     fit_modalities(cfg, data, run_dir.modality_state)  # e.g. a vocabulary of the training captions
@@ -128,6 +171,7 @@ def _train_locked(cfg: RecipeConfig, run_dir: RunDir, progress: bool) -> dict[st
         data.format.check_evaluation_data(data.modalities)
     settings = build_train_settings(cfg, progress=progress)
     settings.check_data_size(len(train_set))  # type: ignore[arg-type]
+    settings = _preflight(cfg, settings, model, train_set, collate)
 
     run_dir.root.mkdir(parents=True, exist_ok=True)
     if launch_rank() == 0:  # the lock holder writes; the other processes of a launch only read
