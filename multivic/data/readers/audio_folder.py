@@ -51,7 +51,46 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
         raise DataError(
             f"meta CSV {path} lacks column(s) {', '.join(missing)} (it has: {', '.join(map(str, table.columns))})"
         )
+    _check_filled(table, [c for c in required if c != "fold"], path)  # an empty fold: _check_folds says so
+    _check_unique(table, required[0], path)
     return table
+
+
+def _check_filled(table: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
+    """A DataError naming the first row with an empty cell in ``columns`` (an empty file name would
+    be read as the file "nan", an empty label as a class of its own or a crash)."""
+    for column in columns:
+        empty = table[column].isna() | (table[column].astype(str).str.strip() == "")
+        if empty.any():
+            row = int(empty.to_numpy().argmax())
+            raise DataError(f"meta CSV {path}, row {row + 2}: its {column} is empty: fill it in or remove the row")
+
+
+def _check_unique(table: pd.DataFrame, column: str, path: Path) -> None:
+    """A DataError naming the rows that list one clip twice: it would be read twice per epoch, or
+    sit in both the train and the val split (its own test)."""
+    names = table[column].astype(str).str.strip()
+    repeated = names.duplicated()
+    if repeated.any():
+        row = int(repeated.to_numpy().argmax())
+        first = int((names == names.iloc[row]).to_numpy().argmax())
+        raise DataError(
+            f"meta CSV {path}, row {row + 2}: {column} {names.iloc[row][:80]!r} is listed again (row {first + 2} "
+            "too): list each clip once"
+        )
+
+
+def _check_targets(table: pd.DataFrame, source: Path) -> pd.DataFrame:
+    """``table`` with ESC-50's ``target`` column as integers; a DataError naming the first row
+    whose target is not one (text, 1e30, a fraction)."""
+    numbers = [_fold_number(v) for v in table["target"]]
+    for row, (value, number) in enumerate(zip(table["target"], numbers)):
+        if number is None or abs(number) >= 1 << 31:
+            raise DataError(
+                f"meta CSV {source}, row {row + 2} ({table['filename'].iloc[row]}): target {str(value)[:40]!r} is "
+                "not a class number: correct the target column"
+            )
+    return table.assign(target=numbers)
 
 
 class LabelledAudio(Dataset):
@@ -151,7 +190,7 @@ def esc50_files(
     """(path, label) pairs and class names of an ESC-50 folder's ``split``; every row's fold
     must be one of ``folds`` (the format's)."""
     meta = root / "meta" / "esc50.csv"
-    table = _check_folds(_read_csv(meta, ESC50_COLUMNS), folds, "filename", meta)
+    table = _check_targets(_check_folds(_read_csv(meta, ESC50_COLUMNS), folds, "filename", meta), meta)
     classes_by_target = dict(zip(table["target"].astype(int), table["category"].astype(str)))
     classes = [classes_by_target[t] for t in sorted(classes_by_target)]
     index = {t: i for i, t in enumerate(sorted(classes_by_target))}

@@ -24,13 +24,12 @@ missing image file are errors naming the file and the entry.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from multivic.errors import DataError
-from multivic.files import MAX_INDEX_BYTES, inside_folder, read_file_bytes
+from multivic.files import MAX_INDEX_BYTES, inside_folder, read_json_file
 
 logger = logging.getLogger("multivic")
 
@@ -63,11 +62,8 @@ class CaptionedImages:
 
 
 def _load_json(path: Path) -> dict:
-    raw = read_file_bytes(path, "point data.root at a COCO captions folder", MAX_INDEX_BYTES, DataError)
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"caption file {path} is not valid JSON: {exc}") from None
+    # read_json_file: also an integer of thousands of digits or JSON nested too deeply is a DataError
+    data = read_json_file(path, "point data.root at a COCO captions folder", MAX_INDEX_BYTES, DataError, expect=None)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise DataError(f"caption file {path} is not a COCO caption file: it has no 'images' list")
     return data
@@ -167,6 +163,11 @@ def read_coco_official(
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), (int, str)) or "file_name" not in entry:
             raise DataError(f"{path}: images[{n}] lacks an 'id' (a number) or a 'file_name': not a COCO caption file")
         where = f"{path}: images[{n}] (file_name)"
+        if entry["id"] in images:  # a second entry would replace the first and count twice in evaluation
+            raise DataError(
+                f"{path}: images[{n}] repeats the id {str(entry['id'])[:40]} of images[{order.index(entry['id'])}]: "
+                "each image is listed once; remove the duplicate"
+            )
         images[entry["id"]] = (inside_folder(root, Path(f"{split}{y}") / str(entry["file_name"]), where), [])
         order.append(entry["id"])
     empty = 0
@@ -206,7 +207,15 @@ def read_coco_karpathy(
         if not isinstance(sentences, list) or not all(isinstance(x, dict) for x in sentences):
             raise DataError(f"{path}: images[{n}] 'sentences' is not a list of objects: not a Karpathy split file")
         for sentence in sentences:
-            text = str(sentence.get("raw") or " ".join(sentence.get("tokens", []))).strip()
+            raw, tokens = sentence.get("raw"), sentence.get("tokens", [])
+            if not (isinstance(raw, (str, type(None))) and isinstance(tokens, list)) or not all(
+                isinstance(t, str) for t in tokens
+            ):
+                raise DataError(
+                    f"{path}: images[{n}] has a sentence whose 'raw' is not text or whose 'tokens' are not a list of "
+                    "words: not a Karpathy split file"
+                )
+            text = str(raw or " ".join(tokens)).strip()
             if text:
                 caps.append(text)
             else:
