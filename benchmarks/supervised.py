@@ -34,8 +34,13 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from multivic.branch import Branch  # noqa: E402
-from multivic.build import build_data, build_model, fit_modalities, plain  # noqa: E402
-from multivic.commands.evaluate import eval_settings  # noqa: E402
+from multivic.build import (  # noqa: E402
+    build_data,
+    build_eval_settings,  # noqa: E402
+    build_model,
+    fit_modalities,
+    plain,
+)
 from multivic.config import load_config  # noqa: E402
 from multivic.data.formats import LabelledViews  # noqa: E402
 from multivic.evaluation.embed import LabelledCollate  # noqa: E402
@@ -138,7 +143,7 @@ def main() -> None:
         data = build_data(cfg)
         fit_modalities(cfg, data, lambda m: Path("/nonexistent"))
         model = build_model(cfg, data)
-        settings = eval_settings(cfg)
+        settings = build_eval_settings(cfg)
         train_split = data.format.split("train", data.modalities)
         sides = [("model.branch_a", cfg.model.branch_a, model.branch_a)]
         if not model.shared:

@@ -17,10 +17,11 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from multivic.branch import Branch, JointEmbedding, build_branch
-from multivic.config import BranchConfig, DataCommon, OptimConfig, RecipeConfig, TrainConfig
+from multivic.config import BranchConfig, DataCommon, EvalConfig, OptimConfig, RecipeConfig, TrainConfig
 from multivic.data.builtin.location import builtin_root, ensure_written
 from multivic.data.formats import DataSetup, PairedViews
 from multivic.errors import ConfigError, DataError, MultivicError
+from multivic.evaluation.protocols import EvalSettings
 from multivic.modalities import Modality, create_modality
 from multivic.optim import OptimizerSpec
 from multivic.options import options_for
@@ -289,3 +290,17 @@ def build_train_settings(cfg: RecipeConfig | None = None, progress: bool = True,
     values.update(seed=cfg.seed if cfg is not None else RecipeConfig.seed, progress=progress, **overrides)
     values["trackers"] = check_trackers(values["trackers"])
     return TrainSettings(**values)
+
+
+def build_eval_settings(cfg: RecipeConfig) -> EvalSettings:
+    """The evaluation's settings: every ``eval.*`` key the protocols read, by name, plus the
+    data and loss values they need; the schema (EvalConfig) holds the one set of defaults."""
+    names = {f.name for f in dataclasses.fields(EvalSettings)}
+    values = {key: getattr(cfg.eval, key) for key in names if key in {f.name for f in dataclasses.fields(EvalConfig)}}
+    return EvalSettings(
+        **values,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.seed,
+        skip_unreadable=not cfg.data.strict,
+        gamma=float(cfg.loss.get("gamma", 1.0)),  # objectives without a variance target: the paper's 1
+    )

@@ -158,3 +158,20 @@ def test_train_settings_without_a_recipe_are_the_schemas_defaults():
     assert settings.max_bad_fraction == data.max_bad_fraction and settings.log_every == train.log_every
     with pytest.raises(TypeError):
         build_train_settings(strict_data=True)  # a name the schema does not have
+
+
+def test_eval_settings_have_no_defaults_of_their_own_and_take_the_schemas():
+    """EvalSettings repeated EvalConfig's defaults (batch 256, k 20, ...): a second source."""
+    import dataclasses
+
+    from multivic.build import build_eval_settings
+    from multivic.config import EvalConfig, load_config
+    from multivic.evaluation.protocols import EvalSettings
+
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(EvalSettings))
+    settings = build_eval_settings(load_config(None, ["eval.knn_k=7"]))
+    schema = EvalConfig()
+    for f in dataclasses.fields(EvalConfig):
+        if f.name in {g.name for g in dataclasses.fields(EvalSettings)} and f.name != "knn_k":
+            assert getattr(settings, f.name) == getattr(schema, f.name), f.name
+    assert settings.knn_k == 7

@@ -8,12 +8,12 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from multivic.build import build_data
+from multivic.build import build_data, build_eval_settings
 from multivic.config import RecipeConfig, load_config
 from multivic.data.formats import DataSetup
 from multivic.errors import RunDirError
 from multivic.evaluation.examples import write_examples
-from multivic.evaluation.protocols import PROTOCOLS, EvalSettings
+from multivic.evaluation.protocols import PROTOCOLS
 from multivic.export import export_dir_of, exported_branch_names, load_branch
 from multivic.modalities import Modality
 from multivic.registry import ENCODERS, FORMATS, MODALITIES, OBJECTIVES, Registry, code_needed
@@ -103,25 +103,6 @@ def _at(raw: Any, dotted: str, default: Any) -> Any:
     return raw
 
 
-def eval_settings(cfg: RecipeConfig) -> EvalSettings:
-    e = cfg.eval
-    return EvalSettings(
-        batch_size=e.batch_size,
-        num_workers=cfg.data.num_workers,
-        knn_k=e.knn_k,
-        knn_temperature=e.knn_temperature,
-        linear_epochs=e.linear_epochs,
-        linear_lr=e.linear_lr,
-        linear_weight_decay=e.linear_weight_decay,
-        max_train_samples=e.max_train_samples,
-        seed=cfg.seed,
-        cross_validate=e.cross_validate,
-        retrieval_space=e.retrieval_space,
-        skip_unreadable=not cfg.data.strict,
-        gamma=float(cfg.loss.get("gamma", 1.0)),
-    )
-
-
 def evaluate(
     cfg: RecipeConfig,
     run_dir: RunDir,
@@ -145,7 +126,7 @@ def evaluate(
     for name, branch in branches.items():
         branch.preprocess = run_pipeline(name, branch.modality, data.modalities, run_dir)
     metrics = run_dir.read_metrics()
-    result = PROTOCOLS[data.format.protocol](data, branches, device, eval_settings(cfg))
+    result = PROTOCOLS[data.format.protocol](data, branches, device, build_eval_settings(cfg))
     metrics.update(result.metrics)
     run_dir.write_metrics(metrics)
     run_dir.write_eval_arrays(result.arrays)

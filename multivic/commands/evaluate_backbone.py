@@ -16,8 +16,7 @@ import torch
 from torch import Tensor
 
 from multivic.branch import Branch, build_branch
-from multivic.build import build_data, plain
-from multivic.commands.evaluate import eval_settings
+from multivic.build import build_data, build_eval_settings, plain
 from multivic.config import RecipeConfig
 from multivic.data.formats import DataSetup
 from multivic.errors import ConfigError
@@ -100,7 +99,7 @@ def evaluate_backbone(
     branch.preprocess = modality
     branch = branch.to(device).eval()
 
-    return PROTOCOLS[protocol](data, {name: branch}, device, eval_settings(cfg)).metrics
+    return PROTOCOLS[protocol](data, {name: branch}, device, build_eval_settings(cfg)).metrics
 
 
 def _build(name: str, encoder: str, kwargs: dict[str, Any], seed: int) -> Branch:

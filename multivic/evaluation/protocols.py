@@ -34,23 +34,30 @@ logger = logging.getLogger("multivic")
 ONE_K_PROTOCOL_ITEMS = 5000
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalSettings:
-    batch_size: int = 256
-    num_workers: int = 0
-    knn_k: int = 20
-    knn_temperature: float = 0.07
-    linear_epochs: int = 100
-    linear_lr: float = 0.01
-    linear_weight_decay: float = 1e-4
-    max_train_samples: int | None = None
-    seed: int = 0
-    cross_validate: bool = False
-    retrieval_space: str = "embedding"
-    # Classification splits: drop an unreadable sample (warned about with its path) instead of
-    # stopping; off under data.strict. Retrieval sets need every item and always stop.
-    skip_unreadable: bool = True
-    gamma: float = 1.0  # the variance term's target std, for std_below_gamma
+    """How the protocols evaluate; built from the recipe's ``eval`` section (the schema holds
+    the defaults: :func:`multivic.build.build_eval_settings`).
+
+    Attributes: the ``eval.*`` keys of the same names; ``num_workers`` (data.num_workers),
+    ``seed``; ``skip_unreadable``: classification splits drop an unreadable sample (warned about
+    with its path) instead of stopping, off under data.strict (retrieval sets need every item and
+    always stop); ``gamma``: the variance term's target std, for std_below_gamma.
+    """
+
+    batch_size: int
+    num_workers: int
+    knn_k: int
+    knn_temperature: float
+    linear_epochs: int
+    linear_lr: float
+    linear_weight_decay: float
+    max_train_samples: int | None
+    seed: int
+    cross_validate: bool
+    retrieval_space: str
+    skip_unreadable: bool
+    gamma: float
 
 
 Splits = tuple[Dataset, Dataset]  # train and val sample dicts of one held-out fold
