@@ -169,7 +169,7 @@ def test_eval_settings_have_no_defaults_of_their_own_and_take_the_schemas():
     from multivic.evaluation.protocols import EvalSettings
 
     assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(EvalSettings))
-    settings = build_eval_settings(load_config(None, ["eval.knn_k=7"]))
+    settings = build_eval_settings(load_config(None, ["eval.knn_k=7", "data.builtin=shapes"]))
     schema = EvalConfig()
     for f in dataclasses.fields(EvalConfig):
         if f.name in {g.name for g in dataclasses.fields(EvalSettings)} and f.name != "knn_k":
