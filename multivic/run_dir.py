@@ -39,6 +39,7 @@ from multivic.files import (
     file_kind,
     first_line,
     is_present,
+    leads_outside,
     read_file_bytes,
     read_json_file,
     read_text_file,
@@ -52,6 +53,24 @@ logger = logging.getLogger("multivic")
 MAX_HISTORY_FILE = 1 << 30  # history.csv: a row per logged step
 MAX_POINTER_FILE = 256  # checkpoints/LATEST: one folder name
 LOCK_FILE = ".lock"
+# What multivic writes, replaces or deletes at the top of a run directory (see RunDir.check_links).
+WRITTEN_ENTRIES = (
+    "config.yaml",
+    "history.csv",
+    "metrics.json",
+    "eval_arrays.safetensors",
+    "checkpoints",
+    "export",
+    "modalities",
+    "report",
+    "eval_examples",
+    "eval_examples.tmp",
+    "eval_examples.old",
+)
+LINK_FIX = (
+    "a run directory's files live inside it; replace the link by a copy of what it points to, or, to keep a run "
+    "on another disk, put the whole run directory there (--output-dir)"
+)
 
 
 @contextlib.contextmanager
@@ -268,6 +287,7 @@ class RunDir:
                 _say_if_the_last_holder_died(self.root, os.pread(fd, 4096, 0))
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+            self.check_links()
             yield
             ok = True
         finally:
@@ -285,6 +305,23 @@ class RunDir:
                         folder.rmdir()
                     except OSError:
                         break
+
+    def check_links(self) -> None:
+        """RunDirError when an entry multivic writes, replaces or deletes in the run directory
+        (config.yaml, checkpoints/, export/, report/, ... and the entries of checkpoints/, export/
+        and modalities/) is a symbolic link leading outside it: a run directory from elsewhere
+        must not make a command write or delete in another folder (remove_partial_checkpoints
+        deletes checkpoints/*.tmp, for one). Checked by :meth:`lock`, before anything is written."""
+        entries = [self.root / name for name in WRITTEN_ENTRIES]
+        for folder in (self.checkpoints, self.export, self.modalities):
+            if folder.is_dir() and not leads_outside(folder, self.root):
+                entries += sorted(folder.iterdir())
+        for path in entries:
+            if os.path.islink(path) and leads_outside(path, self.root):
+                raise RunDirError(
+                    f"{path} is a symbolic link to {os.path.realpath(path)}, outside the run directory {self.root}: "
+                    f"{LINK_FIX}"
+                )
 
     def _acquire(self, path: Path, fcntl: Any, fix: str) -> int:
         """An fd of ``path`` holding its exclusive lock, or -1 where the file system has no locks."""
@@ -357,6 +394,8 @@ class RunDir:
         multivic 0.3, or not yet); a one-line RunDirError when damaged. Data only, no pickle."""
         if not is_present(self.eval_arrays, f"delete it and re-evaluate the run with `multivic eval {self.root}`"):
             return {}
+        if leads_outside(self.eval_arrays, self.root):
+            raise RunDirError(f"{self.eval_arrays} leads outside {self.root}: {LINK_FIX}")
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -375,7 +414,9 @@ class RunDir:
                 f"{self.root} is not a multivic run directory (no config.yaml): pass the --output-dir of a training run"
             )
         config = read_yaml_file(
-            self.config, "is it a multivic config? restore it from the recipe the run was trained with"
+            self.config,
+            "is it a multivic config? restore it from the recipe the run was trained with",
+            inside=self.root,
         )
         if not isinstance(config, dict):
             raise RunDirError(f"{self.config} does not hold a mapping of settings: is it a multivic config?")
@@ -387,7 +428,7 @@ class RunDir:
         fix = f"delete it and re-evaluate the run with `multivic eval {self.root}`"
         if not is_present(self.metrics, fix):
             return {}
-        metrics = read_json_file(self.metrics, fix)
+        metrics = read_json_file(self.metrics, fix, inside=self.root)
         bad = [
             k for k, v in metrics.items() if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))
         ]
@@ -401,7 +442,7 @@ class RunDir:
         fix = "restore it, or delete it (the run keeps training; the curves before then are lost)"
         if not is_present(self.history, fix):
             return ""
-        return read_text_file(self.history, fix, limit=MAX_HISTORY_FILE)
+        return read_text_file(self.history, fix, limit=MAX_HISTORY_FILE, inside=self.root)
 
 
 class HistoryWriter:
