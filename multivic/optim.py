@@ -31,10 +31,10 @@ class OptimizerSpec:
     module: "nn.Module"
     base_lr: float
     weight_decay: float
-    momentum: float = 0.9
-    betas: Sequence[float] = (0.9, 0.999)
-    warmup_epochs: float = 10.0
-    final_lr_ratio: float = 0.001
+    momentum: float
+    betas: Sequence[float]
+    warmup_epochs: float
+    final_lr_ratio: float
     label: str = "model"
 
 

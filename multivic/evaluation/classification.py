@@ -20,24 +20,25 @@ def evaluate_classification(
     num_classes: int,
     device: torch.device,
     *,
-    batch_size: int = 256,
-    num_workers: int = 0,
-    knn_k: int = 20,
-    knn_temperature: float = 0.07,
-    linear_epochs: int = 100,
-    linear_lr: float = 0.01,
-    linear_weight_decay: float = 1e-4,
-    max_train_samples: int | None = None,
-    seed: int = 0,
+    batch_size: int,
+    num_workers: int,
+    knn_k: int,
+    knn_temperature: float,
+    linear_epochs: int,
+    linear_lr: float,
+    linear_weight_decay: float,
+    max_train_samples: int | None,
+    seed: int,
+    skip_unreadable: bool,
+    gamma: float,
     collate=None,
-    skip_unreadable: bool = False,
-    gamma: float = 1.0,
 ) -> EvalResult:
     """Metrics of ``branch`` named ``<branch>/<metric>``: linear_top1, linear_top5, knn_top1
     (percent, on val, trained on train); the collapse statistics of the expander output on val
     (rankme, std_mean, std_min, std_below_gamma for ``gamma``, corr_offdiag_rms, see
     multivic.collapse) and rankme_repr, the RankMe of the encoder output; the val
-    split's spectra and per-dimension std as arrays (see :func:`branch_collapse`)."""
+    split's spectra and per-dimension std as arrays (see :func:`branch_collapse`). The settings
+    are the recipe's ``eval.*`` keys (no defaults here: the schema holds them)."""
     tr = extract_features(
         branch, train, device, batch_size, num_workers, max_train_samples, seed, collate, skip_unreadable
     )

@@ -82,7 +82,9 @@ def two_branch_linear_model(dtype: torch.dtype = torch.float64) -> JointEmbeddin
 
 
 def adamw(module: nn.Module, label: str = "model", **kw: float) -> OptimizerSpec:
-    args = dict(base_lr=0.01, weight_decay=1e-4, warmup_epochs=0.0, final_lr_ratio=0.001)
+    args = dict(
+        base_lr=0.01, weight_decay=1e-4, momentum=0.9, betas=(0.9, 0.999), warmup_epochs=0.0, final_lr_ratio=0.001
+    )
     args.update(kw)
     return OptimizerSpec("adamw", module, label=label, **args)  # type: ignore[arg-type]
 
