@@ -13,7 +13,7 @@ from multivic.config import RecipeConfig, load_config
 from multivic.data.formats import DataSetup
 from multivic.errors import RunDirError
 from multivic.evaluation.examples import write_examples
-from multivic.evaluation.protocols import PROTOCOLS
+from multivic.evaluation.protocols import protocol_named
 from multivic.export import export_dir_of, exported_branch_names, load_branch
 from multivic.modalities import Modality
 from multivic.registry import ENCODERS, FORMATS, MODALITIES, OBJECTIVES, Registry, code_needed
@@ -126,7 +126,7 @@ def evaluate(
     for name, branch in branches.items():
         branch.preprocess = run_pipeline(name, branch.modality, data.modalities, run_dir)
     metrics = run_dir.read_metrics()
-    result = PROTOCOLS[data.format.protocol](data, branches, device, build_eval_settings(cfg))
+    result = protocol_named(data.format.protocol)(data, branches, device, build_eval_settings(cfg))
     metrics.update(result.metrics)
     run_dir.write_metrics(metrics)
     run_dir.write_eval_arrays(result.arrays)

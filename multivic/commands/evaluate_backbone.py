@@ -20,7 +20,7 @@ from multivic.build import build_data, build_eval_settings, plain
 from multivic.config import RecipeConfig
 from multivic.data.formats import DataSetup
 from multivic.errors import ConfigError
-from multivic.evaluation.protocols import PROTOCOLS
+from multivic.evaluation.protocols import protocol_named
 from multivic.registry import FORMATS, import_modules
 from multivic.weights import load_encoder_weights, load_state_into
 
@@ -99,7 +99,7 @@ def evaluate_backbone(
     branch.preprocess = modality
     branch = branch.to(device).eval()
 
-    return PROTOCOLS[protocol](data, {name: branch}, device, build_eval_settings(cfg)).metrics
+    return protocol_named(protocol)(data, {name: branch}, device, build_eval_settings(cfg)).metrics
 
 
 def _build(name: str, encoder: str, kwargs: dict[str, Any], seed: int) -> Branch:

@@ -64,7 +64,10 @@ def _source(src: str, format_name: str | None, options: dict[str, Any]) -> tuple
         format_name = format_name or builtins[src]
     if not path.exists():
         raise DataError(f"{src} is neither a folder nor a built-in data set ({', '.join(sorted(builtins))})")
-    names = [format_name] if format_name else [n for n in FORMATS.names() if n != SHARD_FORMAT]
+    detectable = [n for n in FORMATS.names() if n != SHARD_FORMAT]
+    # Formats that read almost any folder (unlabelled files) are tried last.
+    detectable.sort(key=lambda n: bool(FORMATS.get(n).factory.reads_any_folder))
+    names = [format_name] if format_name else detectable
     reasons = []
     for name in names:
         cls = FORMATS.get(name).factory

@@ -160,5 +160,52 @@ def retrieval(data: DataSetup, branches: dict[str, Branch], device: torch.device
     return result
 
 
+# Files measured by the unlabelled protocol when eval.max_train_samples leaves it open: the
+# collapse statistics need a few thousand rows, not a whole data set.
+UNLABELLED_SAMPLES = 4096
+
+
+def unlabelled(data: DataSetup, branches: dict[str, Branch], device: torch.device, s: EvalSettings) -> EvalResult:
+    """Data without labels: no probes (said once), but each branch's collapse statistics and
+    spectra on up to ``eval.max_train_samples`` (default 4096) of the training files, evenly
+    spaced, so metrics.json and the report still say whether the run collapsed."""
+    samples = data.format.split("train", data.modalities)
+    limit = min(len(samples), s.max_train_samples or UNLABELLED_SAMPLES)  # type: ignore[arg-type]
+    step = max(1, len(samples) // max(1, limit))  # type: ignore[arg-type]
+    chosen = list(range(0, len(samples), step))[:limit]  # type: ignore[arg-type]
+    logger.info(
+        "the data has no labels: the linear and k-NN probes are skipped (a labelled val split, e.g. "
+        "data.format=image_folder, gives them); collapse statistics on %d training files",
+        len(chosen),
+    )
+    result = EvalResult()
+    for name, branch in branches.items():
+        items = _SampleItems(samples, chosen, branch.modality)
+        out = _embed_items(branch, items, device, s)
+        result.update(EvalResult(*branch_collapse(name, out.embeddings, out.representations, s.gamma)))
+    return result
+
+
+class _SampleItems(Dataset):
+    """The ``modality`` items of some samples of a split, by position."""
+
+    def __init__(self, samples: Dataset, indices: list[int], modality: str) -> None:
+        self.samples, self.indices, self.modality = samples, indices, modality
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> object:
+        return self.samples[self.indices[index]][self.modality]
+
+
 Protocol = Callable[[DataSetup, "dict[str, Branch]", torch.device, EvalSettings], EvalResult]
-PROTOCOLS: dict[str, Protocol] = {"classification": classification, "retrieval": retrieval}
+PROTOCOLS: dict[str, Protocol] = {"classification": classification, "retrieval": retrieval, "unlabelled": unlabelled}
+
+
+def protocol_named(name: str) -> Protocol:
+    """The evaluation protocol ``name`` (a data format's, or a shard index's); a one-line error
+    naming the known ones for any other."""
+    if name not in PROTOCOLS:
+        raise ConfigError(f"no evaluation protocol {name!r}; known: {', '.join(sorted(PROTOCOLS))}")
+    return PROTOCOLS[name]

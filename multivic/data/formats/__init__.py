@@ -74,6 +74,9 @@ class DataFormat:
     folds: ClassVar[tuple[int, ...]] = ()
     # Built-in data sets this format can write: name -> writer(folder).
     builtins: ClassVar[dict[str, Callable[[Path], Any]]] = {}
+    # True for a format that reads almost any folder (unlabelled files): when the format of a folder
+    # is detected (multivic shard without --format), such formats are tried after the others.
+    reads_any_folder: ClassVar[bool] = False
 
     def split(self, split: str, modalities: Mapping[str, Modality]) -> Dataset:
         """Split "train" or "val" as a Dataset of sample dicts (see the module docstring)."""

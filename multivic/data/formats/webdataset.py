@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -370,9 +371,11 @@ def read_index(path: Path) -> dict[str, Any]:
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
         raise DataError(f"{what}: 'classes' must be a list of class names")
     _check_source(index.get("source"), what)
-    if index.get("protocol") not in (None, "classification", "retrieval"):
+    protocol = index.get("protocol")
+    if protocol is not None and not (isinstance(protocol, str) and re.fullmatch(r"[a-z_]{1,40}", protocol)):
         raise DataError(
-            f"{what}: 'protocol' must be classification or retrieval, not {str(index.get('protocol'))[:40]!r}"
+            f"{what}: 'protocol' must be an evaluation protocol's name (classification, retrieval, ...), "
+            f"not {str(protocol)[:40]!r}"
         )
     named: set[str] = set()
     for split, shards in index["splits"].items():
@@ -504,10 +507,12 @@ class WebDatasetFormat(DataFormat):
     @staticmethod
     def _detect_protocol(splits: dict[str, list[Shard]]) -> str:
         """Retrieval when a sample carries members of two modalities (an image and its captions),
-        else classification."""
+        classification when it has a label, else unlabelled."""
         first = splits.get("val") or splits["train"]
         for raw in read_raw_samples(first[0].url, []):
-            return "retrieval" if len(members_by_modality(raw, registered_codecs())) >= 2 else "classification"
+            if len(members_by_modality(raw, registered_codecs())) >= 2:
+                return "retrieval"
+            return "classification" if LABEL_EXT in raw else "unlabelled"
         return "classification"
 
     def split(self, split: str, modalities: Mapping[str, Modality]) -> ShardSplit:

@@ -29,11 +29,15 @@ class ImageFolderDataset(Dataset):
         self.root = Path(split_dir)
         if not self.root.is_dir():
             raise DataError(
-                f"image folder {self.root} does not exist: expected root/train/<class>/* and root/val/<class>/*"
+                f"image folder {self.root} does not exist: expected root/train/<class>/* and root/val/<class>/*; "
+                "for a folder of unlabelled images set data.format=image_files"
             )
         class_dirs = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not class_dirs:
-            raise DataError(f"image folder {self.root} has no class sub-folders: expected {self.root}/<class>/<image>")
+            raise DataError(
+                f"image folder {self.root} has no class sub-folders: expected {self.root}/<class>/<image>; "
+                "for unlabelled images set data.format=image_files"
+            )
         self.classes = [p.name for p in class_dirs]
         self.samples: list[tuple[Path, int]] = []
         for label, class_dir in enumerate(class_dirs):
