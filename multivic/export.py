@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,10 @@ from safetensors.torch import load_file, save_file
 from multivic.branch import Branch, build_branch
 from multivic.errors import MultivicError, RunDirError
 from multivic.expander import parse_expander_spec
-from multivic.files import check_regular_file, first_line, read_json_file
+from multivic.files import check_regular_file, first_line, leads_outside, link_leading_outside, read_json_file
 from multivic.modalities import create_modality
 from multivic.registry import ENCODERS, MODALITIES, code_needed, import_modules
-from multivic.run_dir import atomic_replace, atomic_write_text
+from multivic.run_dir import atomic_replace, atomic_write_text, remove_path
 
 # What an export's json may ask for: it is data from elsewhere, and a tampered value must not
 # exhaust memory (a 10^6-pixel image size, a 10^9-wide expander) before anything is checked.
@@ -80,9 +80,9 @@ def export_branch(
 def _replace_folder(folder: Path, write) -> None:
     """``write(tmp)`` into a sibling temporary folder, then swap it in for ``folder``."""
     tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_path(tmp)  # a link left there is removed, never followed
     write(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
+    remove_path(folder)
     tmp.rename(folder)
 
 
@@ -117,6 +117,7 @@ def load_branch(
             f"no exported branch {name!r} in {folder}; exported branches: {', '.join(known) or 'none (train first)'}"
         )
     fix = "copy the export again, or export it again (run the run's `multivic train` command once more)"
+    _check_inside(Path(run_or_export_dir), folder, name, fix)
     meta = read_json_file(meta_path, fix)
     problem = _meta_problem(meta)
     if problem:
@@ -167,6 +168,20 @@ def load_branch(
             except Exception as exc:  # noqa: BLE001 - a damaged fitted state (a tokenizer's files)
                 raise RunDirError(f"{state_dir} is damaged ({first_line(exc)}): {fix}") from None
     return branch.to(device).eval()
+
+
+def _check_inside(given: Path, folder: Path, name: str, fix: str) -> None:
+    """RunDirError when the branch's files, or a run directory's export/ folder, link outside what
+    the user named: an export is read as data from its own folder only."""
+    if folder != given and leads_outside(folder, given):
+        raise RunDirError(f"{folder} leads outside the run directory {given}: {fix}")
+    state = folder / f"{name}.state"
+    for path in (folder / f"{name}.json", folder / f"{name}.safetensors", state):
+        if os.path.lexists(path) and leads_outside(path, folder):
+            raise RunDirError(f"{path} leads outside {folder} (a symbolic link): {fix}")
+    link = link_leading_outside(state) if state.is_dir() else None
+    if link is not None:  # a tokenizer file from another folder would shape the embeddings
+        raise RunDirError(f"{link} leads outside {state} (a symbolic link): {fix}")
 
 
 def _not_finite(state: dict[str, torch.Tensor]) -> str:

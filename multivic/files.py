@@ -34,6 +34,18 @@ def leads_outside(path: Path, folder: Path) -> bool:
     return os.path.commonpath([real, root]) != root
 
 
+def link_leading_outside(folder: Path) -> Path | None:
+    """The first entry under ``folder`` (recursively, links not followed) that is a symbolic link
+    resolving outside it, or None: a saved state folder from elsewhere (a tokenizer's files) is
+    read from its own folder only."""
+    for parent, dirs, files in os.walk(folder):
+        for name in sorted(dirs + files):
+            path = Path(parent) / name
+            if os.path.islink(path) and leads_outside(path, folder):
+                return path
+    return None
+
+
 def inside_folder(folder: Path, name: str | Path, what: str, error: type[MultivicError] = DataError) -> Path:
     """``folder / name``, refused with one ``error`` naming ``what`` (the row or entry that names
     it) when ``name`` is empty, absolute, or resolves, symbolic links followed, outside ``folder``."""

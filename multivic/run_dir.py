@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import socket
 import stat
 import tempfile
@@ -103,6 +104,16 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+
+
+def remove_path(path: Path) -> None:
+    """Remove ``path`` whatever it is: a folder with its contents, a file, or a symbolic link
+    (the link only, never what it points to). A leftover ``.tmp`` that a run directory from
+    elsewhere made a link must not make the next write fail, nor delete the link's target."""
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
 
 
 # --------------------------------------------------------------------------------------------

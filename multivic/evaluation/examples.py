@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,6 +24,7 @@ from PIL import Image
 from torch import Tensor
 
 from multivic.errors import RunDirError
+from multivic.run_dir import remove_path
 
 THUMBNAIL_PX = 96
 EXAMPLES_FILE = "examples.json"
@@ -94,17 +94,17 @@ def write_examples(examples: RetrievalExamples, folder: Path) -> None:
     """Replace ``folder`` with examples.json and the thumbnails: written into a sibling
     temporary folder first, so a reader never sees half of them."""
     tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_path(tmp)
     tmp.mkdir(parents=True)
     for name, image in examples.thumbnails.items():
         image.save(tmp / name, format="PNG")
     (tmp / EXAMPLES_FILE).write_text(json.dumps({"directions": examples.directions}, indent=1) + "\n")
     old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
+    remove_path(old)
+    if os.path.lexists(folder):
         os.replace(folder, old)
     os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    remove_path(old)
 
 
 MAX_EXAMPLE_QUERIES = 8  # per direction (evaluation keeps 4): the figure has a row per query
@@ -123,7 +123,7 @@ def read_examples(folder: Path) -> list[dict[str, Any]] | None:
     fix = "delete the folder and re-evaluate the run with `multivic eval`"
     if not is_present(path, fix):
         return None
-    directions = read_json_file(path, fix).get("directions")
+    directions = read_json_file(path, fix, inside=folder.parent).get("directions")
     problem = _examples_problem(directions)
     if problem:
         raise RunDirError(f"{path} is damaged or was altered ({problem}): {fix}")
@@ -181,7 +181,7 @@ def open_thumbnail(folder: Path, name: str) -> Image.Image:
 
     path = folder / name
     fix = "delete the folder and re-evaluate the run with `multivic eval`"
-    data = read_file_bytes(path, fix, limit=MAX_THUMBNAIL_BYTES)
+    data = read_file_bytes(path, fix, limit=MAX_THUMBNAIL_BYTES, inside=folder.parent)
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
             if max(image.size) > MAX_THUMBNAIL_PX:
