@@ -67,10 +67,16 @@ class WordVocabulary:
 
     @classmethod
     def load(cls, path: Path) -> "WordVocabulary":
+        """The vocabulary :meth:`save` wrote (a run's or an export's file, maybe from elsewhere: the
+        caller checks where it lies): a list of words starting with <pad>, <unk>; anything else is a
+        DataError naming it."""
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"cannot read vocabulary {path}: {exc}") from None
-        if data.get("kind") != "word" or not isinstance(data.get("words"), list):
+        except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, huge ints
+            raise DataError(f"cannot read vocabulary {path}: {str(exc).splitlines()[0][:200]}") from None
+        words = data.get("words") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or data.get("kind") != "word" or not isinstance(words, list):
             raise DataError(f"{path} is not a multivic word vocabulary")
-        return cls(data["words"])
+        if not all(isinstance(w, str) for w in words) or words[:2] != [PAD, UNK]:
+            raise DataError(f"{path} is not a multivic word vocabulary (a list of words starting {PAD!r}, {UNK!r})")
+        return cls(words)
