@@ -7,13 +7,16 @@ folder copied anywhere is enough: files are read and cropped as the run's evalua
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from multivic.errors import MultivicError
+from multivic.config import MAX_WORKERS
+from multivic.errors import ConfigError, DataError, MultivicError
 from multivic.evaluation.embed import embed_dataset
 from multivic.export import load_branch
+from multivic.files import first_line
 from multivic.run_dir import RunDir, atomic_replace
 
 OUTPUT_FORMATS = (".npy", ".npz", ".parquet")
@@ -50,6 +53,21 @@ def _pipeline_of_run(path: Path, branch_name: str, modality: str, trust_imports:
     return run_pipeline(branch_name, modality, build_modalities(cfg), run_dir)
 
 
+def _read_inputs(pipeline: Any, inputs: Path) -> tuple[Any, list[str]]:
+    """The modality's items of ``--input`` (a folder of files, a captions file). The file is the
+    user's, maybe from elsewhere: what its reader cannot take (JSON that is not captions, text that
+    is not UTF-8, nesting too deep) is a DataError naming it, never a traceback."""
+    try:
+        return pipeline.embed_inputs(inputs)
+    except MultivicError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, RecursionError, OSError) as exc:
+        raise DataError(
+            f"--input {inputs} cannot be read as {pipeline.name} inputs ({type(exc).__name__}: {first_line(exc)}): "
+            "give a folder of files, or a captions file (.txt of UTF-8 lines, or a COCO captions .json)"
+        ) from None
+
+
 def embed_inputs(
     run_or_export_dir: Path,
     branch_name: str,
@@ -69,10 +87,14 @@ def embed_inputs(
     """
     if out.suffix not in OUTPUT_FORMATS:
         raise MultivicError(f"--out {out}: unknown format {out.suffix!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+    if batch_size < 1 or not 0 <= num_workers <= MAX_WORKERS:
+        raise ConfigError(
+            f"--batch-size must be >= 1 and --num-workers in [0, {MAX_WORKERS}]; got {batch_size} and {num_workers}"
+        )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     branch = load_branch(run_or_export_dir, branch_name, device, trust_imports)
     pipeline = branch.preprocess or _pipeline_of_run(run_or_export_dir, branch_name, branch.modality, trust_imports)
-    dataset, names = pipeline.embed_inputs(inputs)
+    dataset, names = _read_inputs(pipeline, inputs)
     result = embed_dataset(
         branch, dataset, device, collate=pipeline.collate(), batch_size=batch_size, num_workers=num_workers
     )
