@@ -41,6 +41,7 @@ from typing import IO, Any, Iterable
 import yaml
 
 from multivic.errors import ConfigError, MultivicError, Preempted, RunDirError
+from multivic.files import read_json_file, read_text_file, read_yaml_file
 from multivic.run_dir import RunDir, atomic_write_text
 
 SWEEP_FILE = "sweep.json"
@@ -175,18 +176,30 @@ def _override_value(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))  # lists and mappings: flow YAML that reads back
 
 
+SWEEP_FIX = "give a sweep file (recipe:, grid:, overrides:) or a recipe"
+
+
+def _read_yaml(path: Path) -> Any:
+    """A sweep file's YAML as plain data, read like any file from elsewhere (see
+    :func:`multivic.files.read_yaml_file`): a regular file of sane size whose aliases do not
+    expand past a bound, so a YAML bomb in a grid value is refused instead of expanded."""
+    return read_yaml_file(path, SWEEP_FIX, error=ConfigError)
+
+
 def is_sweep_file(path: Path) -> bool:
     """A YAML mapping with a top-level ``grid:`` key (a recipe never has one)."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    try:  # composed, not constructed: a YAML bomb is not expanded to find out (read_sweep_file refuses it)
+        node = yaml.compose(read_text_file(path, SWEEP_FIX, error=ConfigError), Loader=yaml.SafeLoader)
+    except (MultivicError, yaml.YAMLError):
         return False  # a recipe, or not readable: load_config says which
-    return isinstance(data, dict) and "grid" in data
+    return isinstance(node, yaml.MappingNode) and any(
+        isinstance(key, yaml.ScalarNode) and key.value == "grid" for key, _ in node.value
+    )
 
 
 def read_sweep_file(path: Path) -> tuple[str, dict[str, list[str]], list[str]]:
     """The recipe (resolved against the sweep file's folder), grid and overrides of a sweep file."""
-    data = yaml.safe_load(path.read_text())
+    data = _read_yaml(path)
     unknown = sorted(set(data) - {"recipe", "grid", "overrides"})
     if unknown:
         raise ConfigError(
@@ -344,13 +357,11 @@ def prepare_dir(out: Path, sweep: Sweep) -> None:
     if out.exists() and not out.is_dir():
         raise RunDirError(f"--output-dir {out} is an existing file, not a folder: choose another --output-dir")
     if existing.is_file():
-        try:
-            old = json.loads(existing.read_text())
-            old_recipe, old_grid = old["recipe_path"], old["grid"]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise RunDirError(
-                f"{existing} is not readable: choose another --output-dir, or delete it to start the sweep there again"
-            ) from None
+        fix = "choose another --output-dir, or delete it to start the sweep there again"
+        old = read_json_file(existing, fix, inside=out)  # data from elsewhere: bounded, no RecursionError
+        old_recipe, old_grid = old.get("recipe_path"), old.get("grid")
+        if not isinstance(old_recipe, str) or not isinstance(old_grid, dict):
+            raise RunDirError(f"{existing} is not readable (no recipe_path and grid): {fix}")
         if old_recipe != record["recipe_path"]:
             raise RunDirError(
                 f"{out} holds a sweep of recipe {old_recipe}, this command sweeps {record['recipe_path']}: "
