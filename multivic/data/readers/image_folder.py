@@ -6,6 +6,7 @@ problems come back as one-line :class:`DataError` messages that name the folder 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,7 +41,9 @@ class ImageFolderDataset(Dataset):
             )
         self.classes = [p.name for p in class_dirs]
         self.samples: list[tuple[Path, int]] = []
+        seen: dict[str, Path] = {}  # real path -> the path it was first reached by
         for label, class_dir in enumerate(class_dirs):
+            _check_class_dir(class_dir, self.root)
             files = files_with_suffixes(class_dir, IMAGE_EXTENSIONS)
             if not files:
                 raise DataError(
@@ -50,6 +53,7 @@ class ImageFolderDataset(Dataset):
             # A symlink out of the data set (someone else's folder linking /etc/passwd) is refused.
             data_root = self.root.parent
             self.samples += [(inside_folder(data_root, f.relative_to(data_root), f"image {f}"), label) for f in files]
+            _check_reached_once(files, seen)
         self.targets = [label for _, label in self.samples]
         self.transform = transform
 
@@ -63,6 +67,31 @@ class ImageFolderDataset(Dataset):
         path, label = self.samples[index]
         image = load_rgb(path)
         return (self.transform(image) if self.transform else image), label
+
+
+def _check_class_dir(class_dir: Path, split_dir: Path) -> None:
+    """DataError when a class folder is a symbolic link to the split folder or above it (a loop such
+    as ``train/loop -> ..``): it would make every image of the data set, val included, a sample of
+    one more class."""
+    real, split = os.path.realpath(class_dir), os.path.realpath(split_dir)
+    if os.path.commonpath([real, split]) == real:
+        raise DataError(
+            f"class folder {class_dir} links to {real}, which holds the split folder {split_dir} itself: "
+            "remove the link (a class folder holds its own images)"
+        )
+
+
+def _check_reached_once(files: list[Path], seen: dict[str, Path]) -> None:
+    """DataError when an image is reached a second time through another class folder (two class
+    folders linking to one folder): it would be a sample of two classes at once."""
+    for f in files:
+        real = os.path.realpath(f)
+        if real in seen:
+            raise DataError(
+                f"image {real} is reached twice, as {seen[real]} and as {f}: a class folder links to another one's "
+                "images; give each class its own folder"
+            )
+        seen[real] = f
 
 
 class TorchvisionImageDataset(Dataset):
