@@ -32,6 +32,7 @@ import yaml
 from multivic.data.formats import DataFormat, builtin_formats
 from multivic.data.formats.webdataset import INDEX_FILE, INDEX_VERSION, member_codecs
 from multivic.errors import ConfigError, DataError, MultivicError
+from multivic.files import leads_outside
 from multivic.modalities import Modality, create_modality
 from multivic.options import options_for
 from multivic.registry import FORMATS, MODALITIES, import_modules
@@ -177,6 +178,11 @@ def write_shards(
     # Command-line values are text: "5" -> 5, "null" -> None, as in a recipe.
     options = {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in (options or {}).items()}
     fmt, modalities = _source(src, format_name, options)
+    if not leads_outside(out, Path(fmt.root)):  # OUT inside SRC: the shards would become part of the data set
+        raise DataError(
+            f"{out} is inside the source data set {fmt.root}: its shards would become part of it (a class folder "
+            "without images, say); choose an OUT outside it"
+        )
     member_codecs(modalities)  # two modalities claiming one member type: refused before writing
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
