@@ -34,6 +34,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from multivic.errors import ConfigError, MultivicError
+from multivic.files import leads_outside
 from multivic.options import is_resumable, option_fields, options_for, resumable
 from multivic.registry import FORMATS, MODALITIES, OBJECTIVES, import_modules
 
@@ -243,6 +244,11 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None, l
             if not path.is_file():
                 raise ConfigError(
                     f"recipe {path} not found: give the path of a YAML recipe, e.g. recipes/quickstart/image_image.yaml"
+                )
+            if legacy and leads_outside(path, path.parent):  # a run's config.yaml linking elsewhere: not read
+                raise ConfigError(
+                    f"{path} leads outside {path.parent} (a symbolic link): a run directory's config.yaml lives "
+                    "inside it; replace the link by the run's own config"
                 )
             loaded = OmegaConf.load(path)
             if not isinstance(loaded, DictConfig):

@@ -37,3 +37,18 @@ def test_a_run_config_with_a_huge_seed_is_refused_by_eval(tmp_path):
     (tmp_path / "config.yaml").write_text(text)
     with pytest.raises(ConfigError, match="seed must be in"):
         load_run_config(RunDir(tmp_path))
+
+
+def test_a_run_config_linking_outside_the_run_is_not_read(tmp_path):
+    """`multivic train --output-dir RUN` (resuming) and `multivic eval RUN` read RUN/config.yaml as a
+    run's config: one linking to another file was read, and a value of it shown in the error."""
+    (tmp_path / "other.yaml").write_text(to_yaml(load_config(QUICKSTART)).replace("seed: 0", "seed: TOPSECRET", 1))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").symlink_to(tmp_path / "other.yaml")
+    with pytest.raises(ConfigError, match="config.yaml leads outside") as refused:
+        load_config(run / "config.yaml", legacy=True)
+    assert "TOPSECRET" not in str(refused.value)
+    (tmp_path / "recipe.yaml").write_text(to_yaml(load_config(QUICKSTART)))
+    (tmp_path / "my_recipe.yaml").symlink_to(tmp_path / "recipe.yaml")
+    assert load_config(tmp_path / "my_recipe.yaml").seed == 0  # a recipe the user names may link anywhere
