@@ -30,7 +30,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import yaml
 
 from multivic.data.formats import DataFormat, builtin_formats
-from multivic.data.formats.webdataset import INDEX_FILE, INDEX_VERSION, member_codecs
+from multivic.data.formats.webdataset import INDEX_FILE, INDEX_VERSION, decode_checked, member_codecs
 from multivic.errors import ConfigError, DataError, MultivicError
 from multivic.files import leads_outside
 from multivic.modalities import Modality, create_modality
@@ -103,7 +103,7 @@ def _member(modality: Modality, value: Any) -> tuple[str, bytes]:
     if ext not in modality.member_extensions():
         return modality.encode(modality.read_file(value))
     data = value.read_bytes()
-    modality.decode(data, ext, f"file {value}")  # raises DataError naming the file
+    decode_checked(modality, data, ext, f"file {value}")  # raises DataError naming the file
     return ext, data
 
 

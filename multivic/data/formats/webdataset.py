@@ -141,7 +141,12 @@ def decode_member(raw: Mapping[str, Any], modality: Modality, ext: str, data: by
     """One member decoded by its modality. A member is data from elsewhere: one that would
     exhaust memory (a .npy header declaring a terabyte) or the stack (JSON nested 10^5 deep) is a
     DataError naming it, like any other damaged member, never a traceback."""
-    where = f"{raw.get('__key__')}.{ext} in shard {raw.get('__url__')}"
+    return decode_checked(modality, data, ext, f"{raw.get('__key__')}.{ext} in shard {raw.get('__url__')}")
+
+
+def decode_checked(modality: Modality, data: bytes, ext: str, where: str) -> Any:
+    """``modality.decode``, with a member that would exhaust memory or the stack a DataError naming
+    ``where`` (shard members and the files ``multivic shard`` copies alike)."""
     try:
         return modality.decode(data, ext, where)
     except MemoryError:
@@ -574,6 +579,7 @@ __all__ = [
     "ShardSplit",
     "SplitMembers",
     "WebDatasetFormat",
+    "decode_checked",
     "expand_shards",
     "member_codecs",
     "members_by_modality",
