@@ -140,3 +140,13 @@ def test_train_and_eval_into_a_held_run_directory_are_refused_and_write_nothing(
             assert _files(root) == before
     finally:
         holder.release()
+
+
+def test_an_output_dir_inside_another_runs_checkpoints_is_refused(tmp_path, tiny_recipe, capsys):
+    """The outer run prunes old checkpoints: a run nested there would be deleted with them."""
+    outer = tmp_path / "outer"
+    (outer / "checkpoints" / "epoch_0001").mkdir(parents=True)
+    (outer / "config.yaml").write_text("seed: 0\n")
+    inner = outer / "checkpoints" / "epoch_0001" / "nested"
+    assert main(["train", str(tiny_recipe), "--output-dir", str(inner), "--no-progress"]) == 2
+    assert "is inside the run directory" in capsys.readouterr().err and not inner.exists()

@@ -56,9 +56,24 @@ def _check_can_create(folder: Path) -> None:
         )
 
 
+def _check_not_inside_another_run(folder: Path) -> None:
+    """A run directory nested in another run's folders that the other run rewrites or prunes
+    (checkpoints/, export/, report/, ...) would be deleted or overwritten by it."""
+    real = Path(os.path.realpath(folder))
+    for parent in real.parents:
+        if (parent / "config.yaml").is_file() and (parent / "checkpoints").is_dir() and parent != real:
+            inner = real.relative_to(parent).parts[0]
+            if inner in ("checkpoints", "export", "report", "eval_examples", "trackers", "modalities"):
+                raise RunDirError(
+                    f"--output-dir {folder} is inside the run directory {parent} ({inner}/), which that run "
+                    "rewrites or prunes: choose a folder outside it"
+                )
+
+
 def check_run_dir(run_dir: RunDir, cfg: RecipeConfig) -> None:
     """Refuse to train into a folder that is not this recipe's run directory, or that cannot be
     written; reads only, so a refused command changes nothing."""
+    _check_not_inside_another_run(run_dir.root)
     if run_dir.root.exists() and not run_dir.root.is_dir():
         raise RunDirError(f"--output-dir {run_dir.root} is an existing file, not a folder: choose another --output-dir")
     if not run_dir.root.exists():

@@ -143,8 +143,15 @@ class Modality:
         """One member's bytes (extension ``ext``) as the value :meth:`encode` was given; a
         DataError naming ``where`` (the member and its shard) when they cannot be decoded."""
         try:
+            buffer = io.BytesIO(data)
+            major, _minor = np.lib.format.read_magic(buffer)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(buffer)  # the header only: nothing is allocated yet
+            if dtype.hasobject or int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > len(data):
+                # A tampered header asking for more than the member holds (or for pickled objects).
+                raise ValueError(f"its header asks for {shape} of {dtype}, more than its {len(data)} bytes hold")
             return torch.from_numpy(np.load(io.BytesIO(data), allow_pickle=False))
-        except (ValueError, OSError, EOFError) as exc:
+        except (ValueError, OSError, EOFError, TypeError) as exc:
             raise DataError(f"cannot read {self.name} {where}: {type(exc).__name__}: {exc}") from None
 
     def items(self, value: Any) -> list[Any]:

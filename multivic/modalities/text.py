@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from multivic.errors import DataError
+from multivic.files import MAX_INDEX_BYTES, read_json_file, read_text_file
 from multivic.modalities import Modality, Transformed, check_at_most, identity
 from multivic.registry import register_modality
 from multivic.text.tokenizers import Tokenizer, build_tokenizer, load_tokenizer
@@ -35,16 +36,17 @@ class TextCollate:
 
 
 def read_captions(path: Path) -> list[str]:
-    """Captions from a text file (one per line) or a COCO captions JSON (its annotations)."""
-    if not path.is_file():
-        raise DataError(f"--input {path} is not a captions file (.txt, one caption per line, or a COCO captions .json)")
+    """Captions from a text file (one per line) or a COCO captions JSON (its annotations), read
+    through the one reading path for files from elsewhere (regular files, bounded, one-line errors)."""
+    fix = "give a captions file (.txt, one caption per line, or a COCO captions .json)"
     if path.suffix == ".json":
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
-            raise DataError(f"--input {path} is not a COCO captions file: it has no 'annotations' list")
-        texts = [str(a.get("caption", "")).strip() for a in data["annotations"]]
+        data = read_json_file(path, fix, MAX_INDEX_BYTES, DataError)
+        annotations = data.get("annotations")
+        if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
+            raise DataError(f"--input {path} is not a COCO captions file: it has no 'annotations' list of objects")
+        texts = [str(a.get("caption", "")).strip() for a in annotations]
     else:
-        texts = [line.strip() for line in path.read_text().splitlines()]
+        texts = [line.strip() for line in read_text_file(path, fix, MAX_INDEX_BYTES, DataError).splitlines()]
     texts = [t for t in texts if t]
     if not texts:
         raise DataError(f"--input {path} holds no captions")
@@ -63,7 +65,7 @@ def parse_captions(data: bytes, ext: str, where: str) -> list[str]:
             captions = [value] if isinstance(value, str) else list(value or [])
         else:
             captions = [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
-    except (ValueError, TypeError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    except (ValueError, TypeError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise DataError(f"cannot read the captions of {where}: {type(exc).__name__}: {exc}") from None
     captions = [str(c) for c in captions if str(c).strip()]
     if not captions:

@@ -119,3 +119,12 @@ def test_each_modality_bounds_its_own_options(name, options, message):
     itself, before it costs memory; export.py keeps no list of other modalities' options."""
     with pytest.raises(ValueError, match=message):
         create_modality(name, options)
+
+
+def test_an_npy_header_asking_for_more_than_the_member_holds_is_refused_before_allocating():
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)})
+    with pytest.raises(DataError, match=r"cannot read vectors member: .*more than its \d+ bytes hold"):
+        Vectors().decode(buffer.getvalue() + b"\0" * 16, "vectors.npy", "member")
