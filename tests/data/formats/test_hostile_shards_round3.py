@@ -67,8 +67,8 @@ def _npy_claiming(shape):
 @pytest.mark.parametrize(
     "modality,ext,data,message",
     [
-        (_Npy(), "npy_thing.npy", _npy_claiming((1 << 40,)), "more memory than there is"),  # was: MemoryError
-        (create_modality("text"), "json", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),  # RecursionError
+        (_Npy(), "npy_thing.npy", _npy_claiming((1 << 40,)), "more than its 144 bytes hold"),  # was: MemoryError
+        (create_modality("text"), "json", b"[" * 100_000 + b"]" * 100_000, "RecursionError"),  # was: a traceback
     ],
 )
 def test_members_that_would_exhaust_memory_or_the_stack_are_data_errors(modality, ext, data, message):
