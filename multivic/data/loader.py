@@ -45,7 +45,7 @@ def seeded_rng(seed: int) -> Iterator[None]:
     In the main process the previous states are restored afterwards, so that dropout and the
     like do not depend on the data. A data-loading worker's global RNGs serve only the
     transforms, so there they are left as they are: saving and restoring NumPy's state alone
-    costs ~70 µs, against ~7 µs for the three seeds.
+    costs ten times what seeding the three generators does.
     """
     in_worker = get_worker_info() is not None
     saved = None if in_worker else (torch.get_rng_state(), random.getstate(), np.random.get_state())

@@ -78,11 +78,11 @@ class StreamingSplit:
     "label": y}`` or raises."""
 
     shards: Sequence[Shard]
-    # Samples each worker's shuffle buffer holds (1: the shards' own order, after shuffling shards).
-    shuffle_buffer: int = 1
-    # An infinite stream: shards drawn with replacement, an epoch being this many samples (None:
-    # one pass over the shards).
-    epoch_samples: int | None = None
+    # Samples each worker's shuffle buffer holds, and for an infinite stream the samples of an
+    # epoch (None: one pass over the shards): the values of the format's options, set by each
+    # split (declared here, defaulted in one place: the format's option fields).
+    shuffle_buffer: int
+    epoch_samples: int | None
 
     def read_shard(self, shard: Shard, errors: list[str]) -> Iterator[Any]:
         raise NotImplementedError

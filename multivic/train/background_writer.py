@@ -1,8 +1,8 @@
 """Checkpoint files written on a thread while training goes on.
 
-Writing a checkpoint is I/O and serialisation (ResNet-18 with AdamW: ~140 MB, 0.25-0.4 s on a
-2-core machine; ResNet-50 with the paper's 8192-wide expander: ~1.2 GB). Done inline, every
-step that checkpoints stalls for that long. :class:`BackgroundWriter` runs one write at a time
+Writing a checkpoint is I/O and serialisation of the weights and the optimiser state (over a
+gigabyte for ResNet-50 with the paper's 8192-wide expander; benchmarks/step.py measures the
+cost). Done inline, every step that checkpoints stalls for that long. :class:`BackgroundWriter` runs one write at a time
 on a thread: the trainer hands it a job that owns copies of everything it writes (taken at
 the checkpoint's step, so later steps cannot change what lands on disk), and joins it before
 the next checkpoint, at the end of training and before a preempted process exits.

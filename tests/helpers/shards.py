@@ -65,7 +65,7 @@ class VectorShards(ShardSplit):
     id (the noise from torch's global RNG, which the loader seeds per sample)."""
 
     def __init__(self, shards: list[Shard], shuffle_buffer: int = 16) -> None:
-        super().__init__(shards, {}, None, shuffle_buffer)
+        super().__init__(shards, {}, None, shuffle_buffer, None)
         self.x = torch.randn(self.num_samples, DIM, generator=torch.Generator().manual_seed(0))
 
     def decode(self, raw, every_item: bool = False):

@@ -192,8 +192,8 @@ class ShardSplit(StreamingSplit, Dataset):
         shards: Sequence[Shard],
         modalities: Mapping[str, Modality],
         classes: list[str] | None,
-        shuffle_buffer: int = 1000,
-        epoch_samples: int | None = None,
+        shuffle_buffer: int,
+        epoch_samples: int | None,
     ) -> None:
         self.shards = list(shards)
         self.modalities = dict(modalities)
