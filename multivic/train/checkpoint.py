@@ -287,8 +287,8 @@ def write_weights(tensors: dict[str, torch.Tensor], aliases: dict[str, str], pat
 
 def load_weights(model: nn.Module, path: Path) -> None:
     """Load what :func:`write_weights` wrote (of :func:`weights_to_save`) into ``model``
-    (strictly: every key must match). Read on the CPU; load_state_dict copies onto the parameters' devices (safetensors takes no
-    "cpu:1", the device name of a second CPU process)."""
+    (strictly: every key must match). Read on the CPU; load_state_dict copies onto the
+    parameters' devices (safetensors takes no "cpu:1", the device name of a second CPU process)."""
     with safe_open(str(path), framework="pt", device="cpu") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
         aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
