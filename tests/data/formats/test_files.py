@@ -9,45 +9,17 @@ import pytest
 import soundfile
 import torch
 
-from multivic.cli import main
 from multivic.commands.shard import write_shards
 from multivic.data.formats.files import AudioFilesFormat, ImageFilesFormat
 from multivic.data.formats.webdataset import WebDatasetFormat
 from multivic.errors import DataError
 from multivic.modalities import create_modality
+from tests.helpers.flat_images import write_flat_images
 
 
 @pytest.fixture
 def flat_images(tmp_path, tiny_images):
-    """The tiny set's training images in one folder and a nested one, without class folders."""
-    root = tmp_path / "photos"
-    for i, path in enumerate(sorted((tiny_images / "train").rglob("*.png"))):
-        target = root / ("nested" if i % 3 == 0 else ".") / f"img_{i:03d}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, target)
-    return root
-
-
-def test_a_flat_folder_of_images_trains_and_evaluates_without_labels(flat_images, tiny_recipe, tmp_path, caplog):
-    run = tmp_path / "run"
-    with caplog.at_level("INFO", logger="multivic"):
-        code = main(
-            [
-                "train",
-                str(tiny_recipe),
-                "--output-dir",
-                str(run),
-                "--no-progress",
-                "data.format=image_files",
-                f"data.root={flat_images}",
-            ]
-        )
-    assert code == 0
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert "tiny/std_mean" in metrics and "tiny/rankme" in metrics
-    assert not any("linear" in k or "knn" in k for k in metrics)
-    assert "the data has no labels: the linear and k-NN probes are skipped" in caplog.text
-    assert (run / "report" / "report.html").is_file()
+    return write_flat_images(tmp_path / "photos", tiny_images)
 
 
 def test_files_of_the_folder_are_every_image_and_stay_inside_it(flat_images, tmp_path):
@@ -78,20 +50,3 @@ def test_a_folder_of_audio_is_sharded_with_its_own_bytes(tmp_path):
     wave = create_modality("waveform", {"sample_rate": 8000})
     shards = WebDatasetFormat(tmp_path / "shards").split("train", {"waveform": wave})
     assert torch.equal(shards[3]["waveform"], wave.read_file(root / "c3.wav"))  # the file's own bytes
-
-
-def test_a_folder_of_images_without_class_folders_points_at_image_files(flat_images, tmp_path, capsys):
-    assert (
-        main(
-            [
-                "train",
-                "recipes/quickstart/image_image.yaml",
-                "--output-dir",
-                str(tmp_path / "r"),
-                f"data.root={flat_images}",
-                "data.builtin=null",
-            ]
-        )
-        == 2
-    )
-    assert "data.format=image_files" in capsys.readouterr().err
