@@ -3,29 +3,12 @@ optimizer.pt's per-parameter state are data from elsewhere. Both tampered files 
 traceback (AttributeError while loading, RuntimeError in the first optimiser step); now each is a
 one-line RunDirError naming the file, raised before a step runs."""
 
-import shutil
-
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from multivic.errors import RunDirError
 from tests.helpers.toy import PairsOfVectors, train, vicreg_model
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A finished 1-epoch toy run: each test copies it."""
-    run = tmp_path_factory.mktemp("trained") / "run"
-    train(vicreg_model(), PairsOfVectors(64), run, epochs=1)
-    return run
-
-
-@pytest.fixture
-def run(trained, tmp_path):
-    copy = tmp_path / "run"
-    shutil.copytree(trained, copy)
-    return copy
 
 
 def _resume(run):

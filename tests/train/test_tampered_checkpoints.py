@@ -16,23 +16,6 @@ from tests.helpers.toy import PairsOfVectors, history, train, vicreg_model
 SECRET = "TOPSECRET-CONTENT-OF-ANOTHER-FILE"
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A finished 1-epoch toy run (4 steps): each test copies it."""
-    run = tmp_path_factory.mktemp("trained") / "run"
-    train(vicreg_model(), PairsOfVectors(64), run, epochs=1)
-    return run
-
-
-@pytest.fixture
-def run(trained, tmp_path):
-    import shutil
-
-    copy = tmp_path / "run"
-    shutil.copytree(trained, copy)
-    return copy
-
-
 def _resume(run, **kw):
     return train(vicreg_model(), PairsOfVectors(64), run, **{"epochs": 2, **kw})
 

@@ -23,6 +23,21 @@ def shard_folder(tmp_path_factory):
     return base / "shards"
 
 
+def _train_from(folder, recipe, run) -> int:
+    """`multivic train` of the tiny recipe from the shards in ``folder``."""
+    return main(
+        [
+            "train",
+            str(recipe),
+            "--output-dir",
+            str(run),
+            "--no-progress",
+            "data.format=webdataset",
+            f"data.root={folder}",
+        ]
+    )
+
+
 def _tampered(shard_folder, tmp_path, edit):
     folder = tmp_path / "handed_over"
     folder.mkdir()
@@ -42,17 +57,7 @@ def test_an_index_url_that_is_a_command_never_runs_and_nothing_is_written(shard_
         lambda ix: ix["splits"]["train"][0].update(url=f"pipe:touch {marker}; cat train-000000.tar"),
     )
     run = tmp_path / "run"
-    code = main(
-        [
-            "train",
-            str(tiny_recipe),
-            "--output-dir",
-            str(run),
-            "--no-progress",
-            "data.format=webdataset",
-            f"data.root={folder}",
-        ]
-    )
+    code = _train_from(folder, tiny_recipe, run)
     err = capsys.readouterr().err
     assert code != 0 and not marker.exists() and not run.exists()
     assert "splits.train[0] names 'pipe:touch" in err and "data.shards=" in err and "Traceback" not in err
@@ -71,17 +76,7 @@ def test_a_tampered_count_is_refused_before_the_run_directory_exists(
 ):
     folder = _tampered(shard_folder, tmp_path, lambda ix: ix["splits"]["train"][0].update(samples=samples))
     run = tmp_path / "run"
-    code = main(
-        [
-            "train",
-            str(tiny_recipe),
-            "--output-dir",
-            str(run),
-            "--no-progress",
-            "data.format=webdataset",
-            f"data.root={folder}",
-        ]
-    )
+    code = _train_from(folder, tiny_recipe, run)
     err = capsys.readouterr().err
     assert code != 0 and not run.exists(), err
     assert "splits.train[0]" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
