@@ -17,16 +17,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from multivic.branch import Branch
 from multivic.data.formats import PairedViews
+from multivic.data.loader import preserved_rng
 from multivic.data.streaming import StreamingSplit
 from multivic.errors import ConfigError, MultivicError
 
@@ -34,21 +33,6 @@ logger = logging.getLogger("multivic")
 
 PAIRS = 2  # training pairs pushed through the branches (two rows: batch norm needs more than one)
 MAX_TRIES = 16  # samples tried to find PAIRS readable ones (unreadable samples are skipped in training too)
-
-
-@contextlib.contextmanager
-def preserved_rng() -> Iterator[None]:
-    """Run a block without moving torch's, Python's or NumPy's global random state."""
-    states = (torch.random.get_rng_state(), random.getstate(), np.random.get_state())
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    try:
-        yield
-    finally:
-        torch.random.set_rng_state(states[0])
-        random.setstate(states[1])
-        np.random.set_state(states[2])
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
 
 
 def first_pairs(train_set: Any, count: int = PAIRS) -> list[Any] | None:
@@ -234,5 +218,4 @@ __all__ = [
     "estimate_step_bytes",
     "first_pairs",
     "launcher_precision",
-    "preserved_rng",
 ]

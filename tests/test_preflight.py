@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from multivic.cli import main
+from multivic.data.loader import preserved_rng
 from multivic.errors import ConfigError
-from multivic.preflight import check_precision, check_run, launcher_precision, preserved_rng
+from multivic.preflight import check_precision, check_run, launcher_precision
 
 BAD_ENCODER = textwrap.dedent("""
     from torch import nn

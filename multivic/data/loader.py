@@ -37,6 +37,19 @@ SampleKey = tuple[int, int]  # (index into the data set, seed of its augmentatio
 
 
 @contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run a block without moving torch's (CPU), Python's or NumPy's global random state. The
+    CUDA generators are left alone: reading them would start a CUDA context on every GPU."""
+    saved = (torch.get_rng_state(), random.getstate(), np.random.get_state())
+    try:
+        yield
+    finally:
+        torch.set_rng_state(saved[0])
+        random.setstate(saved[1])
+        np.random.set_state(saved[2])
+
+
+@contextlib.contextmanager
 def seeded_rng(seed: int) -> Iterator[None]:
     """Run a block with torch's, Python's and NumPy's global RNGs seeded from ``seed`` (transforms
     draw from the global RNGs: torchvision, multivic's views, CaptionPairs' caption choice; user
@@ -47,18 +60,11 @@ def seeded_rng(seed: int) -> Iterator[None]:
     transforms, so there they are left as they are: saving and restoring NumPy's state alone
     costs ten times what seeding the three generators does.
     """
-    in_worker = get_worker_info() is not None
-    saved = None if in_worker else (torch.get_rng_state(), random.getstate(), np.random.get_state())
-    torch.default_generator.manual_seed(seed)  # the CPU generator only: never initialises CUDA
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    try:
+    with contextlib.nullcontext() if get_worker_info() is not None else preserved_rng():
+        torch.default_generator.manual_seed(seed)  # the CPU generator only: never initialises CUDA
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
         yield
-    finally:
-        if saved is not None:
-            torch.set_rng_state(saved[0])
-            random.setstate(saved[1])
-            np.random.set_state(saved[2])
 
 
 class SampleFault(NamedTuple):
