@@ -255,7 +255,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_config(args: argparse.Namespace) -> None:
     from multivic.commands.show_config import describe, format_explained, format_table, select
-    from multivic.config import load_config
+    from multivic.config import load_config, near_miss
 
     keys = describe(load_config(args.recipe, args.overrides))
     if args.explain is None:
@@ -263,12 +263,9 @@ def _cmd_config(args: argparse.Namespace) -> None:
         return
     chosen = select(keys, args.explain)
     if not chosen:
-        import difflib
-
-        near = difflib.get_close_matches(args.explain, [k.key for k in keys], n=3)
+        hint = near_miss(args.explain, [k.key for k in keys])
         raise ConfigError(
-            f"--explain {args.explain!r} names no key of this recipe"
-            + (f" (did you mean {', '.join(near)}?)" if near else ": multivic config RECIPE lists every key")
+            f"--explain {args.explain!r} names no key of this recipe{hint}: multivic config RECIPE lists every key"
         )
     print(format_explained(chosen))
 
