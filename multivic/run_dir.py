@@ -168,31 +168,34 @@ def _say_if_the_last_holder_died(root: Path, previous: bytes) -> None:
     once, at the next start, since that process could say nothing."""
     if not previous.strip():
         return
-    try:
-        info = json.loads(previous.decode("utf-8"))
-        who = f"`{info['command']}` (pid {int(info['pid'])} on {info['host']}, since {info['since']})"
-    except (ValueError, KeyError, TypeError):
-        who = "the previous command"
     logger.warning(
         "%s: %s ended without a word: the system killed it (out of memory? a scheduler's SIGKILL?) or the machine "
         "stopped; its last checkpoint is kept",
         root,
-        terminal_safe(who),
+        _describe_holder(previous) or "the previous command",
     )
 
 
-def _holder(path: Path) -> str:
-    """Who holds the lock, as its file says: "pid 123 on host h, multivic train since ..."."""
+def _describe_holder(data: bytes) -> str | None:
+    """A lock file's holder as "`multivic train`, pid 123 on host h, since ...", its text made
+    safe for a terminal and bounded; None when the file does not say."""
     try:
-        info = json.loads(read_file_bytes(path, "", limit=4096))
+        info = json.loads(data)
         pid, host = int(info["pid"]), terminal_safe(str(info.get("host", "?")))[:64]
-        command, since = (
-            terminal_safe(str(info.get("command", "?")))[:40],
-            terminal_safe(str(info.get("since", "?")))[:32],
-        )
-        return f"`{command}`, pid {pid} on {host}, since {since}"
-    except (MultivicError, ValueError, KeyError, TypeError):
-        return "a process that has not yet said who it is"
+        command = terminal_safe(str(info.get("command", "?")))[:40]
+        since = terminal_safe(str(info.get("since", "?")))[:32]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return f"`{command}`, pid {pid} on {host}, since {since}"
+
+
+def _holder(path: Path) -> str:
+    """Who holds the lock, as its file says (see :func:`_describe_holder`)."""
+    try:
+        data = read_file_bytes(path, "", limit=4096)
+    except MultivicError:
+        data = b""
+    return _describe_holder(data) or "a process that has not yet said who it is"
 
 
 def _make_dirs(root: Path) -> list[Path]:
