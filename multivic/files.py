@@ -23,8 +23,8 @@ from multivic.errors import DataError, MultivicError, RunDirError
 
 MAX_SMALL_FILE = 16 << 20  # config.yaml, metrics.json, trainer.json, export json, examples.json
 MAX_CONFIG_NODES = 100_000  # values in a config (YAML aliases can make a small file a huge tree)
-# A data set's index or table (labels.csv, captions_*.json, shards.json): room for COCO's captions
-# (~90 MB for train2014) and more; a tampered file is refused, not read.
+# A data set's index or table (labels.csv, captions_*.json, shards.json), or one file multivic
+# shard copies: room for COCO's captions (~90 MB for train2014) and more; larger is refused.
 MAX_INDEX_BYTES = 1 << 30
 
 

@@ -32,7 +32,7 @@ import yaml
 from multivic.data.formats import DataFormat, builtin_formats
 from multivic.data.formats.webdataset import INDEX_FILE, INDEX_VERSION, decode_checked, member_codecs
 from multivic.errors import ConfigError, DataError, MultivicError
-from multivic.files import leads_outside
+from multivic.files import MAX_INDEX_BYTES, leads_outside, read_file_bytes
 from multivic.modalities import Modality, create_modality
 from multivic.options import options_for
 from multivic.registry import FORMATS, MODALITIES, import_modules
@@ -102,7 +102,8 @@ def _member(modality: Modality, value: Any) -> tuple[str, bytes]:
     ext = value.suffix.lower().lstrip(".")
     if ext not in modality.member_extensions():
         return modality.encode(modality.read_file(value))
-    data = value.read_bytes()
+    # Through the one reading path: a regular file (never a FIFO) of bounded size, or one line.
+    data = read_file_bytes(value, "remove it from the data set or replace it", MAX_INDEX_BYTES, DataError)
     decode_checked(modality, data, ext, f"file {value}")  # raises DataError naming the file
     return ext, data
 
